@@ -1,0 +1,299 @@
+"""The database: tables, the operation journal, and the one apply path.
+
+Write path (ARCHITECTURE.md §3): a `Table` method validates and builds after-images under the
+database lock, then calls `_commit`/`_commit_many`, which number the operations (LSN),
+timestamp them, apply them through `_apply` and append them to the journal. Replay
+(`apply_operation`) checks an operation from outside and goes through the same `_apply`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from dictdb.errors import (
+    DictDBError,
+    DuplicateKeyError,
+    DuplicateTableError,
+    RecordNotFoundError,
+    TableNotFoundError,
+)
+from dictdb.schema import normalize_schema, schema_to_names, validate_record
+from dictdb.table import Table, normalize_definition
+from dictdb.values import check_primary_key, copy_row, own_record
+from wal import CREATE, DELETE, DROP, INSERT, UPDATE, Journal, Operation, OpTuple
+
+log = logging.getLogger("dictdb")
+
+_time = time.time
+
+
+class ReplayError(DictDBError, ValueError):
+    """An operation that cannot be applied to this database (wrong LSN, missing table...)."""
+
+
+class TablesView(Mapping[str, Table]):
+    """Read-only mapping name → `Table` (the reference's ``db.tables``)."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: DictDB) -> None:
+        self._db = db
+
+    def __getitem__(self, name: str) -> Table:
+        return self._db._tables[name]
+
+    def __iter__(self) -> Iterator[str]:
+        with self._db._lock:
+            return iter(list(self._db._tables))
+
+    def __len__(self) -> int:
+        return len(self._db._tables)
+
+
+def _check_name(what: str, name: Any) -> None:
+    if type(name) is not str or not name:
+        raise ValueError(f"{what} must be a non-empty str, got {name!r}")
+
+
+class DictDB:
+    """An in-memory database of tables whose every mutation is a journaled operation.
+
+    Args:
+        retain_journal: keep operations in memory until a consumer (a backup) releases them
+            (default). False numbers and applies operations but keeps none: no history, no
+            delta backups, constant memory.
+    """
+
+    def __init__(self, *, retain_journal: bool = True) -> None:
+        self._lock = threading.RLock()
+        self._tables: dict[str, Table] = {}
+        self._lsn = 0
+        self._journal = Journal(retain=retain_journal, lock=self._lock)
+        self._journal_append = self._journal.append_held
+
+    # -- the one mutation path -------------------------------------------------------------
+
+    def _apply(self, op: OpTuple, instance: Table | None = None) -> None:
+        """Change state by one operation: used by live writes and by replay alike."""
+        lsn, _, kind, name, key, after = op[:6]
+        if kind in (INSERT, UPDATE):
+            table = self._tables[name]
+            table._rows[key] = after
+            if type(key) is int and key >= table._next_pk:
+                table._next_pk = key + 1
+        elif kind == DELETE:
+            del self._tables[name]._rows[key]
+        elif kind == CREATE:
+            primary_key, schema = normalize_definition(name, after)
+            table = instance if instance is not None else Table._blank()
+            table._setup(self, name, primary_key, schema)
+            self._tables[name] = table
+        elif kind == DROP:
+            del self._tables[name]
+        else:  # pragma: no cover - kinds are checked before an operation gets here
+            raise ReplayError(f"unknown operation kind {kind!r}")
+        self._lsn = lsn
+
+    def _commit(
+        self,
+        kind: str,
+        table: str,
+        key: Any,
+        after: Any,
+        before: Any,
+        instance: Table | None = None,
+    ) -> None:
+        # The caller holds self._lock and has validated everything.
+        op = (self._lsn + 1, _time(), kind, table, key, after, before, None)
+        self._apply(op, instance)
+        self._journal_append(op)
+
+    def _commit_many(self, changes: list[tuple[str, str, Any, Any, Any]]) -> None:
+        # One statement's operations: consecutive LSNs, one timestamp, applied under one lock.
+        ts = _time()
+        lsn = self._lsn
+        ops: list[OpTuple] = []
+        for kind, table, key, after, before in changes:
+            lsn += 1
+            op = (lsn, ts, kind, table, key, after, before, None)
+            self._apply(op)
+            ops.append(op)
+        for op in ops:
+            self._journal_append(op)
+
+    # -- tables ------------------------------------------------------------------------------
+
+    def _create(
+        self,
+        name: str,
+        primary_key: str,
+        schema: Mapping[str, Any] | None,
+        instance: Table | None = None,
+    ) -> Table:
+        _check_name("table name", name)
+        _check_name("primary_key", primary_key)
+        definition = {
+            "primary_key": primary_key,
+            "schema": schema_to_names(normalize_schema(name, primary_key, schema)),
+        }
+        with self._lock:
+            if name in self._tables:
+                raise DuplicateTableError(f"table {name!r} already exists")
+            self._commit(CREATE, name, None, definition, None, instance)
+            log.debug("created table %r (primary key %r)", name, primary_key)
+            return self._tables[name]
+
+    def create_table(
+        self,
+        table_name: str,
+        primary_key: str = "id",
+        schema: Mapping[str, Any] | None = None,
+    ) -> Table:
+        """Create an empty table.
+
+        Args:
+            table_name: a non-empty name, unique in this database.
+            primary_key: the key field's name.
+            schema: optional mapping field → type (or type name); see `dictdb.schema`.
+
+        Returns:
+            The new table (the reference returns None; the table is also reachable through
+            `get_table`).
+
+        Raises:
+            DuplicateTableError: a table of that name exists.
+            SchemaValidationError: the schema names an unsupported type.
+        """
+        return self._create(table_name, primary_key, schema)
+
+    def drop_table(self, table_name: str) -> None:
+        """Drop a table and its rows.
+
+        Raises:
+            TableNotFoundError: no such table.
+        """
+        with self._lock:
+            table = self._tables.get(table_name)
+            if table is None:
+                raise TableNotFoundError(f"table {table_name!r} does not exist")
+            self._commit(DROP, table_name, None, None, table.definition())
+            log.debug("dropped table %r", table_name)
+
+    def get_table(self, table_name: str) -> Table:
+        """The table named *table_name*.
+
+        Raises:
+            TableNotFoundError: no such table.
+        """
+        try:
+            return self._tables[table_name]
+        except (KeyError, TypeError):
+            raise TableNotFoundError(f"table {table_name!r} does not exist") from None
+
+    def list_tables(self) -> list[str]:
+        """Table names, in creation order."""
+        with self._lock:
+            return list(self._tables)
+
+    @property
+    def tables(self) -> TablesView:
+        """Read-only mapping name → table."""
+        return TablesView(self)
+
+    def __contains__(self, table_name: object) -> bool:
+        return table_name in self._tables
+
+    # -- journal ------------------------------------------------------------------------------
+
+    @property
+    def lsn(self) -> int:
+        """The number of the last operation applied (0 for a new database)."""
+        return self._lsn
+
+    @property
+    def journal(self) -> Journal:
+        """The in-memory operation journal."""
+        return self._journal
+
+    def apply_operation(self, op: Operation) -> None:
+        """Replay one operation from outside (another journal, a file) onto this database.
+
+        The operation is checked as a live write would be (value domain, keys, schema, table
+        existence, LSN continuity), then applied through the same path as live writes.
+
+        Raises:
+            ReplayError: the operation does not follow `lsn` or does not fit the state.
+            ValueDomainError, SchemaValidationError, PrimaryKeyError: a bad after-image.
+        """
+        with self._lock:
+            if op.lsn != self._lsn + 1:
+                raise ReplayError(f"operation {op.lsn} does not follow {self._lsn}")
+            kind, name = op.kind, op.table
+            table = self._tables.get(name) if type(name) is str else None
+            after = op.after
+            if kind == CREATE:
+                if table is not None:
+                    raise ReplayError(f"operation {op.lsn}: table {name!r} already exists")
+                _check_name("table name", name)
+                normalize_definition(name, after)
+            elif kind in (INSERT, UPDATE, DELETE, DROP):
+                if table is None:
+                    raise ReplayError(f"operation {op.lsn}: no table {name!r}")
+                if kind != DROP:
+                    self._check_item(op, table)
+                    if kind != DELETE:
+                        after = own_record(name, after)
+            else:
+                raise ReplayError(f"operation {op.lsn}: unknown kind {kind!r}")
+            owned = (op.lsn, op.ts, kind, name, op.key, after, op.before, op.meta)
+            self._apply(owned)
+            self._journal_append(owned)
+
+    def _check_item(self, op: Operation, table: Table) -> None:
+        key, kind = op.key, op.kind
+        check_primary_key(table.table_name, table.primary_key, key)
+        present = key in table._rows
+        if kind == INSERT and present:
+            raise DuplicateKeyError(f"operation {op.lsn}: key {key!r} already exists")
+        if kind != INSERT and not present:
+            raise RecordNotFoundError(f"operation {op.lsn}: no key {key!r} in {table.table_name!r}")
+        if kind == DELETE:
+            return
+        after = op.after
+        if type(after) is not dict or after.get(table.primary_key) != key:
+            raise ReplayError(
+                f"operation {op.lsn}: after-image must be a record whose "
+                f"{table.primary_key!r} is {key!r}"
+            )
+        if table.schema is not None:
+            validate_record(table.table_name, table.schema, after)
+
+    def replay(self, ops: Iterable[Operation]) -> int:
+        """Apply operations in order with `apply_operation`; returns how many."""
+        count = 0
+        for op in ops:
+            self.apply_operation(op)
+            count += 1
+        return count
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The whole state as plain data: per table its definition, next key and row copies."""
+        with self._lock:
+            return {
+                name: {
+                    "primary_key": t.primary_key,
+                    "schema": schema_to_names(t.schema),
+                    "next_pk": t._next_pk,
+                    "records": {k: copy_row(r) for k, r in t._rows.items()},
+                }
+                for name, t in self._tables.items()
+            }
+
+    def __repr__(self) -> str:
+        return f"<DictDB tables={len(self._tables)} lsn={self._lsn}>"

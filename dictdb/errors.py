@@ -1,0 +1,70 @@
+"""The exceptions of `dictdb`: one root, the reference's names, natural builtins mixed in."""
+
+from __future__ import annotations
+
+
+class DictDBError(Exception):
+    """Root of every error raised by `dictdb`."""
+
+
+class _KeyErrorMessage(KeyError):
+    # KeyError.__str__ shows the repr of its argument; keep plain messages readable.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TableNotFoundError(DictDBError, _KeyErrorMessage):
+    """No table of that name."""
+
+
+class RecordNotFoundError(DictDBError, _KeyErrorMessage):
+    """No record matched (update or delete touched nothing)."""
+
+
+class DuplicateTableError(DictDBError, ValueError):
+    """A table of that name already exists."""
+
+
+class DuplicateKeyError(DictDBError, ValueError):
+    """A record with that primary key already exists."""
+
+
+class SchemaValidationError(DictDBError, ValueError):
+    """A record does not match its table's schema.
+
+    Attributes:
+        table: the table's name.
+        field: the offending field, or None when the record as a whole is wrong.
+    """
+
+    def __init__(self, message: str, *, table: str = "", field: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+        self.field = field
+
+
+class PrimaryKeyError(SchemaValidationError):
+    """A primary key of a refused type, or an update that would change a row's key."""
+
+
+class ValueDomainError(DictDBError, TypeError):
+    """A value outside the documented value domain, refused at the mutation.
+
+    Attributes:
+        table: the table's name.
+        field: the top-level field holding the value.
+        path: where the value sits inside the field (e.g. ``"tags[2]"``); equals field when
+            the value is the field's own.
+        value_type: the refused value's type name.
+    """
+
+    def __init__(self, table: str, field: str, path: str, value_type: str, reason: str) -> None:
+        super().__init__(f"table {table!r}, field {field!r}: {reason}")
+        self.table = table
+        self.field = field
+        self.path = path
+        self.value_type = value_type
+
+
+class StateError(DictDBError, RuntimeError):
+    """The object cannot do that in its current state (e.g. closed)."""

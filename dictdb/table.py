@@ -1,0 +1,504 @@
+"""Tables: the reference DictDB's CRUD API over journaled, copy-on-write rows.
+
+Every mutation method validates everything first (value domain, primary key, schema), then
+hands operations to the database's single apply path, so a refused call changes nothing and
+journals nothing. Stored rows are never mutated in place; readers get copies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from dictdb.errors import (
+    DuplicateKeyError,
+    PrimaryKeyError,
+    RecordNotFoundError,
+    TableNotFoundError,
+)
+from dictdb.query import Field, Predicate, as_predicate, equality_on
+from dictdb.schema import Schema, normalize_schema, schema_to_names, validate_record
+from dictdb.select import Columns, OrderBy, run_select
+from dictdb.values import PK_TYPES, Record, check_primary_key, copy_row, own_record
+from wal import DELETE, INSERT, UPDATE
+
+if TYPE_CHECKING:
+    from dictdb.database import DictDB
+
+OnConflict = Literal["update", "ignore", "error"]
+
+
+class RecordsView(Mapping[Any, Record]):
+    """A read-only mapping primary key → copy of the row (the reference's ``records``)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def __getitem__(self, key: Any) -> Record:
+        with self._table._db._lock:
+            return copy_row(self._table._rows[key])
+
+    def __iter__(self) -> Iterator[Any]:
+        with self._table._db._lock:
+            return iter(list(self._table._rows))
+
+    def __len__(self) -> int:
+        return len(self._table._rows)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._table._rows
+
+
+class Table:
+    """A table of dict records keyed by a primary key field.
+
+    Built by `DictDB.create_table`; ``Table(name, primary_key, schema)`` on its own also works
+    (it then lives in a private database of its own).
+
+    Args:
+        name: the table's name.
+        primary_key: the name of the key field (default ``"id"``).
+        schema: optional mapping field → type; see `dictdb.schema`.
+    """
+
+    __slots__ = ("_db", "_next_pk", "_rows", "primary_key", "schema", "table_name")
+
+    _db: DictDB
+    _rows: dict[Any, Record]
+    _next_pk: int
+    table_name: str
+    primary_key: str
+    schema: Schema | None
+
+    def __init__(
+        self, name: str, primary_key: str = "id", schema: Mapping[str, Any] | None = None
+    ) -> None:
+        from dictdb.database import DictDB
+
+        db = DictDB()
+        db._create(name, primary_key, schema, instance=self)
+
+    @classmethod
+    def _blank(cls) -> Table:
+        return cls.__new__(cls)
+
+    def _setup(self, db: DictDB, name: str, primary_key: str, schema: Schema | None) -> None:
+        self._db = db
+        self.table_name = name
+        self.primary_key = primary_key
+        self.schema = schema
+        self._rows = {}
+        self._next_pk = 1
+
+    # -- the fields DSL -------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Field:
+        # Only reached for names that are not real attributes, so members are never shadowed.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Field(name)
+
+    def __getitem__(self, name: str) -> Field:
+        """``table["count"]``: the field named *name*, even if a member has that name."""
+        return Field(name)
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _live(self) -> DictDB:
+        db = self._db
+        if db._tables.get(self.table_name) is not self:
+            raise TableNotFoundError(f"table {self.table_name!r} was dropped")
+        return db
+
+    def definition(self) -> dict[str, Any]:
+        """The table's definition as stored in the journal: primary key and schema."""
+        return {"primary_key": self.primary_key, "schema": schema_to_names(self.schema)}
+
+    @property
+    def next_pk(self) -> int:
+        """The smallest auto key the next insert may take (it skips keys in use)."""
+        return self._next_pk
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _check_row(self, row: Record, key: Any) -> None:
+        if type(key) not in PK_TYPES:
+            check_primary_key(self.table_name, self.primary_key, key)
+        if self.schema is not None:
+            validate_record(self.table_name, self.schema, row)
+
+    def _auto_key(self, taken: set[Any] | None = None) -> int:
+        key = self._next_pk
+        rows = self._rows
+        while key in rows or (taken is not None and key in taken):
+            key += 1
+        return key
+
+    @overload
+    def insert(self, record: Record, *, skip_validation: bool = False) -> Any: ...
+
+    @overload
+    def insert(
+        self,
+        record: list[Record],
+        *,
+        batch_size: int | None = None,
+        skip_validation: bool = False,
+    ) -> list[Any]: ...
+
+    def insert(
+        self,
+        record: Record | list[Record],
+        *,
+        batch_size: int | None = None,
+        skip_validation: bool = False,
+    ) -> Any:
+        """Insert one record (returns its key) or a list of records (returns their keys).
+
+        A missing or None primary key is assigned: the next free integer. A list is inserted
+        atomically: every record is checked before any is stored.
+
+        Args:
+            record: a dict, or a list of dicts.
+            batch_size: accepted for compatibility; a list is always one atomic batch.
+            skip_validation: accepted for compatibility; the schema is always enforced, since
+                a row that broke it could not be restored from a backup.
+
+        Returns:
+            The primary key, or the list of primary keys.
+
+        Raises:
+            DuplicateKeyError: the key (or a key twice in the list) is taken.
+            ValueDomainError: a value is outside the value domain.
+            SchemaValidationError: the record breaks the schema.
+            PrimaryKeyError: the key has a refused type.
+        """
+        if type(record) is list:
+            return self._insert_many(record)
+        # The hot path of the library: measured in benchmarks/, kept flat on purpose.
+        db = self._db
+        name = self.table_name
+        lock = db._lock
+        lock.acquire()
+        try:
+            if db._tables.get(name) is not self:
+                self._live()
+            row = own_record(name, record)
+            pk_name = self.primary_key
+            key = row.get(pk_name)
+            if key is None:
+                key = self._next_pk
+                if key in self._rows:
+                    key = self._auto_key()
+                row[pk_name] = key
+            elif key in self._rows:
+                raise DuplicateKeyError(
+                    f"table {name!r}: a record with {pk_name}={key!r} already exists"
+                )
+            if self.schema is not None or type(key) not in PK_TYPES:
+                self._check_row(row, key)
+            db._commit(INSERT, name, key, row, None)
+            return key
+        finally:
+            lock.release()
+
+    def _insert_many(self, records: list[Record]) -> list[Any]:
+        db = self._db
+        with db._lock:
+            self._live()
+            name, pk_name, rows = self.table_name, self.primary_key, self._rows
+            owned = [own_record(name, r) for r in records]
+            explicit: set[Any] = set()
+            for row in owned:
+                key = row.get(pk_name)
+                if key is None:
+                    continue
+                if type(key) not in PK_TYPES:
+                    check_primary_key(name, pk_name, key)
+                if key in rows or key in explicit:
+                    raise DuplicateKeyError(
+                        f"table {name!r}: a record with {pk_name}={key!r} already exists"
+                        + ("" if key in rows else " earlier in the same batch")
+                    )
+                explicit.add(key)
+            keys: list[Any] = []
+            next_key = self._next_pk
+            for row in owned:
+                key = row.get(pk_name)
+                if key is None:
+                    while next_key in rows or next_key in explicit:
+                        next_key += 1
+                    key = row[pk_name] = next_key
+                    next_key += 1
+                keys.append(key)
+            if self.schema is not None:
+                for row in owned:
+                    validate_record(name, self.schema, row)
+            db._commit_many(
+                [(INSERT, name, key, row, None) for key, row in zip(keys, owned, strict=True)]
+            )
+            return keys
+
+    def upsert(self, record: Record, on_conflict: OnConflict = "update") -> tuple[Any, str]:
+        """Insert a record, or deal with an existing one of the same key.
+
+        Args:
+            record: the record; a missing or None key means insert with an auto key.
+            on_conflict: ``"update"`` merges *record*'s fields into the existing row (fields
+                it does not name are kept), ``"ignore"`` leaves the row, ``"error"`` raises.
+
+        Returns:
+            ``(primary_key, action)`` with action ``"inserted"``, ``"updated"`` or
+            ``"ignored"``.
+
+        Raises:
+            ValueError: an unknown *on_conflict*.
+            DuplicateKeyError: the key exists and *on_conflict* is ``"error"``.
+            ValueDomainError, SchemaValidationError, PrimaryKeyError: as for insert; a
+                refused upsert leaves the old row as it was.
+        """
+        if on_conflict not in ("update", "ignore", "error"):
+            raise ValueError(
+                f"on_conflict must be 'update', 'ignore' or 'error', got {on_conflict!r}"
+            )
+        db = self._db
+        with db._lock:
+            self._live()
+            key = record.get(self.primary_key) if type(record) is dict else None
+            if key is None or key not in self._rows:
+                return self.insert(record), "inserted"
+            if on_conflict == "error":
+                raise DuplicateKeyError(
+                    f"table {self.table_name!r}: a record with "
+                    f"{self.primary_key}={key!r} already exists"
+                )
+            if on_conflict == "ignore":
+                return key, "ignored"
+            changes = own_record(self.table_name, record)
+            old = self._rows[key]
+            row = {**old, **changes}
+            self._check_row(row, key)
+            db._commit(UPDATE, self.table_name, key, row, old)
+            return key, "updated"
+
+    def update(self, changes: Record, where: Predicate | None = None) -> int:
+        """Merge *changes* into every row matching *where* (all rows when None).
+
+        Atomic: every new row is checked before any is stored.
+
+        Returns:
+            The number of rows updated.
+
+        Raises:
+            RecordNotFoundError: no row matched.
+            PrimaryKeyError: *changes* would give a row a different primary key.
+            ValueDomainError, SchemaValidationError: as for insert.
+        """
+        db = self._db
+        with db._lock:
+            self._live()
+            owned = own_record(self.table_name, changes)
+            matches = self._matching(where)
+            if not matches:
+                raise RecordNotFoundError(
+                    f"table {self.table_name!r}: no record matches {where!r} to update"
+                )
+            pk_name = self.primary_key
+            new_key = owned.get(pk_name, _MISSING)
+            ops = []
+            for key, old in matches:
+                if new_key is not _MISSING and new_key != key:
+                    raise PrimaryKeyError(
+                        f"table {self.table_name!r}: update cannot change primary key "
+                        f"{pk_name} from {key!r} to {new_key!r}; delete and insert instead",
+                        table=self.table_name,
+                        field=pk_name,
+                    )
+                row = {**old, **owned}
+                if new_key is not _MISSING:
+                    row[pk_name] = key  # keep the key's own type (1 == 1.0 == True)
+                if self.schema is not None:
+                    validate_record(self.table_name, self.schema, row)
+                ops.append((UPDATE, self.table_name, key, row, old))
+            db._commit_many(ops)
+            return len(ops)
+
+    def delete(self, where: Predicate | None = None) -> int:
+        """Delete every row matching *where* (all rows when None).
+
+        Returns:
+            The number of rows deleted.
+
+        Raises:
+            RecordNotFoundError: no row matched.
+        """
+        db = self._db
+        with db._lock:
+            self._live()
+            matches = self._matching(where)
+            if not matches:
+                raise RecordNotFoundError(
+                    f"table {self.table_name!r}: no record matches {where!r} to delete"
+                )
+            db._commit_many([(DELETE, self.table_name, key, None, old) for key, old in matches])
+            return len(matches)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _matching(self, where: Any) -> list[tuple[Any, Record]]:
+        """(key, stored row) pairs matching *where*; the caller holds the lock."""
+        rows = self._rows
+        if where is None:
+            return list(rows.items())
+        pred = as_predicate(where)
+        found, value = equality_on(pred, self.primary_key)
+        if found:
+            try:
+                row = rows.get(value)
+            except TypeError:  # an unhashable operand matches no key
+                return []
+            return [(value, row)] if row is not None and pred.fn(row) else []
+        test = pred.fn
+        return [(key, row) for key, row in rows.items() if test(row)]
+
+    def select(
+        self,
+        columns: Columns | None = None,
+        where: Predicate | None = None,
+        *,
+        order_by: OrderBy | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        copy: bool = True,
+        distinct: bool = False,
+    ) -> list[Record]:
+        """Rows matching *where*, ordered, paged and projected; each an owned copy.
+
+        Args:
+            columns: None (all fields), a list of field names, a dict alias → field, or a list
+                of (alias, field) pairs; a missing field projects as None.
+            where: a condition; None selects every row.
+            order_by: a field, ``"-field"`` for descending, or a list of those. None and
+                missing values sort first (last when descending); values of different kinds
+                sort by kind, never raising.
+            limit: at most this many rows; None or a negative number means no limit.
+            offset: rows to skip first; a negative number counts as 0.
+            copy: accepted for compatibility; rows are always copies the caller owns.
+            distinct: drop duplicate projected rows (before paging, as SQL does).
+
+        Returns:
+            The rows, in insertion order unless *order_by* says otherwise.
+        """
+        with self._db._lock:
+            self._live()
+            rows = [row for _, row in self._matching(where)]
+        return run_select(rows, columns, order_by, limit, offset, distinct)
+
+    def all(self) -> list[Record]:
+        """Copies of every row, in insertion order."""
+        with self._db._lock:
+            rows = list(self._rows.values())
+        return [copy_row(r) for r in rows]
+
+    def copy(self) -> dict[Any, Record]:
+        """A dict primary key → copy of the row."""
+        with self._db._lock:
+            items = list(self._rows.items())
+        return {k: copy_row(r) for k, r in items}
+
+    @property
+    def records(self) -> RecordsView:
+        """Read-only mapping primary key → copy of the row."""
+        return RecordsView(self)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """A copy of the row with primary key *key*, or *default*."""
+        try:
+            row = self._rows.get(key)
+        except TypeError:
+            return default
+        return default if row is None else copy_row(row)
+
+    def count(self, where: Predicate | None = None) -> int:
+        """The number of rows (matching *where* when given)."""
+        if where is None:
+            return len(self._rows)
+        with self._db._lock:
+            return len(self._matching(where))
+
+    def size(self) -> int:
+        """The number of rows."""
+        return len(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return key in self._rows
+        except TypeError:
+            return False
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.all())
+
+    def columns(self) -> list[str]:
+        """The schema's fields, or else the sorted union of the rows' fields."""
+        if self.schema is not None:
+            return list(self.schema)
+        with self._db._lock:
+            names: set[str] = set()
+            for row in self._rows.values():
+                names.update(row)
+        return sorted(names)
+
+    def schema_fields(self) -> list[str]:
+        """The schema's fields ([] without a schema)."""
+        return [] if self.schema is None else list(self.schema)
+
+    def primary_key_name(self) -> str:
+        """The primary key field's name."""
+        return self.primary_key
+
+    def validate_record(self, record: Record) -> None:
+        """Check *record* against the schema (nothing to check without one).
+
+        Raises:
+            SchemaValidationError: the record breaks the schema.
+        """
+        if self.schema is not None:
+            validate_record(self.table_name, self.schema, record)
+
+    def __repr__(self) -> str:
+        return f"<Table {self.table_name!r} pk={self.primary_key!r} rows={len(self._rows)}>"
+
+
+class _Missing:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
+
+
+def normalize_definition(name: str, definition: Mapping[str, Any]) -> tuple[str, Schema | None]:
+    """Read a stored table definition back into (primary key, schema).
+
+    Raises:
+        SchemaValidationError: a malformed definition.
+    """
+    from dictdb.errors import SchemaValidationError
+
+    if not isinstance(definition, Mapping):
+        raise SchemaValidationError(f"table {name!r}: malformed definition", table=name)
+    primary_key = definition.get("primary_key")
+    if type(primary_key) is not str or not primary_key:
+        raise SchemaValidationError(
+            f"table {name!r}: primary_key must be a non-empty str, got {primary_key!r}",
+            table=name,
+        )
+    return primary_key, normalize_schema(name, primary_key, definition.get("schema"))

@@ -1,0 +1,102 @@
+"""The value domain at the table boundary: records are checked and copied in, copied out.
+
+A record is a dict with str keys. Values: None, bool, int, float (not NaN), str, bytes, list,
+dict (str keys), datetime (naive or fixed-offset timezone), date, Decimal (not NaN), UUID —
+nested freely. Anything else is refused at the mutation with `ValueDomainError` naming the
+table and the field, so that no backup can fail on it later.
+
+Rows stored in a table are never mutated in place: a change builds a new dict. So a stored row
+can be shared by the table, the journal and a snapshot at no cost; only the caller-facing edges
+copy (in: `own_record`; out: `copy_row`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from typing import Any, Final
+
+from dictdb.errors import PrimaryKeyError, ValueDomainError
+from wal import UnsupportedValueError, own_value
+
+Record = dict[str, Any]
+
+# Checked by type alone (hot path); float, datetime, Decimal and containers need a closer look.
+_SHARED: Final = frozenset({str, int, bool, type(None), bytes, _dt.date, uuid.UUID})
+_CONTAINERS: Final = frozenset({list, dict})
+#: Types a primary key may have. Floats, Decimals and bools are excluded: they compare equal
+#: across types (1 == 1.0 == True == Decimal(1)) and would make distinct keys collide.
+PK_TYPES: Final = frozenset({int, str, bytes, uuid.UUID, _dt.date, _dt.datetime})
+
+
+def own_record(table: str, record: Any) -> Record:
+    """Check *record* against the value domain and return an owned deep copy.
+
+    Args:
+        table: the table's name, for error messages.
+        record: what the caller passed.
+
+    Returns:
+        A new dict the caller cannot reach.
+
+    Raises:
+        ValueDomainError: the record is not a dict, has a non-str key, or holds a value
+            outside the domain.
+    """
+    if type(record) is not dict:
+        raise ValueDomainError(
+            table,
+            "",
+            "",
+            type(record).__name__,
+            f"a record must be a dict, got {type(record).__name__}",
+        )
+    row = record.copy()
+    for field, value in row.items():
+        if type(field) is not str:
+            raise ValueDomainError(
+                table,
+                repr(field),
+                repr(field),
+                type(field).__name__,
+                f"field names must be str, got {type(field).__name__} {field!r}",
+            )
+        t = type(value)
+        if t not in _SHARED and not (t is float and value == value):
+            try:
+                row[field] = own_value(value, field)
+            except UnsupportedValueError as exc:
+                raise ValueDomainError(table, field, exc.path, exc.value_type, exc.reason) from None
+    return row
+
+
+def check_primary_key(table: str, field: str, key: Any) -> None:
+    """Refuse a primary key of a type outside `PK_TYPES`.
+
+    Raises:
+        PrimaryKeyError: the key's type is not allowed.
+    """
+    if type(key) not in PK_TYPES:
+        raise PrimaryKeyError(
+            f"table {table!r}: primary key {field!r} must be int, str, bytes, UUID, date or "
+            f"datetime, got {type(key).__name__} {key!r}",
+            table=table,
+            field=field,
+        )
+
+
+def copy_value(value: Any) -> Any:
+    """Deep-copy the containers of a domain value (scalars are immutable and shared)."""
+    t = type(value)
+    if t is dict:
+        return {k: copy_value(v) for k, v in value.items()}
+    if t is list:
+        return [copy_value(v) for v in value]
+    return value
+
+
+def copy_row(row: Record) -> Record:
+    """A copy of a stored row that the caller may mutate freely."""
+    if _CONTAINERS.isdisjoint(map(type, row.values())):
+        return row.copy()
+    return {k: copy_value(v) for k, v in row.items()}

@@ -1,0 +1,441 @@
+"""Serialization as a pipeline: unstructure → bytes → compress, reversed on read.
+
+Stages, each usable alone:
+
+1. **Values** (`to_plain` / `from_plain`): the value domain is None, bool, int, float, str,
+   bytes, list, dict (str keys), `datetime.datetime` (naive or with a fixed-offset
+   `datetime.timezone`), `datetime.date`, `decimal.Decimal`, `uuid.UUID`. Values JSON cannot
+   carry are written as one-key *tag* objects::
+
+       {"$bytes": "<base64>"}      {"$date": "2024-01-31"}      {"$uuid": "<hex with dashes>"}
+       {"$datetime": "<ISO 8601, microseconds, offset if aware>"}  {"$decimal": "<str(d)>"}
+       {"$int": "<decimal digits>"}   (ints outside the signed 64-bit range)
+       {"$float": "inf" | "-inf"}     (NaN is outside the domain: it is not equal to itself)
+       {"$dict": {...}}             (a user dict with one key starting with "$", escaped)
+
+   Tags are exact: every value comes back with its type and value (``-0.0`` included).
+2. **Documents** (`converter`): a cattrs converter that unstructures `Operation` records to
+   plain dicts and back, values going through stage 1.
+3. **Bytes** (`JSON`, `PICKLE`): plain trees to bytes. JSON is standard JSON (orjson). The
+   pickle container holds the same plain tree; it is read by an unpickler that resolves no
+   global at all, so a file can only build lists, dicts and scalars.
+4. **Compression** (`compress` / `decompress`): zstandard frames, decompression bounded by a
+   caller-given maximum size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as _dt
+import decimal
+import io
+import math
+import pickle
+import uuid
+from typing import Any, Final
+
+import cattrs
+import orjson
+import zstandard
+
+from wal.errors import CodecError, UnsupportedValueError
+from wal.operation import Operation, make_operation
+
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_INF: Final = math.inf
+
+#: Scalar types stored as they are in a plain tree.
+_PLAIN_SCALARS: Final = frozenset({str, bool, type(None)})
+#: Immutable scalar types of the domain that need no further check.
+_SHARED_SCALARS: Final = frozenset({str, bool, type(None), int, bytes, _dt.date, uuid.UUID})
+_NAN_REASON: Final = (
+    "NaN is refused: it is not equal to itself, so no copy of it could be verified; "
+    "store None instead"
+)
+
+
+def _describe(path: str) -> str:
+    return path or "<value>"
+
+
+def _refuse(path: str, value: Any, reason: str) -> UnsupportedValueError:
+    return UnsupportedValueError(path, type(value).__name__, f"{_describe(path)}: {reason}")
+
+
+def own_value(value: Any, path: str = "") -> Any:
+    """Check that *value* lies in the value domain and return an owned copy of it.
+
+    Lists and dicts are copied all the way down; scalars are immutable and shared.
+
+    Args:
+        value: the value to check.
+        path: where the value sits, for error messages (e.g. ``"tags[2]"``).
+
+    Returns:
+        A deep copy of the containers, sharing the (immutable) scalars.
+
+    Raises:
+        UnsupportedValueError: the value, or one nested in it, is outside the domain.
+    """
+    t = type(value)
+    if t in _SHARED_SCALARS:
+        return value
+    if t is float:
+        if value != value:
+            raise _refuse(path, value, _NAN_REASON)
+        return value
+    if t is list:
+        return [own_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    if t is dict:
+        out = {}
+        for k, item in value.items():
+            if type(k) is not str:
+                raise _refuse(path, k, f"dict keys must be str, got {type(k).__name__} {k!r}")
+            out[k] = own_value(item, f"{path}.{k}" if path else k)
+        return out
+    if t is _dt.datetime:
+        tz = value.tzinfo
+        if tz is not None and type(tz) is not _dt.timezone:
+            raise _refuse(
+                path,
+                value,
+                "datetime tzinfo must be None or a fixed-offset datetime.timezone "
+                f"(got {type(tz).__name__}); convert it with .astimezone(timezone.utc)",
+            )
+        return value
+    if t is decimal.Decimal:
+        if value.is_nan():
+            raise _refuse(path, value, _NAN_REASON)
+        return value
+    raise _refuse(
+        path,
+        value,
+        f"type {t.__module__}.{t.__qualname__} is outside the value domain "
+        "(None, bool, int, float, str, bytes, list, dict, datetime, date, Decimal, UUID)",
+    )
+
+
+def to_plain(value: Any) -> Any:
+    """Unstructure a domain value into a JSON-compatible tree (tags where needed).
+
+    Raises:
+        UnsupportedValueError: the value is outside the domain.
+    """
+    t = type(value)
+    if t in _PLAIN_SCALARS:
+        return value
+    if t is int:
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        return {"$int": str(value)}
+    if t is float:
+        if -_INF < value < _INF:
+            return value
+        if value != value:
+            raise _refuse("", value, _NAN_REASON)
+        return {"$float": "inf" if value > 0 else "-inf"}
+    if t is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise UnsupportedValueError(
+                    "", type(k).__name__, f"dict keys must be str, got {type(k).__name__}"
+                )
+            out[k] = to_plain(v)
+        if len(out) == 1 and next(iter(out)).startswith("$"):
+            return {"$dict": out}
+        return out
+    if t is list:
+        return [to_plain(v) for v in value]
+    if t is _dt.datetime:
+        own_value(value)
+        return {"$datetime": value.isoformat(timespec="microseconds")}
+    if t is _dt.date:
+        return {"$date": value.isoformat()}
+    if t is decimal.Decimal:
+        if value.is_nan():
+            raise _refuse("", value, _NAN_REASON)
+        return {"$decimal": str(value)}
+    if t is uuid.UUID:
+        return {"$uuid": str(value)}
+    if t is bytes:
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    own_value(value)  # raises with the domain description
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _untag(tag: str, payload: Any) -> Any:
+    try:
+        if tag == "$dict":
+            if type(payload) is not dict:
+                raise CodecError("$dict tag must hold an object")
+            return {k: from_plain(v) for k, v in payload.items()}
+        if type(payload) is not str:
+            raise CodecError(f"{tag} tag must hold a string, got {type(payload).__name__}")
+        if tag == "$datetime":
+            return _dt.datetime.fromisoformat(payload)
+        if tag == "$date":
+            return _dt.date.fromisoformat(payload)
+        if tag == "$decimal":
+            number = decimal.Decimal(payload)
+            if number.is_nan():
+                raise CodecError("a $decimal tag may not hold NaN")
+            return number
+        if tag == "$uuid":
+            return uuid.UUID(payload)
+        if tag == "$bytes":
+            return base64.b64decode(payload, validate=True)
+        if tag == "$int":
+            if not payload.lstrip("-").isdigit():
+                raise CodecError(f"bad $int payload {payload[:40]!r}")
+            return int(payload)
+        if tag == "$float":
+            if payload not in ("inf", "-inf"):
+                raise CodecError(f"bad $float payload {payload[:40]!r}")
+            return float(payload)
+    except (ValueError, decimal.InvalidOperation, binascii.Error) as exc:
+        raise CodecError(f"bad {tag} payload {str(payload)[:40]!r}: {exc}") from None
+    raise CodecError(f"unknown tag {tag!r}")
+
+
+def from_plain(obj: Any) -> Any:
+    """Structure a plain tree made by `to_plain` back into domain values.
+
+    Raises:
+        CodecError: a malformed tag, or a type a plain tree cannot hold.
+    """
+    t = type(obj)
+    if t in _PLAIN_SCALARS or t is int or t is float:
+        return obj
+    if t is dict:
+        if len(obj) == 1:
+            k = next(iter(obj))
+            if k.startswith("$"):
+                return _untag(k, obj[k])
+        return {k: from_plain(v) for k, v in obj.items()}
+    if t is list:
+        return [from_plain(v) for v in obj]
+    raise CodecError(f"a plain tree cannot hold {t.__name__}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: documents (cattrs)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter()
+
+    def unstructure_op(op: Operation) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "lsn": op.lsn,
+            "ts": op.ts,
+            "kind": op.kind,
+            "table": op.table,
+            "key": to_plain(op.key),
+            "after": to_plain(op.after),
+            "before": to_plain(op.before),
+        }
+        if op.meta is not None:
+            doc["meta"] = to_plain(op.meta)
+        return doc
+
+    def structure_op(doc: Any, _: Any) -> Operation:
+        if type(doc) is not dict:
+            raise CodecError(f"an operation must be an object, got {type(doc).__name__}")
+        try:
+            lsn, ts, kind, table = doc["lsn"], doc["ts"], doc["kind"], doc["table"]
+        except KeyError as exc:
+            raise CodecError(f"operation lacks field {exc.args[0]!r}") from None
+        if type(lsn) is not int or lsn < 1:
+            raise CodecError(f"operation lsn must be a positive int, got {lsn!r}")
+        if type(ts) not in (int, float) or type(kind) is not str or type(table) is not str:
+            raise CodecError(f"operation {lsn}: malformed ts/kind/table")
+        return make_operation(
+            lsn,
+            float(ts),
+            kind,
+            table,
+            from_plain(doc.get("key")),
+            from_plain(doc.get("after")),
+            from_plain(doc.get("before")),
+            from_plain(doc.get("meta")),
+        )
+
+    conv.register_unstructure_hook(Operation, unstructure_op)
+    conv.register_structure_hook(Operation, structure_op)
+    return conv
+
+
+#: The converter for journal documents; `converter.unstructure(op)` / `.structure(d, Operation)`.
+converter: Final = _make_converter()
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 3: bytes
+
+
+class _NoGlobalsUnpickler(pickle.Unpickler):
+    """Builds only what pickle can express without globals: containers and scalars."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise CodecError(f"pickle data may not reference {module}.{name}: only plain data loads")
+
+
+class _BytesCodec:
+    """Plain tree ⇄ bytes for one container format."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def dumps(self, tree: Any) -> bytes:
+        """Encode a plain tree.
+
+        Raises:
+            CodecError: the tree holds something the format cannot carry.
+        """
+        try:
+            if self.name == "json":
+                return orjson.dumps(tree)
+            return pickle.dumps(tree, protocol=5)
+        except (TypeError, ValueError, pickle.PicklingError) as exc:
+            raise CodecError(f"cannot encode as {self.name}: {exc}") from None
+
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes into a plain tree.
+
+        Raises:
+            CodecError: malformed or hostile bytes.
+        """
+        if self.name == "json":
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise CodecError(f"invalid JSON: {exc}") from None
+        try:
+            tree = _NoGlobalsUnpickler(io.BytesIO(data)).load()
+        except CodecError:
+            raise
+        except Exception as exc:  # any malformed pickle stream, whatever the opcode
+            raise CodecError(f"invalid pickle data: {type(exc).__name__}: {exc}") from None
+        _check_plain(tree)
+        return tree
+
+
+def _check_plain(tree: Any) -> None:
+    stack = [tree]
+    while stack:
+        obj = stack.pop()
+        t = type(obj)
+        if t is dict:
+            for k, v in obj.items():
+                if type(k) is not str:
+                    raise CodecError(f"pickle data holds a non-str dict key of {type(k).__name__}")
+                stack.append(v)
+        elif t is list:
+            stack.extend(obj)
+        elif not (t in _PLAIN_SCALARS or t is int or t is float):
+            raise CodecError(f"pickle data holds a {t.__name__}: only plain data is allowed")
+
+
+JSON: Final = _BytesCodec("json")
+PICKLE: Final = _BytesCodec("pickle")
+BYTES_CODECS: Final = {"json": JSON, "pickle": PICKLE}
+
+
+def bytes_codec(name: str) -> _BytesCodec:
+    """The bytes codec for a format name (``"json"`` or ``"pickle"``, any case).
+
+    Raises:
+        CodecError: an unknown format.
+    """
+    try:
+        return BYTES_CODECS[name.lower()]
+    except (KeyError, AttributeError):
+        raise CodecError(f"unknown format {name!r}: use 'json' or 'pickle'") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 4: compression
+
+ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+
+
+def compress(data: bytes, level: int = 3) -> bytes:
+    """Compress into one zstandard frame that records its content size."""
+    return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
+
+
+def decompress(data: bytes, max_size: int) -> bytes:
+    """Decompress a zstandard frame, refusing to produce more than *max_size* bytes.
+
+    Raises:
+        CodecError: not a zstd frame, corrupt, or larger than *max_size* once decompressed.
+    """
+    if not data.startswith(ZSTD_MAGIC):
+        raise CodecError("not a zstandard frame")
+    try:
+        params = zstandard.get_frame_parameters(data)
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"corrupt zstandard frame header: {exc}") from None
+    if params.content_size > max_size:
+        raise CodecError(
+            f"zstandard frame claims {params.content_size} bytes, over the {max_size} limit"
+        )
+    out = io.BytesIO()
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
+        while True:
+            chunk = reader.read(1 << 20)
+            if not chunk:
+                break
+            out.write(chunk)
+            if out.tell() > max_size:
+                raise CodecError(f"zstandard frame decompresses past the {max_size} limit")
+    except zstandard.ZstdError as exc:
+        raise CodecError(f"corrupt zstandard data: {exc}") from None
+    return out.getvalue()
+
+
+class Codec:
+    """The whole pipeline for one format: plain tree → bytes → optional zstd.
+
+    Args:
+        file_format: ``"json"`` or ``"pickle"``.
+        compression: None or ``"zstd"``.
+        max_decompressed: the largest decompressed size accepted on read.
+    """
+
+    __slots__ = ("bytes_codec", "compression", "max_decompressed")
+
+    def __init__(
+        self, file_format: str, compression: str | None = None, max_decompressed: int = 1 << 34
+    ) -> None:
+        self.bytes_codec = bytes_codec(file_format)
+        if compression not in (None, "zstd"):
+            raise CodecError(f"unknown compression {compression!r}: use None or 'zstd'")
+        self.compression = compression
+        self.max_decompressed = max_decompressed
+
+    @property
+    def file_format(self) -> str:
+        """``"json"`` or ``"pickle"``."""
+        return self.bytes_codec.name
+
+    def encode(self, tree: Any) -> bytes:
+        """Plain tree → bytes (compressed when configured)."""
+        data = self.bytes_codec.dumps(tree)
+        return compress(data) if self.compression else data
+
+    def decode(self, data: bytes) -> Any:
+        """Bytes → plain tree.
+
+        Raises:
+            CodecError: malformed, hostile or oversized input.
+        """
+        if self.compression:
+            data = decompress(data, self.max_decompressed)
+        return self.bytes_codec.loads(data)
