@@ -77,16 +77,27 @@ class DictDB:
 
     # -- the one mutation path -------------------------------------------------------------
 
-    def _apply(self, op: OpTuple, instance: Table | None = None) -> None:
-        """Change state by one operation: used by live writes and by replay alike."""
+    def _apply(self, op: OpTuple, plain: bool = True, instance: Table | None = None) -> None:
+        """Change state by one operation: used by live writes and by replay alike.
+
+        *plain* tells whether an insert/update after-image is plain (see
+        `dictdb.values.own_record`); tables keep the keys of rows that are not.
+        """
         lsn, _, kind, name, key, after = op[:6]
         if kind in (INSERT, UPDATE):
             table = self._tables[name]
             table._rows[key] = after
+            if not plain:
+                table._special.add(key)
+            elif table._special:
+                table._special.discard(key)
             if type(key) is int and key >= table._next_pk:
                 table._next_pk = key + 1
         elif kind == DELETE:
-            del self._tables[name]._rows[key]
+            table = self._tables[name]
+            del table._rows[key]
+            if table._special:
+                table._special.discard(key)
         elif kind == CREATE:
             primary_key, schema = normalize_definition(name, after)
             table = instance if instance is not None else Table._blank()
@@ -105,22 +116,23 @@ class DictDB:
         key: Any,
         after: Any,
         before: Any,
+        plain: bool = True,
         instance: Table | None = None,
     ) -> None:
         # The caller holds self._lock and has validated everything.
         op = (self._lsn + 1, _time(), kind, table, key, after, before, None)
-        self._apply(op, instance)
+        self._apply(op, plain, instance)
         self._journal_append(op)
 
-    def _commit_many(self, changes: list[tuple[str, str, Any, Any, Any]]) -> None:
+    def _commit_many(self, changes: list[tuple[str, str, Any, Any, Any, bool]]) -> None:
         # One statement's operations: consecutive LSNs, one timestamp, applied under one lock.
         ts = _time()
         lsn = self._lsn
         ops: list[OpTuple] = []
-        for kind, table, key, after, before in changes:
+        for kind, table, key, after, before, plain in changes:
             lsn += 1
             op = (lsn, ts, kind, table, key, after, before, None)
-            self._apply(op)
+            self._apply(op, plain)
             ops.append(op)
         for op in ops:
             self._journal_append(op)
@@ -143,7 +155,7 @@ class DictDB:
         with self._lock:
             if name in self._tables:
                 raise DuplicateTableError(f"table {name!r} already exists")
-            self._commit(CREATE, name, None, definition, None, instance)
+            self._commit(CREATE, name, None, definition, None, True, instance)
             log.debug("created table %r (primary key %r)", name, primary_key)
             return self._tables[name]
 
@@ -235,6 +247,7 @@ class DictDB:
             kind, name = op.kind, op.table
             table = self._tables.get(name) if type(name) is str else None
             after = op.after
+            plain = True
             if kind == CREATE:
                 if table is not None:
                     raise ReplayError(f"operation {op.lsn}: table {name!r} already exists")
@@ -246,11 +259,11 @@ class DictDB:
                 if kind != DROP:
                     self._check_item(op, table)
                     if kind != DELETE:
-                        after = own_record(name, after)
+                        after, plain = own_record(name, after)
             else:
                 raise ReplayError(f"operation {op.lsn}: unknown kind {kind!r}")
             owned = (op.lsn, op.ts, kind, name, op.key, after, op.before, op.meta)
-            self._apply(owned)
+            self._apply(owned, plain)
             self._journal_append(owned)
 
     def _check_item(self, op: Operation, table: Table) -> None:

@@ -63,10 +63,11 @@ class Table:
         schema: optional mapping field → type; see `dictdb.schema`.
     """
 
-    __slots__ = ("_db", "_next_pk", "_rows", "primary_key", "schema", "table_name")
+    __slots__ = ("_db", "_next_pk", "_rows", "_special", "primary_key", "schema", "table_name")
 
     _db: DictDB
     _rows: dict[Any, Record]
+    _special: set[Any]
     _next_pk: int
     table_name: str
     primary_key: str
@@ -90,6 +91,7 @@ class Table:
         self.primary_key = primary_key
         self.schema = schema
         self._rows = {}
+        self._special = set()  # keys of rows that are not plain (dictdb.values.own_record)
         self._next_pk = 1
 
     # -- the fields DSL -------------------------------------------------------------------
@@ -185,7 +187,7 @@ class Table:
         try:
             if db._tables.get(name) is not self:
                 self._live()
-            row = own_record(name, record)
+            row, plain = own_record(name, record)
             pk_name = self.primary_key
             key = row.get(pk_name)
             if key is None:
@@ -199,7 +201,7 @@ class Table:
                 )
             if self.schema is not None or type(key) not in PK_TYPES:
                 self._check_row(row, key)
-            db._commit(INSERT, name, key, row, None)
+            db._commit(INSERT, name, key, row, None, plain)
             return key
         finally:
             lock.release()
@@ -209,7 +211,8 @@ class Table:
         with db._lock:
             self._live()
             name, pk_name, rows = self.table_name, self.primary_key, self._rows
-            owned = [own_record(name, r) for r in records]
+            checked = [own_record(name, r) for r in records]
+            owned = [row for row, _ in checked]
             explicit: set[Any] = set()
             for row in owned:
                 key = row.get(pk_name)
@@ -237,7 +240,10 @@ class Table:
                 for row in owned:
                     validate_record(name, self.schema, row)
             db._commit_many(
-                [(INSERT, name, key, row, None) for key, row in zip(keys, owned, strict=True)]
+                [
+                    (INSERT, name, key, row, None, plain)
+                    for key, (row, plain) in zip(keys, checked, strict=True)
+                ]
             )
             return keys
 
@@ -276,11 +282,12 @@ class Table:
                 )
             if on_conflict == "ignore":
                 return key, "ignored"
-            changes = own_record(self.table_name, record)
+            changes, plain = own_record(self.table_name, record)
             old = self._rows[key]
             row = {**old, **changes}
             self._check_row(row, key)
-            db._commit(UPDATE, self.table_name, key, row, old)
+            plain = plain and key not in self._special
+            db._commit(UPDATE, self.table_name, key, row, old, plain)
             return key, "updated"
 
     def update(self, changes: Record, where: Predicate | None = None) -> int:
@@ -299,7 +306,7 @@ class Table:
         db = self._db
         with db._lock:
             self._live()
-            owned = own_record(self.table_name, changes)
+            owned, changes_plain = own_record(self.table_name, changes)
             matches = self._matching(where)
             if not matches:
                 raise RecordNotFoundError(
@@ -321,7 +328,8 @@ class Table:
                     row[pk_name] = key  # keep the key's own type (1 == 1.0 == True)
                 if self.schema is not None:
                     validate_record(self.table_name, self.schema, row)
-                ops.append((UPDATE, self.table_name, key, row, old))
+                plain = changes_plain and key not in self._special
+                ops.append((UPDATE, self.table_name, key, row, old, plain))
             db._commit_many(ops)
             return len(ops)
 
@@ -342,7 +350,9 @@ class Table:
                 raise RecordNotFoundError(
                     f"table {self.table_name!r}: no record matches {where!r} to delete"
                 )
-            db._commit_many([(DELETE, self.table_name, key, None, old) for key, old in matches])
+            db._commit_many(
+                [(DELETE, self.table_name, key, None, old, True) for key, old in matches]
+            )
             return len(matches)
 
     # -- reads -------------------------------------------------------------------------------

@@ -23,13 +23,16 @@ Record = dict[str, Any]
 
 # Checked by type alone (hot path); float, datetime, Decimal and containers need a closer look.
 _SHARED: Final = frozenset({str, int, bool, type(None), bytes, _dt.date, uuid.UUID})
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_INF: Final = float("inf")
 _CONTAINERS: Final = frozenset({list, dict})
 #: Types a primary key may have. Floats, Decimals and bools are excluded: they compare equal
 #: across types (1 == 1.0 == True == Decimal(1)) and would make distinct keys collide.
 PK_TYPES: Final = frozenset({int, str, bytes, uuid.UUID, _dt.date, _dt.datetime})
 
 
-def own_record(table: str, record: Any) -> Record:
+def own_record(table: str, record: Any) -> tuple[Record, bool]:
     """Check *record* against the value domain and return an owned deep copy.
 
     Args:
@@ -37,7 +40,11 @@ def own_record(table: str, record: Any) -> Record:
         record: what the caller passed.
 
     Returns:
-        A new dict the caller cannot reach.
+        ``(row, plain)``: a new dict the caller cannot reach, and whether the row is *plain*:
+        flat, with only str, bool, None, 64-bit int and finite float values, and not a
+        one-field dict whose field starts with ``$``. A plain row is its own JSON plain tree
+        (`wal.to_plain` would return it unchanged), so snapshots encode it without a walk.
+        False is always safe; True is exact.
 
     Raises:
         ValueDomainError: the record is not a dict, has a non-str key, or holds a value
@@ -52,6 +59,7 @@ def own_record(table: str, record: Any) -> Record:
             f"a record must be a dict, got {type(record).__name__}",
         )
     row = record.copy()
+    plain = True
     for field, value in row.items():
         if type(field) is not str:
             raise ValueDomainError(
@@ -62,12 +70,22 @@ def own_record(table: str, record: Any) -> Record:
                 f"field names must be str, got {type(field).__name__} {field!r}",
             )
         t = type(value)
-        if t not in _SHARED and not (t is float and value == value):
+        if t is str or t is bool or value is None:
+            continue
+        if t is int:
+            if _INT64_MIN <= value <= _INT64_MAX:
+                continue
+        elif t is float and -_INF < value < _INF:
+            continue
+        plain = False
+        if t not in _SHARED:
             try:
                 row[field] = own_value(value, field)
             except UnsupportedValueError as exc:
                 raise ValueDomainError(table, field, exc.path, exc.value_type, exc.reason) from None
-    return row
+    if plain and len(row) == 1 and next(iter(row)).startswith("$"):
+        plain = False
+    return row, plain
 
 
 def check_primary_key(table: str, field: str, key: Any) -> None:
