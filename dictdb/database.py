@@ -12,7 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dictdb.errors import (
     DictDBError,
@@ -25,6 +26,9 @@ from dictdb.schema import normalize_schema, schema_to_names, validate_record
 from dictdb.table import Table, normalize_definition
 from dictdb.values import check_primary_key, copy_row, own_record
 from wal import CREATE, DELETE, DROP, INSERT, UPDATE, Journal, Operation, OpTuple
+
+if TYPE_CHECKING:
+    from dictdb.storage.persist import BackupCursor
 
 log = logging.getLogger("dictdb")
 
@@ -74,6 +78,10 @@ class DictDB:
         self._lsn = 0
         self._journal = Journal(retain=retain_journal, lock=self._lock)
         self._journal_append = self._journal.append_held
+        # Persistence state (dictdb.storage.persist): where the next delta starts, and the
+        # time of the last operation once the journal no longer holds it.
+        self._backup_cursor: BackupCursor | None = None
+        self._last_op_ts = 0.0
 
     # -- the one mutation path -------------------------------------------------------------
 
@@ -292,6 +300,23 @@ class DictDB:
             self.apply_operation(op)
             count += 1
         return count
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def save(
+        self, filename: str | Path, file_format: str = "json", compression: str | None = None
+    ) -> Path:
+        """Write a full snapshot atomically; see `dictdb.storage.persist.save`."""
+        from dictdb.storage.persist import save
+
+        return save(self, filename, file_format, compression)
+
+    @classmethod
+    def load(cls, filename: str | Path, file_format: str | None = None) -> DictDB:
+        """Load and verify a full snapshot; see `dictdb.storage.persist.load`."""
+        from dictdb.storage.persist import load
+
+        return load(filename, file_format)
 
     # -- inspection ---------------------------------------------------------------------------
 

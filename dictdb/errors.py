@@ -68,3 +68,18 @@ class ValueDomainError(DictDBError, TypeError):
 
 class StateError(DictDBError, RuntimeError):
     """The object cannot do that in its current state (e.g. closed)."""
+
+
+class CorruptFileError(DictDBError, ValueError):
+    """A snapshot or delta file that cannot be trusted: truncated, damaged, wrong type,
+    unknown version, or inconsistent with what it is applied to.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong, in one line.
+    """
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

@@ -144,6 +144,20 @@ class Journal:
             flat = self._ops[start : start + (end - from_lsn + 1) * _W]
         return [_new(Operation, flat[i : i + _W]) for i in range(0, len(flat), _W)]
 
+    def skip_to(self, lsn: int) -> None:
+        """Declare operations up to *lsn* applied elsewhere: release all, continue after *lsn*.
+
+        Used when state jumps by a compacted delta whose original operations are not here.
+
+        Raises:
+            JournalError: *lsn* is before `last_lsn`.
+        """
+        with self._lock:
+            if lsn < self._last:
+                raise JournalError(f"cannot skip back from {self._last} to {lsn}")
+            self._ops.clear()
+            self._released = self._last = lsn
+
     def release(self, up_to_lsn: int) -> int:
         """Forget the operations with ``lsn <= up_to_lsn``.
 

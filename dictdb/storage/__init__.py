@@ -1,0 +1,1 @@
+"""Persistence: snapshots, deltas, files (`dictdb.storage.persist` is the public module)."""

@@ -1,0 +1,128 @@
+"""Files that appear atomically and carry a checksum.
+
+Atomic publication (`write_atomic`): write a temp file in the same directory (name
+``.<final>.<random>.tmp``), flush, fsync, then ``os.replace`` (or ``os.link`` when the final
+name must not already exist), then fsync the directory. On any failure the temp file is
+removed and no final name is created. A crash leaves at worst a ``.tmp`` leftover, which
+readers ignore.
+
+Envelope (`seal` / `unseal`): every file ends with a trailer holding the SHA-256 of all the
+bytes before it.
+
+- JSON: the document is a JSON object whose last member is ``"checksum"``; the file ends with
+  exactly ``,"checksum":"sha256:<64 hex>"}`` and a newline, and the digest covers every byte
+  before that comma. The file stays standard JSON.
+- pickle: the pickle stream, then ``\\n#dictdb-sha256:<64 hex>\\n``; the digest covers the
+  stream.
+- Either may then be compressed whole into one zstandard frame (name suffix ``.zst``);
+  decompression is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Final
+
+from dictdb.errors import CorruptFileError
+from wal import CodecError
+from wal.codec import ZSTD_MAGIC, compress, decompress
+
+_JSON_HEAD: Final = b',"checksum":"sha256:'
+_JSON_TAIL: Final = b'"}\n'
+_PICKLE_HEAD: Final = b"\n#dictdb-sha256:"
+_PICKLE_TAIL: Final = b"\n"
+_HEX: Final = 64
+
+#: The largest decompressed size accepted when reading a compressed file (bytes).
+MAX_DECOMPRESSED: Final = 1 << 34
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a directory's entries (creations, renames, removals) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Publish *data* under *path* atomically and durably.
+
+    Args:
+        path: the final name.
+        data: the whole content.
+        overwrite: replace an existing file (True) or fail if one exists (False).
+
+    Raises:
+        FileExistsError: *overwrite* is False and *path* exists.
+        OSError: any I/O failure; no file is left under *path* or as a temp file.
+    """
+    directory = path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails atomically if the name exists
+            os.unlink(tmp)
+        fsync_directory(directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def seal(body: bytes, file_format: str, compression: str | None) -> bytes:
+    """Append the checksum trailer to *body* and compress if asked.
+
+    For JSON, *body* is a JSON object text *without* its closing brace.
+    """
+    digest = hashlib.sha256(body).hexdigest().encode("ascii")
+    if file_format == "json":
+        data = b"".join((body, _JSON_HEAD, digest, _JSON_TAIL))
+    else:
+        data = b"".join((body, _PICKLE_HEAD, digest, _PICKLE_TAIL))
+    return compress(data) if compression == "zstd" else data
+
+
+def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> bytes:
+    """Check a file's trailer and return the bytes to decode.
+
+    For JSON the whole (valid JSON) text is returned; for pickle, the stream alone.
+
+    Raises:
+        CorruptFileError: not compressed as named, too large, truncated, or the checksum does
+            not match.
+    """
+    if compressed:
+        if not data.startswith(ZSTD_MAGIC):
+            raise CorruptFileError(path, "named .zst but not a zstandard frame")
+        try:
+            data = decompress(data, MAX_DECOMPRESSED)
+        except CodecError as exc:
+            raise CorruptFileError(path, exc.reason) from None
+    elif data.startswith(ZSTD_MAGIC):
+        raise CorruptFileError(path, "compressed data in a file not named .zst")
+    if file_format == "json":
+        head, tail, keep_tail = _JSON_HEAD, _JSON_TAIL, True
+    else:
+        head, tail, keep_tail = _PICKLE_HEAD, _PICKLE_TAIL, False
+    size = len(head) + _HEX + len(tail)
+    if len(data) < size or not data.endswith(tail) or data[-size : -size + len(head)] != head:
+        raise CorruptFileError(path, "truncated or damaged: the checksum trailer is missing")
+    body = data[:-size]
+    expected = data[-size + len(head) : -len(tail)]
+    actual = hashlib.sha256(body).hexdigest().encode("ascii")
+    if actual != expected:
+        raise CorruptFileError(path, "checksum mismatch: the file is damaged")
+    return data if keep_tail else body

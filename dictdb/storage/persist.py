@@ -1,0 +1,632 @@
+"""Full snapshots and compacted deltas of a `DictDB`, in JSON or pickle, optionally zstd.
+
+Full snapshot (``type: "full"``)::
+
+    {"format": "dictdb", "version": 1, "type": "full", "lsn": 120, "timestamp": <epoch>,
+     "last_op_ts": <epoch of operation 120>,
+     "tables": {"users": {"primary_key": "id", "schema": null | {field: type name},
+                          "next_pk": 43, "special": [indexes of records holding tags],
+                          "records": [
+     {"id": 1, "name": "Alice"},
+     ...
+     ]}},
+     "digest": {"users": [42, "<sum hex>"]},
+     "checksum": "sha256:<hex>"}
+
+Delta (``type: "delta"``), the seed's shape plus what restore needs::
+
+    {"format": "dictdb", "version": 1, "type": "delta", "timestamp": <epoch>,
+     "from_lsn": 121, "to_lsn": 180, "last_op_ts": <epoch>,
+     "ddl": [{"lsn": 130, "op": "drop", "table": "old"},
+             {"lsn": 131, "op": "create", "table": "t", "primary_key": "id", "schema": null}],
+     "tables": {"users": {"upserts": [<full rows>], "deletes": [<keys>], "next_pk": 50}},
+     "digest": {...}, "checksum": "sha256:<hex>"}
+
+Values use `wal.codec`'s tags; pickle files hold the same plain tree (see `wal.codec`) and end
+with the checksum trailer of `dictdb.storage.files`.
+
+Deltas chain: each starts at the LSN after the previous full snapshot or delta *written by this
+process for this database* (the backup cursor). Every full snapshot moves the cursor; a delta
+moves it too, and the journal is released up to it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import orjson
+
+from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
+from dictdb.schema import validate_record
+from dictdb.storage import digest as _digest
+from dictdb.storage.files import seal, unseal, write_atomic
+from dictdb.table import Table, normalize_definition
+from dictdb.values import PK_TYPES, check_primary_key, own_record
+from wal import CREATE, DELETE, DROP, INSERT, UPDATE, CodecError, Journal, from_plain, to_plain
+from wal.codec import PICKLE
+from wal.compaction import compact
+
+if TYPE_CHECKING:
+    from dictdb.database import DictDB
+
+FORMAT_NAME: Final = "dictdb"
+#: The on-disk format version written; files with a higher version are refused.
+VERSION: Final = 1
+FORMATS: Final = ("json", "pickle")
+_dumps = orjson.dumps
+
+
+@attrs.define
+class BackupCursor:
+    """Where the next delta starts: the LSN and state digest of the last file written."""
+
+    lsn: int
+    digest: _digest.StateDigest
+
+
+def _check_format(file_format: str | None) -> str:
+    fmt = (file_format or "").lower() if isinstance(file_format, str) else None
+    if fmt not in FORMATS:
+        raise ValueError(f"unsupported file_format {file_format!r}: use 'json' or 'pickle'")
+    return fmt
+
+
+def _check_compression(compression: str | None) -> str | None:
+    if compression not in (None, "zstd"):
+        raise ValueError(f"unsupported compression {compression!r}: use None or 'zstd'")
+    return compression
+
+
+# ---------------------------------------------------------------------------------------------
+# Capture and encoding
+
+
+@attrs.frozen
+class _TableCut:
+    name: str
+    definition: dict[str, Any]
+    next_pk: int
+    rows: dict[Any, dict[str, Any]]
+    special: frozenset[Any]
+
+
+def _capture(db: DictDB) -> tuple[int, float, list[_TableCut]]:
+    # A consistent cut: one short lock hold copies the row maps (rows themselves are never
+    # mutated in place, so sharing them is safe); encoding happens outside the lock.
+    with db._lock:
+        lsn = db._lsn
+        tables = [
+            _TableCut(name, t.definition(), t._next_pk, t._rows.copy(), frozenset(t._special))
+            for name, t in db._tables.items()
+        ]
+        last_ts = _last_op_ts(db)
+    return lsn, last_ts, tables
+
+
+def _last_op_ts(db: DictDB) -> float:
+    journal = db._journal
+    if journal.last_lsn > journal.released_lsn:
+        return journal.read(journal.last_lsn)[0].ts
+    return db._last_op_ts
+
+
+def _encode_rows(cut: _TableCut) -> tuple[list[bytes], list[int]]:
+    """Canonical bytes of every row, in table order, and the positions of special rows."""
+    rows = cut.rows
+    if not cut.special:
+        return list(map(_dumps, rows.values())), []
+    special = cut.special
+    parts: list[bytes] = []
+    positions: list[int] = []
+    for i, (key, row) in enumerate(rows.items()):
+        if key in special:
+            positions.append(i)
+            parts.append(_dumps(to_plain(row)))
+        else:
+            parts.append(_dumps(row))
+    return parts, positions
+
+
+def _header(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"format": FORMAT_NAME, "version": VERSION, "type": kind, **fields}
+
+
+def _encode_full(
+    lsn: int, last_ts: float, tables: list[_TableCut], file_format: str
+) -> tuple[bytes, _digest.StateDigest]:
+    header = _header("full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts)
+    digest: _digest.StateDigest = {}
+    if file_format == "json":
+        chunks = [_dumps(header)[:-1], b',"tables":{']
+        for n, cut in enumerate(tables):
+            parts, positions = _encode_rows(cut)
+            digest[cut.name] = _digest.of_encoded(parts)
+            meta = {**cut.definition, "next_pk": cut.next_pk, "special": positions}
+            chunks.append((b"," if n else b"") + _dumps(cut.name) + b":")
+            chunks.append(_dumps(meta)[:-1] + b',"records":[\n')
+            chunks.append(b",\n".join(parts))
+            chunks.append(b"\n]}")
+        chunks.append(b'},"digest":')
+        chunks.append(_dumps(_digest.to_document(digest)))
+        return b"".join(chunks), digest
+    doc_tables: dict[str, Any] = {}
+    for cut in tables:
+        parts, positions = _encode_rows(cut)
+        digest[cut.name] = _digest.of_encoded(parts)
+        special = cut.special
+        records = [to_plain(row) if key in special else row for key, row in cut.rows.items()]
+        doc_tables[cut.name] = {
+            **cut.definition,
+            "next_pk": cut.next_pk,
+            "special": positions,
+            "records": records,
+        }
+    doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
+    return PICKLE.dumps(doc), digest
+
+
+def state_digest(db: DictDB) -> _digest.StateDigest:
+    """The state digest of *db* computed from scratch (time proportional to its size)."""
+    _, _, tables = _capture(db)
+    return {cut.name: _digest.of_encoded(_encode_rows(cut)[0]) for cut in tables}
+
+
+# ---------------------------------------------------------------------------------------------
+# Full snapshots
+
+
+def _final_path(filename: str | Path, compression: str | None) -> Path:
+    path = Path(filename)
+    if compression == "zstd" and not path.name.endswith(".zst"):
+        path = path.with_name(path.name + ".zst")
+    return path
+
+
+def save(
+    db: DictDB,
+    filename: str | Path,
+    file_format: str = "json",
+    compression: str | None = None,
+    *,
+    overwrite: bool = True,
+) -> Path:
+    """Write a full snapshot of *db*, atomically.
+
+    The snapshot is a consistent cut at `DictDB.lsn`, taken under a short lock; encoding and
+    I/O run outside it. It becomes the base of later deltas (the backup cursor moves to it)
+    and the journal is released up to it.
+
+    Args:
+        db: the database.
+        filename: the file; with ``compression="zstd"`` the name gains ``.zst``.
+        file_format: ``"json"`` or ``"pickle"``.
+        compression: None or ``"zstd"``; inferred as ``"zstd"`` from a ``.zst`` name.
+        overwrite: replace an existing file (True) or refuse (False: FileExistsError).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: an unknown format or compression.
+        OSError: the write failed; no file (and no temp file) is left behind.
+    """
+    fmt = _check_format(file_format)
+    if compression is None and str(filename).endswith(".zst"):
+        compression = "zstd"
+    comp = _check_compression(compression)
+    path = _final_path(filename, comp)
+    lsn, last_ts, tables = _capture(db)
+    body, digest = _encode_full(lsn, last_ts, tables, fmt)
+    write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
+    with db._lock:
+        cursor = db._backup_cursor
+        if cursor is None or cursor.lsn <= lsn:
+            db._backup_cursor = BackupCursor(lsn, digest)
+        db._journal.release(min(lsn, db._journal.last_lsn))
+    return path
+
+
+def _sniff(path: Path, data: bytes, file_format: str | None) -> tuple[str, bool]:
+    name = path.name
+    compressed = name.endswith(".zst")
+    stem = name[: -len(".zst")] if compressed else name
+    if file_format is not None:
+        fmt = _check_format(file_format)
+    elif stem.endswith(".json"):
+        fmt = "json"
+    elif stem.endswith((".pickle", ".pkl")):
+        fmt = "pickle"
+    else:
+        raise CorruptFileError(path, "cannot tell the format: name it .json or .pickle")
+    return fmt, compressed
+
+
+def read_document(path: str | Path, file_format: str | None = None) -> dict[str, Any]:
+    """Read, verify and decode a snapshot or delta file into its plain document.
+
+    Checks the checksum, the format name, the version and the type; values stay tagged.
+
+    Raises:
+        CorruptFileError: unreadable, truncated, damaged, of an unknown version, or not ours.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    fmt, compressed = _sniff(path, data, file_format)
+    payload = unseal(path, data, fmt, compressed)
+    try:
+        doc = orjson.loads(payload) if fmt == "json" else PICKLE.loads(payload)
+    except (orjson.JSONDecodeError, CodecError) as exc:
+        raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
+    if type(doc) is not dict or doc.get("format") != FORMAT_NAME:
+        raise CorruptFileError(path, "not a dictdb file (no format: dictdb header)")
+    version = doc.get("version")
+    if type(version) is not int or version < 1:
+        raise CorruptFileError(path, f"malformed version {version!r}")
+    if version > VERSION:
+        raise CorruptFileError(
+            path, f"format version {version} is newer than this dictdb reads ({VERSION})"
+        )
+    if doc.get("type") not in ("full", "delta"):
+        raise CorruptFileError(path, f"unknown file type {doc.get('type')!r}")
+    return doc
+
+
+def _int_field(path: Path, doc: Mapping[str, Any], name: str, minimum: int = 0) -> int:
+    value = doc.get(name)
+    if type(value) is not int or value < minimum:
+        raise CorruptFileError(path, f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _num_field(path: Path, doc: Mapping[str, Any], name: str) -> float:
+    value = doc.get(name)
+    if type(value) is int or type(value) is float:
+        return float(value)
+    raise CorruptFileError(path, f"{name} must be a number, got {value!r}")
+
+
+def load(filename: str | Path, file_format: str | None = None) -> DictDB:
+    """Load a full snapshot into a new database, verifying it completely.
+
+    Args:
+        filename: the file (``.zst`` means compressed).
+        file_format: ``"json"`` or ``"pickle"``; None infers it from the name.
+
+    Returns:
+        The database, at the snapshot's LSN, ready to take deltas.
+
+    Raises:
+        CorruptFileError: damaged, truncated, of another type, or its content does not match
+            its recorded digest.
+    """
+    from dictdb.database import DictDB
+
+    path = Path(filename)
+    doc = read_document(path, file_format)
+    if doc["type"] != "full":
+        raise CorruptFileError(path, f"expected a full snapshot, found a {doc['type']}")
+    lsn = _int_field(path, doc, "lsn")
+    tables_doc = doc.get("tables")
+    if type(tables_doc) is not dict:
+        raise CorruptFileError(path, "tables must be an object")
+    try:
+        expected = _digest.from_document(doc.get("digest"))
+    except ValueError as exc:
+        raise CorruptFileError(path, str(exc)) from None
+    db = DictDB()
+    actual: _digest.StateDigest = {}
+    for name, tdoc in tables_doc.items():
+        table, parts = _load_table(path, db, name, tdoc)
+        db._tables[name] = table
+        actual[name] = _digest.of_encoded(parts)
+    if actual != expected:
+        raise CorruptFileError(path, _digest.describe_mismatch(expected, actual))
+    db._lsn = lsn
+    db._last_op_ts = _num_field(path, doc, "last_op_ts")
+    db._journal = Journal(retain=True, start_lsn=lsn, lock=db._lock)
+    db._journal_append = db._journal.append_held
+    db._backup_cursor = BackupCursor(lsn, actual)
+    return db
+
+
+def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, list[bytes]]:
+    if type(tdoc) is not dict:
+        raise CorruptFileError(path, f"table {name!r} must be an object")
+    try:
+        primary_key, schema = normalize_definition(name, tdoc)
+    except SchemaValidationError as exc:
+        raise CorruptFileError(path, str(exc)) from None
+    records = tdoc.get("records")
+    positions = tdoc.get("special")
+    next_pk = tdoc.get("next_pk")
+    if type(records) is not list or type(positions) is not list or type(next_pk) is not int:
+        raise CorruptFileError(path, f"table {name!r}: malformed records/special/next_pk")
+    if not all(type(r) is dict for r in records):
+        raise CorruptFileError(path, f"table {name!r}: every record must be an object")
+    parts = list(map(_dumps, records))  # canonical bytes of the stored plain trees
+    special: set[Any] = set()
+    rows = records
+    if positions:
+        rows = list(records)
+        try:
+            for i in positions:
+                rows[i] = from_plain(records[i])
+        except (CodecError, IndexError, TypeError) as exc:
+            raise CorruptFileError(path, f"table {name!r}: bad tagged record: {exc}") from None
+    try:
+        keys = [r[primary_key] for r in rows]
+    except KeyError:
+        raise CorruptFileError(
+            path, f"table {name!r}: a record lacks primary key {primary_key!r}"
+        ) from None
+    if not PK_TYPES.issuperset(map(type, keys)):
+        raise CorruptFileError(path, f"table {name!r}: a primary key has a refused type")
+    table_rows = dict(zip(keys, rows, strict=True))
+    if len(table_rows) != len(rows):
+        raise CorruptFileError(path, f"table {name!r}: duplicate primary keys")
+    if positions:
+        special = {keys[i] for i in positions}
+        # Re-encode what was decoded: the digest then checks the decoding too.
+        for i in positions:
+            parts[i] = _dumps(to_plain(rows[i]))
+    if schema is not None:
+        for row in rows:
+            try:
+                validate_record(name, schema, row)
+            except SchemaValidationError as exc:
+                raise CorruptFileError(path, str(exc)) from None
+    max_int = max((k for k in keys if type(k) is int), default=0)
+    if next_pk <= max_int:
+        raise CorruptFileError(path, f"table {name!r}: next_pk {next_pk} <= largest key {max_int}")
+    table = Table._blank()
+    table._setup(db, name, primary_key, schema)
+    table._rows = table_rows
+    table._special = special
+    table._next_pk = next_pk
+    return table, parts
+
+
+# ---------------------------------------------------------------------------------------------
+# Deltas
+
+
+def save_delta(
+    db: DictDB,
+    filename: str | Path,
+    file_format: str = "json",
+    compression: str | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path | None:
+    """Write the changes since the last snapshot or delta as a delta file, atomically.
+
+    Exactly the operations up to the cut LSN are in it; later writes land in the next one.
+    Cost is proportional to the number of operations since the last cut.
+
+    Returns:
+        The path written, or None when nothing happened since the last cut.
+
+    Raises:
+        DictDBError: no base snapshot was written or loaded in this process.
+        OSError: the write failed: nothing is released, so the next delta includes all of it.
+    """
+    fmt = _check_format(file_format)
+    if compression is None and str(filename).endswith(".zst"):
+        compression = "zstd"
+    comp = _check_compression(compression)
+    path = _final_path(filename, comp)
+    with db._lock:
+        cursor = db._backup_cursor
+        if cursor is None:
+            raise DictDBError(
+                "no base snapshot for a delta: write a full snapshot (save) or load one first"
+            )
+        if cursor.lsn == db._lsn:
+            return None
+        ops = db._journal.read(cursor.lsn + 1, db._lsn)
+        next_pks = {name: t._next_pk for name, t in db._tables.items()}
+    comp_ = compact(ops, cursor.lsn + 1)
+    doc, digest = _delta_document(comp_, cursor.digest, next_pks)
+    body = _dumps(doc)[:-1] if fmt == "json" else PICKLE.dumps(doc)
+    write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
+    with db._lock:
+        if db._backup_cursor is cursor:
+            db._backup_cursor = BackupCursor(comp_.to_lsn, digest)
+            db._journal.release(comp_.to_lsn)
+    return path
+
+
+def _delta_document(
+    comp: Any, base: _digest.StateDigest, next_pks: Mapping[str, int]
+) -> tuple[dict[str, Any], _digest.StateDigest]:
+    digest = dict(base)
+    ddl: list[dict[str, Any]] = []
+    for event in comp.ddl:
+        if event.kind == DROP:
+            digest.pop(event.table, None)
+            ddl.append({"lsn": event.lsn, "op": "drop", "table": event.table})
+        else:
+            digest[event.table] = (0, 0)
+            ddl.append({"lsn": event.lsn, "op": "create", "table": event.table, **event.definition})
+    tables: dict[str, Any] = {}
+    for name, per_key in comp.changes.items():
+        upserts = []
+        deletes = []
+        removed = []
+        added = []
+        for key, (before, after) in per_key.items():
+            if before is not None:
+                removed.append(_digest.row_hash(before))
+            if after is None:
+                deletes.append(to_plain(key))
+            else:
+                plain_row = to_plain(after)
+                upserts.append(plain_row)
+                added.append(_digest.row_hash(after))
+        digest[name] = _digest.adjust(digest.get(name, (0, 0)), removed, added)
+        tables[name] = {"upserts": upserts, "deletes": deletes, "next_pk": next_pks.get(name, 1)}
+    doc = _header(
+        "delta",
+        timestamp=time.time(),
+        from_lsn=comp.from_lsn,
+        to_lsn=comp.to_lsn,
+        last_op_ts=comp.last_ts,
+        ddl=ddl,
+        tables=tables,
+        digest=_digest.to_document(digest),
+    )
+    return doc, digest
+
+
+def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None) -> int:
+    """Apply a delta file to *db*, all or nothing.
+
+    The whole file is checked first (checksum, version, type, LSN continuity with `db.lsn`,
+    every row against the value domain, keys and schema, and the resulting state digest);
+    only then is it applied, through the same apply path as live writes.
+
+    Returns:
+        The number of rows touched (upserts + deletes).
+
+    Raises:
+        CorruptFileError: the file is damaged, not a delta, does not start right after
+            `db.lsn`, or does not fit the database; the database is unchanged.
+    """
+    path = Path(filename)
+    doc = read_document(path, file_format)
+    if doc["type"] != "delta":
+        raise CorruptFileError(path, f"expected a delta, found a {doc['type']} snapshot")
+    from_lsn = _int_field(path, doc, "from_lsn", 1)
+    to_lsn = _int_field(path, doc, "to_lsn", from_lsn)
+    last_ts = _num_field(path, doc, "last_op_ts")
+    try:
+        expected = _digest.from_document(doc.get("digest"))
+    except ValueError as exc:
+        raise CorruptFileError(path, str(exc)) from None
+    with db._lock:
+        if from_lsn != db._lsn + 1:
+            raise CorruptFileError(
+                path,
+                f"delta covers LSN {from_lsn}..{to_lsn} but the database is at LSN {db._lsn}: "
+                + ("a gap" if from_lsn > db._lsn + 1 else "an overlap"),
+            )
+        try:
+            plan, touched = _plan_delta(db, doc)
+        except (DictDBError, CodecError, TypeError, ValueError, KeyError) as exc:
+            raise CorruptFileError(path, f"delta does not fit the database: {exc}") from None
+        base = _current_digest(db)
+        digest = _planned_digest(base, plan)
+        if digest != expected:
+            raise CorruptFileError(path, _digest.describe_mismatch(expected, digest))
+        for kind, name, key, after, before, plain, next_pk in plan:
+            if kind == "next_pk":
+                table = db._tables[name]
+                table._next_pk = max(table._next_pk, next_pk)
+                continue
+            db._apply((to_lsn, last_ts, kind, name, key, after, before, None), plain)
+        db._lsn = to_lsn
+        db._last_op_ts = last_ts
+        db._journal.skip_to(to_lsn)
+        db._backup_cursor = BackupCursor(to_lsn, digest)
+    return touched
+
+
+def _current_digest(db: DictDB) -> _digest.StateDigest:
+    cursor = db._backup_cursor
+    if cursor is not None and cursor.lsn == db._lsn:
+        return cursor.digest
+    return state_digest(db)
+
+
+_PlanStep = tuple[str, str, Any, Any, Any, bool, int]
+
+
+def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], int]:
+    """Check a whole delta against *db* and list the steps that apply it (no change made)."""
+    definitions: dict[str, tuple[str, Any]] = {
+        name: (t.primary_key, t.schema) for name, t in db._tables.items()
+    }
+    rows: dict[str, Mapping[Any, Any]] = {name: t._rows for name, t in db._tables.items()}
+    plan: list[_PlanStep] = []
+    ddl = doc.get("ddl", [])
+    if type(ddl) is not list:
+        raise ValueError("ddl must be a list")
+    for event in ddl:
+        if type(event) is not dict:
+            raise ValueError("ddl entries must be objects")
+        name, op = event.get("table"), event.get("op")
+        if type(name) is not str or not name:
+            raise ValueError(f"bad table name in ddl: {name!r}")
+        if op == "drop":
+            if name not in definitions:
+                raise ValueError(f"ddl drops table {name!r}, which does not exist")
+            del definitions[name]
+            del rows[name]
+            plan.append((DROP, name, None, None, None, True, 0))
+        elif op == "create":
+            if name in definitions:
+                raise ValueError(f"ddl creates table {name!r}, which exists")
+            definition = {"primary_key": event.get("primary_key"), "schema": event.get("schema")}
+            definitions[name] = normalize_definition(name, definition)
+            rows[name] = {}
+            plan.append((CREATE, name, None, definition, None, True, 0))
+        else:
+            raise ValueError(f"unknown ddl op {op!r}")
+    tables = doc.get("tables")
+    if type(tables) is not dict:
+        raise ValueError("tables must be an object")
+    touched = 0
+    for name, change in tables.items():
+        if name not in definitions:
+            raise ValueError(f"changes for table {name!r}, which does not exist")
+        if type(change) is not dict:
+            raise ValueError(f"table {name!r}: changes must be an object")
+        upserts, deletes = change.get("upserts", []), change.get("deletes", [])
+        next_pk = change.get("next_pk", 1)
+        if type(upserts) is not list or type(deletes) is not list or type(next_pk) is not int:
+            raise ValueError(f"table {name!r}: malformed upserts/deletes/next_pk")
+        primary_key, schema = definitions[name]
+        current = rows[name]
+        seen: set[Any] = set()
+        for plain_row in upserts:
+            row, plain = own_record(name, from_plain(plain_row))
+            if primary_key not in row:
+                raise ValueError(f"table {name!r}: an upsert lacks {primary_key!r}")
+            key = row[primary_key]
+            check_primary_key(name, primary_key, key)
+            if key in seen:
+                raise ValueError(f"table {name!r}: key {key!r} twice in the delta")
+            seen.add(key)
+            if schema is not None:
+                validate_record(name, schema, row)
+            before = current.get(key)
+            plan.append((INSERT if before is None else UPDATE, name, key, row, before, plain, 0))
+        for plain_key in deletes:
+            key = from_plain(plain_key)
+            check_primary_key(name, primary_key, key)
+            if key in seen or key not in current:
+                raise ValueError(f"table {name!r}: delete of key {key!r}, which is not there")
+            seen.add(key)
+            plan.append((DELETE, name, key, None, current[key], True, 0))
+        plan.append(("next_pk", name, None, None, None, True, next_pk))
+        touched += len(upserts) + len(deletes)
+    return plan, touched
+
+
+def _planned_digest(base: _digest.StateDigest, plan: list[_PlanStep]) -> _digest.StateDigest:
+    digest = dict(base)
+    for kind, name, _, after, before, _, _ in plan:
+        if kind == DROP:
+            digest.pop(name, None)
+        elif kind == CREATE:
+            digest[name] = (0, 0)
+        elif kind in (INSERT, UPDATE, DELETE):
+            removed = [] if before is None else [_digest.row_hash(before)]
+            added = [] if after is None else [_digest.row_hash(after)]
+            digest[name] = _digest.adjust(digest[name], removed, added)
+    return digest
