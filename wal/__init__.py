@@ -38,6 +38,7 @@ __all__ = [
     "UnsupportedValueError",
     "WALError",
     "as_operation",
+    "check_plain",
     "own_value",
     "converter",
     "from_plain",

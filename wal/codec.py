@@ -117,12 +117,36 @@ def own_value(value: Any, path: str = "") -> Any:
     )
 
 
+def _is_flat_plain(value: dict[Any, Any]) -> bool:
+    # A flat dict of str keys and JSON-exact scalars, not looking like a tag.
+    for k, v in value.items():
+        if type(k) is not str:
+            return False
+        t = type(v)
+        if t is str or t is bool or v is None:
+            continue
+        if t is int:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                return False
+        elif t is not float or not -_INF < v < _INF:
+            return False
+    return not (len(value) == 1 and next(iter(value)).startswith("$"))
+
+
 def to_plain(value: Any) -> Any:
     """Unstructure a domain value into a JSON-compatible tree (tags where needed).
 
     Raises:
-        UnsupportedValueError: the value is outside the domain.
+        UnsupportedValueError: the value is outside the domain; ``path`` names where.
     """
+    try:
+        return _to_plain(value)
+    except UnsupportedValueError:
+        own_value(value)  # walks again with paths, to raise naming the nested location
+        raise
+
+
+def _to_plain(value: Any) -> Any:
     t = type(value)
     if t in _PLAIN_SCALARS:
         return value
@@ -137,18 +161,20 @@ def to_plain(value: Any) -> Any:
             raise _refuse("", value, _NAN_REASON)
         return {"$float": "inf" if value > 0 else "-inf"}
     if t is dict:
+        if _is_flat_plain(value):
+            return value  # nothing to tag: the dict is its own plain tree
         out = {}
         for k, v in value.items():
             if type(k) is not str:
                 raise UnsupportedValueError(
                     "", type(k).__name__, f"dict keys must be str, got {type(k).__name__}"
                 )
-            out[k] = to_plain(v)
+            out[k] = _to_plain(v)
         if len(out) == 1 and next(iter(out)).startswith("$"):
             return {"$dict": out}
         return out
     if t is list:
-        return [to_plain(v) for v in value]
+        return [_to_plain(v) for v in value]
     if t is _dt.datetime:
         own_value(value)
         return {"$datetime": value.isoformat(timespec="microseconds")}
@@ -212,9 +238,14 @@ def from_plain(obj: Any) -> Any:
     if t is dict:
         if len(obj) == 1:
             k = next(iter(obj))
-            if k.startswith("$"):
+            if type(k) is str and k.startswith("$"):
                 return _untag(k, obj[k])
-        return {k: from_plain(v) for k, v in obj.items()}
+        out = {}
+        for k, v in obj.items():
+            if type(k) is not str:
+                raise CodecError(f"a plain tree's dict keys must be str, got {type(k).__name__}")
+            out[k] = from_plain(v)
+        return out
     if t is list:
         return [from_plain(v) for v in obj]
     raise CodecError(f"a plain tree cannot hold {t.__name__}")
@@ -304,8 +335,14 @@ class _BytesCodec:
         except (TypeError, ValueError, pickle.PicklingError) as exc:
             raise CodecError(f"cannot encode as {self.name}: {exc}") from None
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, *, check: bool = True) -> Any:
         """Decode bytes into a plain tree.
+
+        Args:
+            data: the encoded bytes.
+            check: for pickle, walk the result to make sure it holds only plain data
+                (dicts with str keys, lists, str, int, float, bool, None). A caller that checks
+                what it uses itself may skip the walk; no global can be resolved either way.
 
         Raises:
             CodecError: malformed or hostile bytes.
@@ -321,15 +358,29 @@ class _BytesCodec:
             raise
         except Exception as exc:  # any malformed pickle stream, whatever the opcode
             raise CodecError(f"invalid pickle data: {type(exc).__name__}: {exc}") from None
-        _check_plain(tree)
+        if check:
+            check_plain(tree)
         return tree
 
 
-def _check_plain(tree: Any) -> None:
+def check_plain(tree: Any) -> None:
+    """Check that *tree* is a plain tree: dicts with str keys, lists, and JSON scalars.
+
+    Every container must be reached once: shared or cyclic references (which pickle can
+    express) are refused, so that later walks are linear in the file's size.
+
+    Raises:
+        CodecError: anything else.
+    """
     stack = [tree]
+    seen: set[int] = set()
     while stack:
         obj = stack.pop()
         t = type(obj)
+        if t is dict or t is list:
+            if id(obj) in seen:
+                raise CodecError("shared or cyclic references are not plain data")
+            seen.add(id(obj))
         if t is dict:
             for k, v in obj.items():
                 if type(k) is not str:
@@ -386,17 +437,21 @@ def decompress(data: bytes, max_size: int) -> bytes:
             f"zstandard frame claims {params.content_size} bytes, over the {max_size} limit"
         )
     out = io.BytesIO()
+    step = 1 << 13  # compressed bytes per call: bounds what one call can produce
     try:
-        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data))
-        while True:
-            chunk = reader.read(1 << 20)
-            if not chunk:
-                break
-            out.write(chunk)
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        for start in range(0, len(data), step):
+            out.write(dobj.decompress(data[start : start + step]))
             if out.tell() > max_size:
                 raise CodecError(f"zstandard frame decompresses past the {max_size} limit")
+            if dobj.eof:
+                break
     except zstandard.ZstdError as exc:
         raise CodecError(f"corrupt zstandard data: {exc}") from None
+    if not dobj.eof:
+        raise CodecError("truncated zstandard frame")
+    if dobj.unused_data or start + step < len(data):
+        raise CodecError("bytes after the end of the zstandard frame")
     return out.getvalue()
 
 

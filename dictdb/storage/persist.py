@@ -33,7 +33,9 @@ moves it too, and the journal is released up to it.
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Mapping
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -46,9 +48,20 @@ from dictdb.storage import digest as _digest
 from dictdb.storage.files import seal, unseal, write_atomic
 from dictdb.table import Table, normalize_definition
 from dictdb.values import PK_TYPES, check_primary_key, own_record
-from wal import CREATE, DELETE, DROP, INSERT, UPDATE, CodecError, Journal, from_plain, to_plain
+from wal import (
+    CREATE,
+    DELETE,
+    DROP,
+    INSERT,
+    UPDATE,
+    CodecError,
+    Journal,
+    check_plain,
+    from_plain,
+    to_plain,
+)
 from wal.codec import PICKLE
-from wal.compaction import compact
+from wal.compaction import Compaction, compact
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -58,6 +71,10 @@ FORMAT_NAME: Final = "dictdb"
 VERSION: Final = 1
 FORMATS: Final = ("json", "pickle")
 _dumps = orjson.dumps
+_crc32 = zlib.crc32
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_INF: Final = float("inf")
 
 
 @attrs.define
@@ -94,9 +111,11 @@ class _TableCut:
     special: frozenset[Any]
 
 
-def _capture(db: DictDB) -> tuple[int, float, list[_TableCut]]:
+def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None]:
     # A consistent cut: one short lock hold copies the row maps (rows themselves are never
-    # mutated in place, so sharing them is safe); encoding happens outside the lock.
+    # mutated in place, so sharing them is safe); encoding happens outside the lock. When the
+    # journal holds everything since the backup cursor and that is less work than hashing
+    # every row, the state digest is advanced from the cursor's (time ∝ changes).
     with db._lock:
         lsn = db._lsn
         tables = [
@@ -104,7 +123,18 @@ def _capture(db: DictDB) -> tuple[int, float, list[_TableCut]]:
             for name, t in db._tables.items()
         ]
         last_ts = _last_op_ts(db)
-    return lsn, last_ts, tables
+        cursor = db._backup_cursor
+        ops = None
+        if cursor is not None and cursor.lsn > db._journal.released_lsn - 1:
+            pending = lsn - cursor.lsn
+            if pending == 0:
+                ops = []
+            elif pending < sum(len(c.rows) for c in tables):
+                ops = db._journal.read(cursor.lsn + 1, lsn)
+    digest = None
+    if cursor is not None and ops is not None:
+        digest = _advance_digest(cursor.digest, compact(ops, cursor.lsn + 1))
+    return lsn, last_ts, tables, digest
 
 
 def _last_op_ts(db: DictDB) -> float:
@@ -114,21 +144,20 @@ def _last_op_ts(db: DictDB) -> float:
     return db._last_op_ts
 
 
-def _encode_rows(cut: _TableCut) -> tuple[list[bytes], list[int]]:
-    """Canonical bytes of every row, in table order, and the positions of special rows."""
-    rows = cut.rows
+def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
+    """The rows as plain trees (tagged where needed), and the positions of tagged ones."""
     if not cut.special:
-        return list(map(_dumps, rows.values())), []
+        return list(cut.rows.values()), []
     special = cut.special
-    parts: list[bytes] = []
+    records: list[Any] = []
     positions: list[int] = []
-    for i, (key, row) in enumerate(rows.items()):
+    for i, (key, row) in enumerate(cut.rows.items()):
         if key in special:
             positions.append(i)
-            parts.append(_dumps(to_plain(row)))
+            records.append(to_plain(row))
         else:
-            parts.append(_dumps(row))
-    return parts, positions
+            records.append(row)
+    return records, positions
 
 
 def _header(kind: str, **fields: Any) -> dict[str, Any]:
@@ -136,43 +165,67 @@ def _header(kind: str, **fields: Any) -> dict[str, Any]:
 
 
 def _encode_full(
-    lsn: int, last_ts: float, tables: list[_TableCut], file_format: str
+    lsn: int,
+    last_ts: float,
+    tables: list[_TableCut],
+    file_format: str,
+    digest: _digest.StateDigest | None,
 ) -> tuple[bytes, _digest.StateDigest]:
     header = _header("full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts)
-    digest: _digest.StateDigest = {}
-    if file_format == "json":
-        chunks = [_dumps(header)[:-1], b',"tables":{']
-        for n, cut in enumerate(tables):
-            parts, positions = _encode_rows(cut)
-            digest[cut.name] = _digest.of_encoded(parts)
-            meta = {**cut.definition, "next_pk": cut.next_pk, "special": positions}
-            chunks.append((b"," if n else b"") + _dumps(cut.name) + b":")
-            chunks.append(_dumps(meta)[:-1] + b',"records":[\n')
-            chunks.append(b",\n".join(parts))
-            chunks.append(b"\n]}")
-        chunks.append(b'},"digest":')
-        chunks.append(_dumps(_digest.to_document(digest)))
-        return b"".join(chunks), digest
+    scratch: _digest.StateDigest = {}
     doc_tables: dict[str, Any] = {}
     for cut in tables:
-        parts, positions = _encode_rows(cut)
-        digest[cut.name] = _digest.of_encoded(parts)
-        special = cut.special
-        records = [to_plain(row) if key in special else row for key, row in cut.rows.items()]
+        records, positions = _plain_records(cut)
+        if digest is None:
+            scratch[cut.name] = _digest.of_plain_records(records)
         doc_tables[cut.name] = {
             **cut.definition,
             "next_pk": cut.next_pk,
             "special": positions,
             "records": records,
         }
+    if digest is None:
+        digest = scratch
     doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
+    if file_format == "json":
+        return _dumps(doc)[:-1], digest
     return PICKLE.dumps(doc), digest
 
 
 def state_digest(db: DictDB) -> _digest.StateDigest:
     """The state digest of *db* computed from scratch (time proportional to its size)."""
-    _, _, tables = _capture(db)
-    return {cut.name: _digest.of_encoded(_encode_rows(cut)[0]) for cut in tables}
+    with db._lock:
+        tables = [
+            _TableCut(name, {}, 0, t._rows.copy(), frozenset(t._special))
+            for name, t in db._tables.items()
+        ]
+    return {cut.name: _digest.of_plain_records(_plain_records(cut)[0]) for cut in tables}
+
+
+def _advance_digest(
+    base: _digest.StateDigest,
+    comp: Compaction,
+    plain_afters: Mapping[str, list[Any]] | None = None,
+) -> _digest.StateDigest:
+    """The state digest after a compacted run, from the digest before it (time ∝ changes).
+
+    *plain_afters*, when given, holds per table the plain trees of the non-None after-images
+    in `comp.changes` order (already built for a delta document; not built twice).
+    """
+    digest = dict(base)
+    for event in comp.ddl:
+        if event.kind == DROP:
+            digest.pop(event.table, None)
+        else:
+            digest[event.table] = (0, 0)
+    for name, per_key in comp.changes.items():
+        removed = [_digest.row_hash(b) for b, _ in per_key.values() if b is not None]
+        if plain_afters is not None:
+            added = list(map(_crc32, map(_dumps, plain_afters[name])))
+        else:
+            added = [_digest.row_hash(a) for _, a in per_key.values() if a is not None]
+        digest[name] = _digest.adjust(digest.get(name, (0, 0)), removed, added)
+    return digest
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,8 +272,8 @@ def save(
         compression = "zstd"
     comp = _check_compression(compression)
     path = _final_path(filename, comp)
-    lsn, last_ts, tables = _capture(db)
-    body, digest = _encode_full(lsn, last_ts, tables, fmt)
+    lsn, last_ts, tables, known = _capture(db)
+    body, digest = _encode_full(lsn, last_ts, tables, fmt, known)
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
     with db._lock:
         cursor = db._backup_cursor
@@ -254,12 +307,17 @@ def read_document(path: str | Path, file_format: str | None = None) -> dict[str,
         CorruptFileError: unreadable, truncated, damaged, of an unknown version, or not ours.
         OSError: the file cannot be read.
     """
-    path = Path(path)
+    return _read(Path(path), file_format, check_tree=True)[0]
+
+
+def _read(path: Path, file_format: str | None, *, check_tree: bool) -> tuple[dict[str, Any], str]:
+    # check_tree=False leaves the walk over every value to the caller (full snapshot loads
+    # check rows in bulk instead).
     data = path.read_bytes()
     fmt, compressed = _sniff(path, data, file_format)
     payload = unseal(path, data, fmt, compressed)
     try:
-        doc = orjson.loads(payload) if fmt == "json" else PICKLE.loads(payload)
+        doc = orjson.loads(payload) if fmt == "json" else PICKLE.loads(payload, check=check_tree)
     except (orjson.JSONDecodeError, CodecError) as exc:
         raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
     if type(doc) is not dict or doc.get("format") != FORMAT_NAME:
@@ -273,7 +331,7 @@ def read_document(path: str | Path, file_format: str | None = None) -> dict[str,
         )
     if doc.get("type") not in ("full", "delta"):
         raise CorruptFileError(path, f"unknown file type {doc.get('type')!r}")
-    return doc
+    return doc, fmt
 
 
 def _int_field(path: Path, doc: Mapping[str, Any], name: str, minimum: int = 0) -> int:
@@ -307,7 +365,7 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     from dictdb.database import DictDB
 
     path = Path(filename)
-    doc = read_document(path, file_format)
+    doc, fmt = _read(path, file_format, check_tree=False)
     if doc["type"] != "full":
         raise CorruptFileError(path, f"expected a full snapshot, found a {doc['type']}")
     lsn = _int_field(path, doc, "lsn")
@@ -321,9 +379,8 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     db = DictDB()
     actual: _digest.StateDigest = {}
     for name, tdoc in tables_doc.items():
-        table, parts = _load_table(path, db, name, tdoc)
+        table, actual[name] = _load_table(path, db, name, tdoc, fmt)
         db._tables[name] = table
-        actual[name] = _digest.of_encoded(parts)
     if actual != expected:
         raise CorruptFileError(path, _digest.describe_mismatch(expected, actual))
     db._lsn = lsn
@@ -334,7 +391,9 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     return db
 
 
-def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, list[bytes]]:
+def _load_table(
+    path: Path, db: DictDB, name: str, tdoc: Any, file_format: str
+) -> tuple[Table, _digest.TableDigest]:
     if type(tdoc) is not dict:
         raise CorruptFileError(path, f"table {name!r} must be an object")
     try:
@@ -348,16 +407,31 @@ def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, li
         raise CorruptFileError(path, f"table {name!r}: malformed records/special/next_pk")
     if not all(type(r) is dict for r in records):
         raise CorruptFileError(path, f"table {name!r}: every record must be an object")
-    parts = list(map(_dumps, records))  # canonical bytes of the stored plain trees
-    special: set[Any] = set()
+    if len(set(positions)) != len(positions) or not all(
+        type(i) is int and 0 <= i < len(records) for i in positions
+    ):
+        raise CorruptFileError(path, f"table {name!r}: malformed special positions")
     rows = records
+    hashed = records  # the plain trees whose canonical bytes make the digest
     if positions:
         rows = list(records)
+        hashed = list(records)
         try:
             for i in positions:
+                if file_format == "pickle":
+                    check_plain(records[i])  # pickle can share or cycle containers
                 rows[i] = from_plain(records[i])
-        except (CodecError, IndexError, TypeError) as exc:
+                hashed[i] = to_plain(rows[i])  # re-encoded: the digest checks the decoding
+        except (CodecError, TypeError, AttributeError) as exc:
             raise CorruptFileError(path, f"table {name!r}: bad tagged record: {exc}") from None
+        at = set(positions)
+        flat = [r for i, r in enumerate(records) if i not in at]
+    else:
+        flat = records
+    if not _flat_plain(flat, file_format, primary_key):
+        raise CorruptFileError(
+            path, f"table {name!r}: a record not marked special holds a non-plain value"
+        )
     try:
         keys = [r[primary_key] for r in rows]
     except KeyError:
@@ -369,11 +443,6 @@ def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, li
     table_rows = dict(zip(keys, rows, strict=True))
     if len(table_rows) != len(rows):
         raise CorruptFileError(path, f"table {name!r}: duplicate primary keys")
-    if positions:
-        special = {keys[i] for i in positions}
-        # Re-encode what was decoded: the digest then checks the decoding too.
-        for i in positions:
-            parts[i] = _dumps(to_plain(rows[i]))
     if schema is not None:
         for row in rows:
             try:
@@ -386,9 +455,41 @@ def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, li
     table = Table._blank()
     table._setup(db, name, primary_key, schema)
     table._rows = table_rows
-    table._special = special
+    table._special = {keys[i] for i in positions}
     table._next_pk = next_pk
-    return table, parts
+    return table, _digest.of_plain_records(hashed)
+
+
+_FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
+_STR_TYPE: Final = frozenset({str})
+
+
+def _flat_plain(records: list[dict[str, Any]], file_format: str, primary_key: str) -> bool:
+    """Whether records not marked special are plain (see `dictdb.values.own_record`).
+
+    JSON can only hold finite floats and ints orjson reads exactly, so a type check suffices
+    there; pickle can carry infinities and huge ints, which are checked one by one.
+    """
+    values = chain.from_iterable(map(dict.values, records))
+    if file_format == "pickle" and not _STR_TYPE.issuperset(map(type, chain(*records))):
+        return False
+    if file_format == "json":
+        if not _FLAT_TYPES.issuperset(map(type, values)):
+            return False
+    else:
+        for v in values:
+            t = type(v)
+            if t is int:
+                if not _INT64_MIN <= v <= _INT64_MAX:
+                    return False
+            elif t is float:
+                if not -_INF < v < _INF:
+                    return False
+            elif t not in _FLAT_TYPES:
+                return False
+    if primary_key.startswith("$"):
+        return not any(len(r) == 1 for r in records)
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,34 +543,21 @@ def save_delta(
 
 
 def _delta_document(
-    comp: Any, base: _digest.StateDigest, next_pks: Mapping[str, int]
+    comp: Compaction, base: _digest.StateDigest, next_pks: Mapping[str, int]
 ) -> tuple[dict[str, Any], _digest.StateDigest]:
-    digest = dict(base)
     ddl: list[dict[str, Any]] = []
     for event in comp.ddl:
         if event.kind == DROP:
-            digest.pop(event.table, None)
             ddl.append({"lsn": event.lsn, "op": "drop", "table": event.table})
         else:
-            digest[event.table] = (0, 0)
             ddl.append({"lsn": event.lsn, "op": "create", "table": event.table, **event.definition})
     tables: dict[str, Any] = {}
+    plain_afters: dict[str, list[Any]] = {}
     for name, per_key in comp.changes.items():
-        upserts = []
-        deletes = []
-        removed = []
-        added = []
-        for key, (before, after) in per_key.items():
-            if before is not None:
-                removed.append(_digest.row_hash(before))
-            if after is None:
-                deletes.append(to_plain(key))
-            else:
-                plain_row = to_plain(after)
-                upserts.append(plain_row)
-                added.append(_digest.row_hash(after))
-        digest[name] = _digest.adjust(digest.get(name, (0, 0)), removed, added)
+        upserts = plain_afters[name] = [to_plain(a) for _, a in per_key.values() if a is not None]
+        deletes = [to_plain(k) for k, (_, a) in per_key.items() if a is None]
         tables[name] = {"upserts": upserts, "deletes": deletes, "next_pk": next_pks.get(name, 1)}
+    digest = _advance_digest(base, comp, plain_afters)
     doc = _header(
         "delta",
         timestamp=time.time(),
