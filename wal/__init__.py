@@ -4,7 +4,7 @@
 and never imports `dictdb`.
 """
 
-from wal.codec import Codec, converter, from_plain, own_value, to_plain
+from wal.codec import Codec, check_plain, converter, from_plain, own_value, to_plain
 from wal.errors import CodecError, JournalError, UnsupportedValueError, WALError
 from wal.journal import Journal
 from wal.operation import (
