@@ -132,18 +132,18 @@ class DictDB:
         self._apply(op, plain, instance)
         self._journal_append(op)
 
-    def _commit_many(self, changes: list[tuple[str, str, Any, Any, Any, bool]]) -> None:
+    def _commit_many(self, changes: Iterable[tuple[str, str, Any, Any, Any, bool]]) -> None:
         # One statement's operations: consecutive LSNs, one timestamp, applied under one lock.
+        # The caller has validated every change, so applying cannot stop half-way.
         ts = _time()
         lsn = self._lsn
-        ops: list[OpTuple] = []
+        apply = self._apply
+        append = self._journal_append
         for kind, table, key, after, before, plain in changes:
             lsn += 1
             op = (lsn, ts, kind, table, key, after, before, None)
-            self._apply(op, plain)
-            ops.append(op)
-        for op in ops:
-            self._journal_append(op)
+            apply(op, plain)
+            append(op)
 
     # -- tables ------------------------------------------------------------------------------
 

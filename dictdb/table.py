@@ -211,10 +211,13 @@ class Table:
         with db._lock:
             self._live()
             name, pk_name, rows = self.table_name, self.primary_key, self._rows
-            checked = [own_record(name, r) for r in records]
-            owned = [row for row, _ in checked]
+            owned: list[Record] = []
+            plains: list[bool] = []
             explicit: set[Any] = set()
-            for row in owned:
+            for record in records:
+                row, plain = own_record(name, record)
+                owned.append(row)
+                plains.append(plain)
                 key = row.get(pk_name)
                 if key is None:
                     continue
@@ -240,10 +243,8 @@ class Table:
                 for row in owned:
                     validate_record(name, self.schema, row)
             db._commit_many(
-                [
-                    (INSERT, name, key, row, None, plain)
-                    for key, (row, plain) in zip(keys, checked, strict=True)
-                ]
+                (INSERT, name, key, row, None, plain)
+                for key, row, plain in zip(keys, owned, plains, strict=True)
             )
             return keys
 
