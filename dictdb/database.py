@@ -78,10 +78,8 @@ class DictDB:
         self._lsn = 0
         self._journal = Journal(retain=retain_journal, lock=self._lock)
         self._journal_append = self._journal.append_held
-        # Persistence state (dictdb.storage.persist): where the next delta starts, and the
-        # time of the last operation once the journal no longer holds it.
+        # Persistence state (dictdb.storage.persist): where the next delta starts.
         self._backup_cursor: BackupCursor | None = None
-        self._last_op_ts = 0.0
 
     # -- the one mutation path -------------------------------------------------------------
 

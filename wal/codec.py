@@ -352,8 +352,22 @@ class _BytesCodec:
                 return orjson.loads(data)
             except orjson.JSONDecodeError as exc:
                 raise CodecError(f"invalid JSON: {exc}") from None
+        stream = io.BytesIO(data)
+        tree = self.load_stream(stream, check=check)
+        if stream.tell() != len(data):
+            raise CodecError("bytes after the end of the pickle stream")
+        return tree
+
+    def load_stream(self, stream: io.BytesIO, *, check: bool = True) -> Any:
+        """Decode one pickle stream from *stream* (which may hold more after it).
+
+        Raises:
+            CodecError: malformed or hostile bytes (or this codec is not pickle).
+        """
+        if self.name != "pickle":
+            raise CodecError("load_stream reads pickle streams only")
         try:
-            tree = _NoGlobalsUnpickler(io.BytesIO(data)).load()
+            tree = _NoGlobalsUnpickler(stream).load()
         except CodecError:
             raise
         except Exception as exc:  # any malformed pickle stream, whatever the opcode

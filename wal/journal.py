@@ -31,17 +31,19 @@ class Journal:
     Args:
         retain: keep appended operations until released (True), or drop them at once.
         start_lsn: the LSN of the last operation that came before this journal (0 if none).
+        start_ts: that operation's timestamp (0.0 if none).
         lock: the re-entrant lock guarding the journal; an owner that already serializes its
             appends under a lock of its own passes that lock and appends with `append_held`.
     """
 
-    __slots__ = ("_last", "_lock", "_ops", "_released", "retain")
+    __slots__ = ("_last", "_last_ts", "_lock", "_ops", "_released", "retain")
 
     def __init__(
         self,
         *,
         retain: bool = True,
         start_lsn: int = 0,
+        start_ts: float = 0.0,
         lock: threading.RLock | None = None,
     ) -> None:
         if start_lsn < 0:
@@ -51,11 +53,17 @@ class Journal:
         self._ops: list[Any] = []
         self._released = start_lsn
         self._last = start_lsn
+        self._last_ts = start_ts
 
     @property
     def last_lsn(self) -> int:
         """The LSN of the newest appended operation (start_lsn if none)."""
         return self._last
+
+    @property
+    def last_ts(self) -> float:
+        """The timestamp of the newest appended operation (start_ts if none)."""
+        return self._last_ts
 
     @property
     def released_lsn(self) -> int:
@@ -90,6 +98,7 @@ class Journal:
         if lsn != self._last + 1:
             raise JournalError(f"operation {lsn} does not follow {self._last}")
         self._last = lsn
+        self._last_ts = op[1]
         if self.retain:
             self._ops.extend(op)
         else:
@@ -111,6 +120,7 @@ class Journal:
             if not batch:
                 return
             self._last = batch[-1][0]
+            self._last_ts = batch[-1][1]
             if self.retain:
                 for op in batch:
                     self._ops.extend(op)
@@ -144,10 +154,11 @@ class Journal:
             flat = self._ops[start : start + (end - from_lsn + 1) * _W]
         return [_new(Operation, flat[i : i + _W]) for i in range(0, len(flat), _W)]
 
-    def skip_to(self, lsn: int) -> None:
+    def skip_to(self, lsn: int, ts: float) -> None:
         """Declare operations up to *lsn* applied elsewhere: release all, continue after *lsn*.
 
-        Used when state jumps by a compacted delta whose original operations are not here.
+        Used when state jumps by a compacted delta whose original operations are not here;
+        *ts* is the timestamp of operation *lsn*.
 
         Raises:
             JournalError: *lsn* is before `last_lsn`.
@@ -157,6 +168,7 @@ class Journal:
                 raise JournalError(f"cannot skip back from {self._last} to {lsn}")
             self._ops.clear()
             self._released = self._last = lsn
+            self._last_ts = ts
 
     def release(self, up_to_lsn: int) -> int:
         """Forget the operations with ``lsn <= up_to_lsn``.

@@ -32,6 +32,7 @@ moves it too, and the journal is released up to it.
 
 from __future__ import annotations
 
+import io
 import time
 import zlib
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import orjson
+import zstandard
 
 from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
 from dictdb.schema import validate_record
@@ -70,6 +72,7 @@ FORMAT_NAME: Final = "dictdb"
 #: The on-disk format version written; files with a higher version are refused.
 VERSION: Final = 1
 FORMATS: Final = ("json", "pickle")
+_DELTA_HEADER_SIZE: Final = 7  # format, version, type, timestamp, from_lsn, to_lsn, last_op_ts
 _dumps = orjson.dumps
 _crc32 = zlib.crc32
 _INT64_MIN: Final = -(2**63)
@@ -122,7 +125,7 @@ def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDige
             _TableCut(name, t.definition(), t._next_pk, t._rows.copy(), frozenset(t._special))
             for name, t in db._tables.items()
         ]
-        last_ts = _last_op_ts(db)
+        last_ts = db._journal.last_ts
         cursor = db._backup_cursor
         ops = None
         if cursor is not None and cursor.lsn > db._journal.released_lsn - 1:
@@ -135,13 +138,6 @@ def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDige
     if cursor is not None and ops is not None:
         digest = _advance_digest(cursor.digest, compact(ops, cursor.lsn + 1))
     return lsn, last_ts, tables, digest
-
-
-def _last_op_ts(db: DictDB) -> float:
-    journal = db._journal
-    if journal.last_lsn > journal.released_lsn:
-        return journal.read(journal.last_lsn)[0].ts
-    return db._last_op_ts
 
 
 def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
@@ -187,9 +183,16 @@ def _encode_full(
     if digest is None:
         digest = scratch
     doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
+    return _encode_document(doc, file_format, len(header)), digest
+
+
+def _encode_document(doc: dict[str, Any], file_format: str, header_size: int) -> bytes:
+    # JSON: the header's members come first, so `read_header` can parse a short prefix.
+    # Pickle: two streams back to back, the header alone first, for the same reason.
     if file_format == "json":
-        return _dumps(doc)[:-1], digest
-    return PICKLE.dumps(doc), digest
+        return _dumps(doc)[:-1]
+    items = list(doc.items())
+    return PICKLE.dumps(dict(items[:header_size])) + PICKLE.dumps(dict(items[header_size:]))
 
 
 def state_digest(db: DictDB) -> _digest.StateDigest:
@@ -246,12 +249,17 @@ def save(
     compression: str | None = None,
     *,
     overwrite: bool = True,
+    as_base: bool | None = None,
 ) -> Path:
     """Write a full snapshot of *db*, atomically.
 
     The snapshot is a consistent cut at `DictDB.lsn`, taken under a short lock; encoding and
-    I/O run outside it. It becomes the base of later deltas (the backup cursor moves to it)
-    and the journal is released up to it.
+    I/O run outside it.
+
+    A snapshot can become the *base* of later deltas: the backup cursor moves to it and the
+    journal is released up to it. By default (``as_base=None``) it does so only when no chain
+    is being built (no cursor yet), so an ad-hoc export never breaks a `BackupManager`'s
+    chain; ``as_base=True`` always moves the cursor, ``False`` never does.
 
     Args:
         db: the database.
@@ -277,9 +285,9 @@ def save(
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
     with db._lock:
         cursor = db._backup_cursor
-        if cursor is None or cursor.lsn <= lsn:
+        if as_base or (as_base is None and cursor is None):
             db._backup_cursor = BackupCursor(lsn, digest)
-        db._journal.release(min(lsn, db._journal.last_lsn))
+            db._journal.release(lsn)
     return path
 
 
@@ -317,7 +325,7 @@ def _read(path: Path, file_format: str | None, *, check_tree: bool) -> tuple[dic
     fmt, compressed = _sniff(path, data, file_format)
     payload = unseal(path, data, fmt, compressed)
     try:
-        doc = orjson.loads(payload) if fmt == "json" else PICKLE.loads(payload, check=check_tree)
+        doc = orjson.loads(payload) if fmt == "json" else _load_pickle(payload, check_tree)
     except (orjson.JSONDecodeError, CodecError) as exc:
         raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
     if type(doc) is not dict or doc.get("format") != FORMAT_NAME:
@@ -332,6 +340,57 @@ def _read(path: Path, file_format: str | None, *, check_tree: bool) -> tuple[dic
     if doc.get("type") not in ("full", "delta"):
         raise CorruptFileError(path, f"unknown file type {doc.get('type')!r}")
     return doc, fmt
+
+
+def _load_pickle(payload: bytes, check_tree: bool) -> Any:
+    stream = io.BytesIO(payload)
+    header = PICKLE.load_stream(stream, check=True)
+    rest = PICKLE.load_stream(stream, check=check_tree)
+    if stream.tell() != len(payload):
+        raise CodecError("bytes after the pickle streams")
+    if type(header) is not dict or type(rest) is not dict or set(header) & set(rest):
+        raise CodecError("the pickle streams must be a header object and a body object")
+    return {**header, **rest}
+
+
+_HEADER_MARKERS: Final = (b',"tables":', b',"ddl":')
+_HEADER_PROBE: Final = 1 << 16
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """Read a snapshot's or delta's header without reading the whole file.
+
+    The header holds format, version, type, timestamps and the LSNs; nothing is verified
+    but the header's own shape (`read_document` and `load` verify the whole file).
+
+    Raises:
+        CorruptFileError: no readable header.
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    fmt, compressed = _sniff(path, b"", None)
+    with path.open("rb") as handle:
+        if compressed:
+            try:
+                reader = zstandard.ZstdDecompressor().stream_reader(handle)
+                head = reader.read(_HEADER_PROBE)
+            except zstandard.ZstdError as exc:
+                raise CorruptFileError(path, f"corrupt zstandard data: {exc}") from None
+        else:
+            head = handle.read(_HEADER_PROBE)
+    try:
+        if fmt == "json":
+            cut = min((i for i in (head.find(m) for m in _HEADER_MARKERS) if i > 0), default=-1)
+            if cut < 0:
+                raise CodecError("no header in the first 64 KiB")
+            header = orjson.loads(head[:cut] + b"}")
+        else:
+            header = PICKLE.load_stream(io.BytesIO(head), check=True)
+    except (orjson.JSONDecodeError, CodecError, EOFError) as exc:
+        raise CorruptFileError(path, f"unreadable header: {exc}") from None
+    if type(header) is not dict or header.get("format") != FORMAT_NAME:
+        raise CorruptFileError(path, "not a dictdb file (no format: dictdb header)")
+    return header
 
 
 def _int_field(path: Path, doc: Mapping[str, Any], name: str, minimum: int = 0) -> int:
@@ -384,8 +443,8 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     if actual != expected:
         raise CorruptFileError(path, _digest.describe_mismatch(expected, actual))
     db._lsn = lsn
-    db._last_op_ts = _num_field(path, doc, "last_op_ts")
-    db._journal = Journal(retain=True, start_lsn=lsn, lock=db._lock)
+    last_ts = _num_field(path, doc, "last_op_ts")
+    db._journal = Journal(retain=True, start_lsn=lsn, start_ts=last_ts, lock=db._lock)
     db._journal_append = db._journal.append_held
     db._backup_cursor = BackupCursor(lsn, actual)
     return db
@@ -533,7 +592,7 @@ def save_delta(
         next_pks = {name: t._next_pk for name, t in db._tables.items()}
     comp_ = compact(ops, cursor.lsn + 1)
     doc, digest = _delta_document(comp_, cursor.digest, next_pks)
-    body = _dumps(doc)[:-1] if fmt == "json" else PICKLE.dumps(doc)
+    body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
     with db._lock:
         if db._backup_cursor is cursor:
@@ -618,8 +677,7 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
                 continue
             db._apply((to_lsn, last_ts, kind, name, key, after, before, None), plain)
         db._lsn = to_lsn
-        db._last_op_ts = last_ts
-        db._journal.skip_to(to_lsn)
+        db._journal.skip_to(to_lsn, last_ts)
         db._backup_cursor = BackupCursor(to_lsn, digest)
     return touched
 
