@@ -7,6 +7,7 @@ derived from it. The API keeps the reference DictDB's names.
 from dictdb._version import __version__
 from dictdb.database import DictDB, ReplayError
 from dictdb.errors import (
+    CorruptFileError,
     DictDBError,
     DuplicateKeyError,
     DuplicateTableError,
@@ -18,11 +19,16 @@ from dictdb.errors import (
     ValueDomainError,
 )
 from dictdb.query import And, Condition, Field, Not, Or, PredicateExpr
+from dictdb.storage.backup import BackupManager
+from dictdb.storage.catalog import scan as list_backups
+from dictdb.storage.restore import RestoreError, RestorePlan, plan_restore, restore
 from dictdb.table import Table
 
 __all__ = [
     "And",
+    "BackupManager",
     "Condition",
+    "CorruptFileError",
     "DictDB",
     "DictDBError",
     "DuplicateKeyError",
@@ -34,10 +40,15 @@ __all__ = [
     "PrimaryKeyError",
     "RecordNotFoundError",
     "ReplayError",
+    "RestoreError",
+    "RestorePlan",
     "SchemaValidationError",
     "StateError",
     "Table",
     "TableNotFoundError",
     "ValueDomainError",
     "__version__",
+    "list_backups",
+    "plan_restore",
+    "restore",
 ]

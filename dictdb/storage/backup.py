@@ -1,0 +1,401 @@
+"""BackupManager: periodic, on-demand and incremental backups, as the seed guide describes.
+
+Files land in one directory under the seed's names (`dictdb.storage.catalog`). Full
+snapshots and deltas come from `dictdb.storage.persist`, so every file appears atomically,
+carries a checksum and a digest, and a delta holds exactly the operations up to its cut.
+
+Threads: one worker thread runs the periodic schedule (`start`) and the trailing backups asked
+for by `notify_change`; it catches every error, reports it and keeps going. Backups are
+serialized by one lock, whoever runs them (the worker or a caller of `backup_now`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Final
+
+from dictdb.errors import StateError
+from dictdb.storage import persist
+from dictdb.storage.catalog import Chain, next_free_name, scan
+from dictdb.storage.files import fsync_directory
+
+if TYPE_CHECKING:
+    from dictdb.database import DictDB
+
+log = logging.getLogger("dictdb")
+
+FailureCallback = Callable[[BaseException, int], object]
+_NAME_RETRIES: Final = 1000
+
+
+def _positive(name: str, value: object, *, integer: bool = False) -> None:
+    ok_type = type(value) is int if integer else type(value) in (int, float)
+    if not ok_type or not value > 0:  # type: ignore[operator]
+        kind = "an int" if integer else "a number"
+        raise ValueError(f"{name} must be {kind} > 0, got {value!r}")
+
+
+class BackupManager:
+    """Automatic, periodic and incremental backups of one database into one directory.
+
+    Args:
+        db: the database.
+        backup_dir: the directory (created if missing).
+        backup_interval: seconds between periodic backups once `start` is called.
+        file_format: ``"json"`` or ``"pickle"``; deltas use it too.
+        min_backup_interval: the least time, in seconds, between two backups triggered by
+            `notify_change`; notifications inside that window are coalesced into one backup
+            at its end, never dropped.
+        on_backup_failure: called as ``on_backup_failure(error, consecutive_failures)`` after
+            each failed backup; an exception it raises is logged and ignored.
+        incremental: write deltas between full snapshots.
+        max_deltas_before_full: in incremental mode, after this many deltas the next backup is
+            a full snapshot.
+        compression: None or ``"zstd"`` (file names gain ``.zst``).
+        keep_chains: retention: keep only the newest *keep_chains* chains (a full snapshot
+            and its deltas); None keeps all.
+        keep_for: retention: keep only chains whose newest file is younger than this many
+            seconds; None keeps all. The newest restorable chain is never deleted.
+
+    Raises:
+        ValueError: an option out of range or an unknown format (at construction, not at
+            the first backup).
+        OSError: the directory cannot be created or is not a directory.
+    """
+
+    def __init__(
+        self,
+        db: DictDB,
+        backup_dir: str | Path,
+        backup_interval: float = 300,
+        file_format: str = "json",
+        min_backup_interval: float = 5.0,
+        on_backup_failure: FailureCallback | None = None,
+        incremental: bool = False,
+        max_deltas_before_full: int = 10,
+        *,
+        compression: str | None = None,
+        keep_chains: int | None = None,
+        keep_for: float | None = None,
+    ) -> None:
+        from dictdb.database import DictDB
+
+        if not isinstance(db, DictDB):
+            raise TypeError(f"db must be a DictDB, got {type(db).__name__}")
+        _positive("backup_interval", backup_interval)
+        if type(min_backup_interval) not in (int, float) or min_backup_interval < 0:
+            raise ValueError(f"min_backup_interval must be >= 0, got {min_backup_interval!r}")
+        _positive("max_deltas_before_full", max_deltas_before_full, integer=True)
+        if keep_chains is not None:
+            _positive("keep_chains", keep_chains, integer=True)
+        if keep_for is not None:
+            _positive("keep_for", keep_for)
+        if on_backup_failure is not None and not callable(on_backup_failure):
+            raise TypeError("on_backup_failure must be callable")
+        self.db = db
+        self.backup_dir = Path(backup_dir)
+        self.backup_interval = float(backup_interval)
+        self.file_format = persist._check_format(file_format)
+        self.min_backup_interval = float(min_backup_interval)
+        self.on_backup_failure = on_backup_failure
+        self.incremental = bool(incremental)
+        self.max_deltas_before_full = max_deltas_before_full
+        self.compression = persist._check_compression(compression)
+        self.keep_chains = keep_chains
+        self.keep_for = keep_for
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        if not self.backup_dir.is_dir():
+            raise NotADirectoryError(f"backup_dir {self.backup_dir} is not a directory")
+
+        self._backup_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._periodic = False
+        self._next_periodic = 0.0
+        self._pending_since: float | None = None
+        self._last_backup_mono = float("-inf")
+
+        self._consecutive_failures = 0
+        self._deltas_since_full = 0
+        self._base_lsn: int | None = None  # the LSN of the last file this manager wrote
+        self.last_success: float | None = None
+        self.last_error: BaseException | None = None
+        self.last_backup: Path | None = None
+
+    # -- the seed's properties ---------------------------------------------------------------
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Failed backups since the last success."""
+        return self._consecutive_failures
+
+    @property
+    def deltas_since_full(self) -> int:
+        """Deltas written since the last full snapshot."""
+        return self._deltas_since_full
+
+    @property
+    def running(self) -> bool:
+        """Whether the periodic schedule is on."""
+        return self._periodic and self._thread is not None and self._thread.is_alive()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _ensure_worker(self) -> None:
+        # Called with self._cond held.
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="dictdb-backup", daemon=True)
+            self._thread.start()
+
+    def start(self) -> None:
+        """Start periodic backups (the first one after `backup_interval`). Idempotent."""
+        with self._cond:
+            if not self._periodic:
+                self._periodic = True
+                self._next_periodic = time.monotonic() + self.backup_interval
+            self._ensure_worker()
+            self._cond.notify_all()
+
+    def stop(self, final_backup: bool = True, timeout: float | None = None) -> None:
+        """Stop the schedule, wait for a backup in flight, then optionally back up what is new.
+
+        Idempotent; safe before `start`.
+
+        Args:
+            final_backup: write one last backup (per the mode) if anything changed since the
+                last one, so that nothing written before `stop` is left out.
+            timeout: the longest wait for the worker thread, in seconds (None: no limit).
+        """
+        with self._cond:
+            self._stopping = True
+            self._periodic = False
+            self._pending_since = None
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._cond:
+            if self._thread is thread:
+                self._thread = None
+        if final_backup and self._changed_since_last_backup():
+            self.backup_now()
+
+    def __enter__(self) -> BackupManager:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def notify_change(self) -> None:
+        """Ask for a backup soon: within `min_backup_interval` of the previous one.
+
+        Returns at once (the backup runs on the worker thread). Notifications inside the
+        window are coalesced into one backup at the window's end.
+        """
+        with self._cond:
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+            self._ensure_worker()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping:
+                        return
+                    now = time.monotonic()
+                    due = []
+                    if self._periodic:
+                        due.append(self._next_periodic)
+                    if self._pending_since is not None:
+                        due.append(self._last_backup_mono + self.min_backup_interval)
+                    if due and min(due) <= now:
+                        break
+                    self._cond.wait(None if not due else min(due) - now)
+                if self._periodic and self._next_periodic <= now:
+                    self._next_periodic = now + self.backup_interval
+                self._pending_since = None
+            try:
+                if self._changed_since_last_backup():
+                    self.backup_now()
+            except BaseException as exc:  # the worker never dies
+                log.exception("dictdb backup worker: unexpected error")
+                self._record_failure(exc)
+
+    def _changed_since_last_backup(self) -> bool:
+        return self._base_lsn is None or self.db.lsn != self._base_lsn
+
+    # -- backups -----------------------------------------------------------------------------
+
+    def backup_now(self) -> Path | None:
+        """Back up according to the mode: a full snapshot, or in incremental mode a delta
+        (a full one when there is no base yet or `max_deltas_before_full` is reached).
+
+        Returns:
+            The file written, or None (nothing new for a delta, or the backup failed: see
+            `consecutive_failures` and `last_error`).
+        """
+        if self.incremental:
+            with self._backup_lock:
+                full = (
+                    self._deltas_since_full >= self.max_deltas_before_full
+                    or not self._chain_intact()
+                )
+            return self.backup_full() if full else self.backup_delta()
+        return self.backup_full()
+
+    def _chain_intact(self) -> bool:
+        cursor = self.db._backup_cursor
+        return self._base_lsn is not None and cursor is not None and cursor.lsn == self._base_lsn
+
+    def backup_full(self) -> Path | None:
+        """Write a full snapshot now, whatever the mode; it starts a new delta chain.
+
+        Returns:
+            The file written, or None if the backup failed.
+        """
+        with self._backup_lock:
+            try:
+                path = self._write("full")
+            except Exception as exc:
+                self._record_failure(exc)
+                return None
+            assert path is not None  # a full snapshot is always written
+            self._deltas_since_full = 0
+            self._record_success(path)
+            self._apply_retention()
+            return path
+
+    def backup_delta(self) -> Path | None:
+        """Write the changes since the last backup as a delta now.
+
+        Without a base full snapshot from this manager (or if the database's chain moved
+        elsewhere), a full snapshot is written instead, so every delta is restorable.
+
+        Returns:
+            The file written, or None if nothing changed or the backup failed.
+        """
+        with self._backup_lock:
+            if self._chain_intact():
+                try:
+                    path = self._write("delta")
+                except Exception as exc:
+                    self._record_failure(exc)
+                    return None
+                if path is not None:
+                    self._deltas_since_full += 1
+                    self._record_success(path)
+                return path
+        return self.backup_full()
+
+    def _write(self, kind: str) -> Path | None:
+        # Returns None only for a delta with nothing to write.
+        db = self.db
+        for _ in range(_NAME_RETRIES):
+            path = next_free_name(
+                self.backup_dir, kind, self.file_format, self.compression, time.time()
+            )
+            try:
+                if kind == "full":
+                    persist.save(
+                        db,
+                        path,
+                        self.file_format,
+                        self.compression,
+                        overwrite=False,
+                        as_base=True,
+                    )
+                elif (
+                    persist.save_delta(
+                        db, path, self.file_format, self.compression, overwrite=False
+                    )
+                    is None
+                ):
+                    return None
+            except FileExistsError:
+                continue  # another writer took the name between the check and the link
+            cursor = db._backup_cursor
+            self._base_lsn = None if cursor is None else cursor.lsn
+            return path
+        raise StateError(f"no free backup file name in {self.backup_dir}")
+
+    def _record_success(self, path: Path) -> None:
+        self._consecutive_failures = 0
+        self.last_success = time.time()
+        self.last_backup = path
+        self.last_error = None
+        with self._cond:
+            self._last_backup_mono = time.monotonic()
+
+    def _record_failure(self, exc: BaseException) -> None:
+        self._consecutive_failures += 1
+        self.last_error = exc
+        count = self._consecutive_failures
+        log.error("dictdb backup failed (%d in a row): %s", count, exc)
+        callback = self.on_backup_failure
+        if callback is not None:
+            try:
+                callback(exc, count)
+            except Exception:
+                log.exception("dictdb on_backup_failure callback raised")
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def _apply_retention(self) -> None:
+        if self.keep_chains is None and self.keep_for is None:
+            return
+        try:
+            chains = list(scan(self.backup_dir).chains)
+        except OSError as exc:
+            log.warning("dictdb retention: cannot scan %s: %s", self.backup_dir, exc)
+            return
+        if len(chains) <= 1:
+            return
+        newest = chains[-1]
+        keep: list[Chain] = [newest]
+        candidates = chains[:-1]
+        if self.keep_chains is not None:
+            candidates = candidates[max(0, len(candidates) - (self.keep_chains - 1)) :]
+        if self.keep_for is not None:
+            horizon = time.time() - self.keep_for
+            candidates = [c for c in candidates if c.files[-1].written_ts >= horizon]
+        keep.extend(candidates)
+        kept = {f.path for c in keep for f in c.files}
+        removed = 0
+        for chain in chains:
+            for f in chain.files:
+                if f.path not in kept:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f.path)
+                        removed += 1
+        if removed:
+            fsync_directory(self.backup_dir)
+            log.info("dictdb retention: removed %d files from %s", removed, self.backup_dir)
+
+    def health(self) -> dict[str, object]:
+        """A snapshot of the manager's state for health checks."""
+        return {
+            "running": self.running,
+            "consecutive_failures": self._consecutive_failures,
+            "deltas_since_full": self._deltas_since_full,
+            "last_success": self.last_success,
+            "last_error": None if self.last_error is None else repr(self.last_error),
+            "last_backup": None if self.last_backup is None else str(self.last_backup),
+            "base_lsn": self._base_lsn,
+        }

@@ -1,0 +1,234 @@
+"""What a backup directory holds: files by name pattern, their headers, chains by LSN.
+
+A *chain* is a full snapshot and the deltas that follow it without a gap
+(``delta.from_lsn == previous end + 1``). Chains are found by LSN, never by the wall-clock
+stamps in file names. Names follow the seed: ``dictdb_backup_<sec>_<usec>.<ext>`` and
+``dictdb_delta_<sec>_<usec>.<ext>``, ``<ext>`` one of ``json``, ``pickle``, each optionally
+followed by ``.zst``. Anything else in the directory (``.tmp`` leftovers of interrupted writes
+included) is ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from dictdb.errors import CorruptFileError
+from dictdb.storage.persist import read_header
+
+NAME_PATTERN: Final = re.compile(
+    r"^dictdb_(?P<kind>backup|delta)_(?P<sec>\d+)_(?P<usec>\d{6})"
+    r"\.(?P<fmt>json|pickle)(?P<zst>\.zst)?$"
+)
+
+
+@attrs.frozen
+class BackupFile:
+    """One snapshot or delta file, described by its header.
+
+    Attributes:
+        path: the file.
+        kind: ``"full"`` or ``"delta"``.
+        first_lsn: a delta's first operation; a full's LSN + 1 (what it is the state before).
+        last_lsn: the LSN of the state the file leads to.
+        last_op_ts: the time of operation ``last_lsn`` (0.0 for an empty history).
+        written_ts: when the file was written.
+        size: bytes on disk.
+    """
+
+    path: Path
+    kind: str
+    first_lsn: int
+    last_lsn: int
+    last_op_ts: float
+    written_ts: float
+    size: int
+
+    @property
+    def is_full(self) -> bool:
+        """Whether this is a full snapshot."""
+        return self.kind == "full"
+
+    def describe(self) -> str:
+        """A short description: kind, LSN range, name."""
+        if self.is_full:
+            return f"full @{self.last_lsn} {self.path.name}"
+        return f"delta {self.first_lsn}..{self.last_lsn} {self.path.name}"
+
+
+@attrs.frozen
+class Chain:
+    """A full snapshot and the deltas chained to it by LSN, in order."""
+
+    full: BackupFile
+    deltas: tuple[BackupFile, ...]
+
+    @property
+    def last_lsn(self) -> int:
+        """The LSN the chain reaches."""
+        return self.deltas[-1].last_lsn if self.deltas else self.full.last_lsn
+
+    @property
+    def files(self) -> tuple[BackupFile, ...]:
+        """The full, then the deltas."""
+        return (self.full, *self.deltas)
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk for the whole chain."""
+        return sum(f.size for f in self.files)
+
+
+@attrs.frozen
+class Catalog:
+    """Everything a directory holds.
+
+    Attributes:
+        files: readable snapshot and delta files, by LSN.
+        unreadable: files named like backups whose header cannot be read, with the reason.
+        chains: the chains, oldest first.
+        orphans: deltas that no full snapshot leads to.
+    """
+
+    files: tuple[BackupFile, ...]
+    unreadable: tuple[tuple[Path, str], ...]
+    chains: tuple[Chain, ...]
+    orphans: tuple[BackupFile, ...]
+
+
+def backup_name(kind: str, file_format: str, compression: str | None, stamp: float) -> str:
+    """The seed's file name for a backup written at *stamp* (epoch seconds)."""
+    sec = int(stamp)
+    usec = min(round((stamp - sec) * 1_000_000), 999_999)
+    prefix = "dictdb_backup" if kind == "full" else "dictdb_delta"
+    return f"{prefix}_{sec}_{usec:06d}.{file_format}" + (".zst" if compression else "")
+
+
+def next_free_name(directory: Path, kind: str, fmt: str, comp: str | None, stamp: float) -> Path:
+    """A name for a new file that no file in *directory* has (one microsecond later if so)."""
+    micro = int(stamp * 1_000_000)
+    while True:
+        path = directory / backup_name(kind, fmt, comp, micro / 1_000_000)
+        if not path.exists():
+            return path
+        micro += 1
+
+
+def _describe(path: Path) -> BackupFile:
+    header = read_header(path)
+    kind = header.get("type")
+    try:
+        written = float(header["timestamp"])
+        last_ts = float(header["last_op_ts"])
+        if kind == "full":
+            lsn = int(header["lsn"])
+            first, last = lsn + 1, lsn
+        elif kind == "delta":
+            first, last = int(header["from_lsn"]), int(header["to_lsn"])
+        else:
+            raise CorruptFileError(path, f"unknown file type {kind!r}")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptFileError(path, f"malformed header: {exc}") from None
+    if not 0 < first <= last + 1 or (kind == "delta" and first > last):
+        raise CorruptFileError(path, f"impossible LSN range {first}..{last}")
+    return BackupFile(path, str(kind), first, last, last_ts, written, path.stat().st_size)
+
+
+def backup_paths(directory: Path) -> list[Path]:
+    """Files in *directory* named like snapshots or deltas (sorted by name)."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(directory / n for n in names if NAME_PATTERN.match(n))
+
+
+def scan(directory: str | Path, *, exclude: Iterable[Path] = ()) -> Catalog:
+    """Read the headers of every backup file in *directory* and group them into chains.
+
+    Args:
+        directory: the backup directory.
+        exclude: files to leave out (e.g. found damaged).
+
+    Raises:
+        FileNotFoundError: *directory* does not exist.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"backup directory {directory} does not exist")
+    skip = set(exclude)
+    files: list[BackupFile] = []
+    unreadable: list[tuple[Path, str]] = []
+    for path in backup_paths(directory):
+        if path in skip:
+            continue
+        try:
+            files.append(_describe(path))
+        except CorruptFileError as exc:
+            unreadable.append((path, exc.reason))
+        except OSError as exc:
+            unreadable.append((path, f"cannot read: {exc}"))
+    files.sort(key=lambda f: (f.last_lsn, 0 if f.is_full else 1, f.first_lsn))
+    deltas_by_first: dict[int, list[BackupFile]] = {}
+    for f in files:
+        if not f.is_full:
+            deltas_by_first.setdefault(f.first_lsn, []).append(f)
+    chains: list[Chain] = []
+    used: set[Path] = set()
+    for full in (f for f in files if f.is_full):
+        deltas: list[BackupFile] = []
+        nxt = full.last_lsn + 1
+        while nxt in deltas_by_first:
+            candidates = deltas_by_first[nxt]
+            step = max(candidates, key=lambda d: d.last_lsn)
+            deltas.append(step)
+            nxt = step.last_lsn + 1
+        chains.append(Chain(full, tuple(deltas)))
+        used.update(d.path for d in deltas)
+    orphans = tuple(f for f in files if not f.is_full and f.path not in used)
+    return Catalog(tuple(files), tuple(unreadable), tuple(chains), orphans)
+
+
+def overlaps(files: Iterable[BackupFile]) -> list[tuple[BackupFile, BackupFile]]:
+    """Pairs of deltas whose LSN ranges intersect without being the same range."""
+    deltas = sorted((f for f in files if not f.is_full), key=lambda f: (f.first_lsn, f.last_lsn))
+    found: list[tuple[BackupFile, BackupFile]] = []
+    for a, b in pairwise(deltas):
+        if b.first_lsn <= a.last_lsn and (a.first_lsn, a.last_lsn) != (b.first_lsn, b.last_lsn):
+            found.append((a, b))
+    return found
+
+
+def as_document(catalog: Catalog) -> dict[str, Any]:
+    """A plain description of a catalog (for ``dictdb ls --json`` and logs)."""
+
+    def one(f: BackupFile) -> dict[str, Any]:
+        return {
+            "file": f.path.name,
+            "kind": f.kind,
+            "first_lsn": f.first_lsn,
+            "last_lsn": f.last_lsn,
+            "last_op_ts": f.last_op_ts,
+            "written_ts": f.written_ts,
+            "size": f.size,
+        }
+
+    return {
+        "chains": [
+            {
+                "full": one(c.full),
+                "deltas": [one(d) for d in c.deltas],
+                "last_lsn": c.last_lsn,
+                "size": c.size,
+            }
+            for c in catalog.chains
+        ],
+        "orphans": [one(f) for f in catalog.orphans],
+        "unreadable": [{"file": p.name, "reason": r} for p, r in catalog.unreadable],
+    }
