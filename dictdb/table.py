@@ -274,6 +274,8 @@ class Table:
         with db._lock:
             self._live()
             key = record.get(self.primary_key) if type(record) is dict else None
+            if key is not None and type(key) not in PK_TYPES:
+                check_primary_key(self.table_name, self.primary_key, key)
             if key is None or key not in self._rows:
                 return self.insert(record), "inserted"
             if on_conflict == "error":
