@@ -8,6 +8,7 @@ timestamp them, apply them through `_apply` and append them to the journal. Repl
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -25,10 +26,13 @@ from dictdb.errors import (
 from dictdb.schema import normalize_schema, schema_to_names, validate_record
 from dictdb.table import Table, normalize_definition
 from dictdb.values import check_primary_key, copy_row, own_record
-from wal import CREATE, DELETE, DROP, INSERT, UPDATE, Journal, Operation, OpTuple
+from wal import CREATE, DELETE, DROP, INSERT, UPDATE, Journal, Operation, OpTuple, own_value
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from dictdb.storage.persist import BackupCursor
+    from wal.durable import DurableLog
 
 log = logging.getLogger("dictdb")
 
@@ -37,6 +41,50 @@ _time = time.time
 
 class ReplayError(DictDBError, ValueError):
     """An operation that cannot be applied to this database (wrong LSN, missing table...)."""
+
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+def _log_plain(op: OpTuple, plain: bool) -> bool:
+    # Whether a durable-log record needs no tags: rows plain (the write path knows), a key and
+    # meta that JSON carries exactly. DDL records are always tagged (rare, and a schema field
+    # named like a tag must be escaped).
+    if not plain or op[7] is not None or op[2] in (CREATE, DROP):
+        return False
+    key = op[4]
+    return type(key) is str or (type(key) is int and _INT64_MIN <= key <= _INT64_MAX)
+
+
+class _AuditBlock:
+    __slots__ = ("_db", "_meta", "_token")
+
+    def __init__(self, db: DictDB, meta: dict[str, Any]) -> None:
+        own_value(meta, "audit")  # refuse out-of-domain metadata now, not at backup time
+        self._db = db
+        self._meta = {k: v for k, v in meta.items() if v is not None}
+        self._token: contextvars.Token[dict[str, Any] | None] | None = None
+
+    def __enter__(self) -> dict[str, Any]:
+        db = self._db
+        merged = {**(db._audit.get() or {}), **self._meta}
+        self._token = db._audit.set(merged)
+        with db._lock:
+            db._audit_depth += 1
+        return merged
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        db = self._db
+        with db._lock:
+            db._audit_depth -= 1
+        if self._token is not None:
+            db._audit.reset(self._token)
 
 
 class TablesView(Mapping[str, Table]):
@@ -80,6 +128,15 @@ class DictDB:
         self._journal_append = self._journal.append_held
         # Persistence state (dictdb.storage.persist): where the next delta starts.
         self._backup_cursor: BackupCursor | None = None
+        # Durable mode (dictdb.durable): the log, and whether writers wait for fsync.
+        self._wal: DurableLog | None = None
+        self._wal_sync = False
+        self._closer: Any = None
+        # Audit metadata: a per-context value, looked up only while some block is active.
+        self._audit: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+            f"dictdb-audit-{id(self)}", default=None
+        )
+        self._audit_depth = 0
 
     # -- the one mutation path -------------------------------------------------------------
 
@@ -126,7 +183,10 @@ class DictDB:
         instance: Table | None = None,
     ) -> None:
         # The caller holds self._lock and has validated everything.
-        op = (self._lsn + 1, _time(), kind, table, key, after, before, None)
+        meta = self._audit.get() if self._audit_depth else None
+        op = (self._lsn + 1, _time(), kind, table, key, after, before, meta)
+        if self._wal is not None:
+            self._wal_submit([op], [plain])
         self._apply(op, plain, instance)
         self._journal_append(op)
 
@@ -135,13 +195,51 @@ class DictDB:
         # The caller has validated every change, so applying cannot stop half-way.
         ts = _time()
         lsn = self._lsn
+        meta = self._audit.get() if self._audit_depth else None
         apply = self._apply
         append = self._journal_append
+        if self._wal is not None:
+            # The whole statement enters the durable log before any of it is applied.
+            ops: list[OpTuple] = []
+            plains: list[bool] = []
+            for kind, table, key, after, before, plain in changes:
+                lsn += 1
+                ops.append((lsn, ts, kind, table, key, after, before, meta))
+                plains.append(plain)
+            if not ops:
+                return
+            self._wal_submit(ops, plains)
+            for op, plain in zip(ops, plains, strict=True):
+                apply(op, plain)
+                append(op)
+            return
         for kind, table, key, after, before, plain in changes:
             lsn += 1
-            op = (lsn, ts, kind, table, key, after, before, None)
+            op = (lsn, ts, kind, table, key, after, before, meta)
             apply(op, plain)
             append(op)
+
+    def _wal_submit(self, ops: list[OpTuple], plains: list[bool]) -> None:
+        # Queue a statement in the durable log; with fsync="always" the lock's outermost
+        # release then waits until it is on disk (group commit, dictdb.durable).
+        assert self._wal is not None
+        wal_plain = [_log_plain(op, p) for op, p in zip(ops, plains, strict=True)]
+        self._wal.submit(ops, wal_plain)
+        if self._wal_sync:
+            self._lock._pending = ops[-1][0]  # type: ignore[attr-defined]
+
+    def audit(self, actor: str | None = None, reason: str | None = None, **extra: Any) -> Any:
+        """Attach audit metadata to the operations of a block of code (this thread/context).
+
+        ``with db.audit(actor="alice", reason="ticket 42"): ...``: every operation made inside
+        carries ``{"actor": "alice", "reason": "ticket 42"}`` as its ``meta``, in the journal
+        and in the durable log, where the audit tools read it back. Blocks nest (inner keys
+        win).
+
+        Raises:
+            ValueDomainError: a value outside the value domain.
+        """
+        return _AuditBlock(self, {"actor": actor, "reason": reason, **extra})
 
     # -- tables ------------------------------------------------------------------------------
 
@@ -315,6 +413,69 @@ class DictDB:
         from dictdb.storage.persist import load
 
         return load(filename, file_format)
+
+    # -- durable mode ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        fsync: str = "everysec",
+        *,
+        segment_size: int = 64 << 20,
+        compress: bool = False,
+        retain_journal: bool = True,
+    ) -> DictDB:
+        """Open (or create) a durable database in directory *path*.
+
+        The state is rebuilt from what *path* holds (snapshots, deltas, then the log's tail);
+        from then on every operation is written to ``path/wal/`` before it is applied.
+
+        Args:
+            path: the database directory.
+            fsync: ``"always"`` (a write returns once on disk; concurrent writers share
+                fsyncs), ``"everysec"`` (a crash loses at most about one second), ``"off"``
+                (the OS decides).
+            segment_size: log segments rotate past this many bytes.
+            compress: zstd-compress log records.
+            retain_journal: keep operations in memory until a backup releases them.
+
+        Returns:
+            The database; close it with `close` (or use it as a context manager).
+
+        Raises:
+            DatabaseLockedError: *path* is open elsewhere.
+            RestoreError, RecoveryError: what *path* holds is damaged.
+        """
+        from dictdb.durable import open_durable
+
+        return open_durable(
+            path, fsync, segment_size=segment_size, compress=compress, retain_journal=retain_journal
+        )
+
+    @property
+    def durable(self) -> bool:
+        """Whether operations go to a durable log (`open`)."""
+        return self._wal is not None
+
+    def close(self) -> None:
+        """Flush and fsync the durable log and release the directory. Idempotent.
+
+        An in-memory database has nothing to close.
+        """
+        if self._closer is not None:
+            self._closer.close()
+
+    def __enter__(self) -> DictDB:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     # -- inspection ---------------------------------------------------------------------------
 

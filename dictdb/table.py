@@ -353,8 +353,12 @@ class Table:
                 raise RecordNotFoundError(
                     f"table {self.table_name!r}: no record matches {where!r} to delete"
                 )
+            special = self._special
             db._commit_many(
-                [(DELETE, self.table_name, key, None, old, True) for key, old in matches]
+                [
+                    (DELETE, self.table_name, key, None, old, key not in special)
+                    for key, old in matches
+                ]
             )
             return len(matches)
 

@@ -181,26 +181,14 @@ def plan_restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = No
     return _plan(scan(directory), directory, lsn, ts)
 
 
-def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
-    """Rebuild a database from a backup directory: the newest state, or the state at a point.
+def restore_snapshots(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
+    """`restore` from snapshots and deltas alone (the durable log is not read)."""
+    return _carry_out(plan_restore(backup_dir, at=at, lsn=lsn))
 
-    Args:
-        backup_dir: the backup directory (json, pickle and zstd files may be mixed).
-        at: a time (datetime or epoch seconds): the state as of that moment.
-        lsn: the state right after operation *lsn*.
 
-    Returns:
-        The database; its `lsn` tells where it stopped (the last point at or before the
-        target that the directory holds).
-
-    Raises:
-        ValueError: both *at* and *lsn* given.
-        RestoreError: nothing restorable at or before the target, a gap, an overlap, or a
-            damaged delta on the way (the error names the file).
-    """
+def _carry_out(plan: RestorePlan) -> DictDB:
     from dictdb.storage.persist import apply_delta, load
 
-    plan = plan_restore(backup_dir, at=at, lsn=lsn)
     directory = plan.directory
     bad: list[Path] = []
     while True:
@@ -211,7 +199,9 @@ def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -
             log.warning("restore: skipping damaged full snapshot %s: %s", full.path, exc.reason)
             bad.append(full.path)
             try:
-                fallback = _plan(scan(directory, exclude=bad), directory, lsn, plan.target_ts)
+                fallback = _plan(
+                    scan(directory, exclude=bad), directory, plan.target_lsn, plan.target_ts
+                )
             except RestoreError as err:
                 raise RestoreError(
                     f"damaged ({exc.reason}) and no older chain reaches LSN {plan.lsn}: {err}",
@@ -232,3 +222,72 @@ def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -
         except CorruptFileError as exc:
             raise RestoreError(exc.reason, delta.path) from None
     return db
+
+
+def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
+    """Rebuild a database from a backup directory: the newest state, or the state at a point.
+
+    Snapshots and deltas bring the state to the last file boundary at or before the target;
+    where the directory also holds a durable log (``wal/``, written by `DictDB.open`), its
+    operations then carry the state to the exact target (or to the log's end).
+
+    Args:
+        backup_dir: the directory (json, pickle and zstd files may be mixed).
+        at: a time (datetime or epoch seconds): the state as of that moment.
+        lsn: the state right after operation *lsn*.
+
+    Returns:
+        The database; its `lsn` tells where it stopped (never past the target).
+
+    Raises:
+        ValueError: both *at* and *lsn* given.
+        RestoreError: nothing restorable at or before the target, a gap, an overlap, a
+            damaged file on the way (the error names it), or damage in the log.
+    """
+    from dictdb.database import DictDB
+
+    directory = Path(backup_dir)
+    wal_dir = directory / "wal"
+    has_log = wal_dir.is_dir() and any(wal_dir.iterdir())
+    try:
+        plan = plan_restore(directory, at=at, lsn=lsn)
+    except RestoreError:
+        if not has_log:
+            raise
+        db = DictDB()  # a log that starts at operation 1 rebuilds from nothing
+    else:
+        db = _carry_out(plan)
+    if has_log:
+        _replay_log(db, wal_dir, at, lsn)
+    return db
+
+
+def _replay_log(db: DictDB, wal_dir: Path, at: Any, lsn: int | None) -> None:
+    from wal import WALError
+    from wal.recovery import RecoveryError, read_wal
+
+    try:
+        ops, segments, _torn = read_wal(wal_dir, repair=False, after_lsn=db.lsn)
+    except RecoveryError as exc:
+        raise RestoreError(
+            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+        ) from None
+    if not ops:
+        if db.lsn == 0 and not segments:
+            raise RestoreError(f"nothing in {wal_dir.parent} to restore from")
+        return
+    if ops[0].lsn != db.lsn + 1:
+        raise RestoreError(
+            f"the log resumes at LSN {ops[0].lsn} but the snapshots reach only {db.lsn}",
+            segments[0].path if segments else wal_dir,
+        )
+    limit_ts = None if at is None else to_epoch(at)
+    for op in ops:
+        if lsn is not None and op.lsn > lsn:
+            break
+        if limit_ts is not None and op.ts > limit_ts:
+            break
+        try:
+            db.apply_operation(op)
+        except (DictDBError, WALError) as exc:
+            raise RestoreError(f"log operation {op.lsn} does not apply: {exc}", wal_dir) from None

@@ -1,0 +1,360 @@
+"""The durable log: operations framed into segment files, fsynced by policy.
+
+Policies:
+
+- ``always``: a writer returns only once its operations are on disk. Writers that wait at the
+  same time share one write and one fsync (group commit): the first waiter becomes the
+  leader, takes everything pending, writes and fsyncs it, and wakes the others.
+- ``everysec``: a background thread writes what is pending every `flush_interval` seconds and
+  fsyncs at most once a second: a crash of the machine loses at most about one second; a crash
+  of the process loses at most `flush_interval`.
+- ``off``: the background thread writes, the OS decides when data reaches the disk (fsync
+  only on rotation and close).
+
+Submitting is cheap (two list appends): the owner calls `submit` while holding its own lock
+(passed as *lock*), so statements enter the log whole and in LSN order; encoding and I/O
+happen on the flusher or leader thread. After a write or fsync failure the log is *failed*:
+every later `submit` and `wait_durable` raises `LogFailedError` (the page cache can no longer
+be trusted; reopen to recover from what is on disk).
+
+Segments rotate when they exceed *segment_size*; a new segment's file and its directory entry
+are fsynced before any frame goes into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Final
+
+from wal.errors import WALError
+from wal.framing import encode_batch, encode_frame, encode_header, segment_name
+from wal.operation import Operation, OpTuple
+from wal.recovery import SegmentInfo, TornTail, list_segments, read_wal
+
+POLICIES: Final = ("always", "everysec", "off")
+
+
+class LogFailedError(WALError):
+    """The durable log hit an I/O error; nothing more can be made durable through it."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DurableLog:
+    """Append-only, segmented, checksummed operation log with an fsync policy.
+
+    Use `DurableLog.open`, which recovers what the directory holds first.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        segments: list[SegmentInfo],
+        last_lsn: int,
+        *,
+        fsync: str,
+        lock: Any,
+        segment_size: int,
+        compress: bool,
+        flush_interval: float,
+    ) -> None:
+        self.directory = directory
+        self.policy = fsync
+        self.segment_size = segment_size
+        self.compress = compress
+        self.flush_interval = flush_interval
+        self._owner_lock = lock  # guards _pending_* (the owner holds it when submitting)
+        self._pending_ops: list[OpTuple | Operation] = []
+        self._pending_plain: list[bool] = []
+        self._cond = threading.Condition()  # guards the fields below
+        self._io_lock = threading.Lock()  # one writer of the file at a time
+        self._durable_lsn = last_lsn
+        self._written_lsn = last_lsn
+        self._submitted_lsn = last_lsn
+        self._flushing = False
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._last_fsync = time.monotonic()
+        self._fd: int | None = None
+        self._segment_first = 0
+        self._segment_bytes = 0
+        self._segments = list(segments)
+        if segments and segments[-1].last_lsn == last_lsn:
+            tail = segments[-1]
+            self._fd = os.open(tail.path, os.O_WRONLY | os.O_APPEND)
+            self._segment_first = tail.first_lsn
+            self._segment_bytes = tail.valid_size
+        self._thread: threading.Thread | None = None
+        if fsync != "always":
+            self._thread = threading.Thread(target=self._flusher, name="dictdb-wal", daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | Path,
+        *,
+        fsync: str = "everysec",
+        lock: Any = None,
+        after_lsn: int = 0,
+        base_lsn: int | None = None,
+        segment_size: int = 64 << 20,
+        compress: bool = False,
+        flush_interval: float = 0.01,
+    ) -> tuple[DurableLog, list[Operation], TornTail | None]:
+        """Recover a WAL directory (repairing a torn tail) and open it for appending.
+
+        Args:
+            directory: the WAL directory (created if missing).
+            fsync: ``"always"``, ``"everysec"`` or ``"off"``.
+            lock: the owner's lock, held by the owner around `submit` (default: a new one).
+            after_lsn: operations up to this LSN are already in the owner's state.
+            base_lsn: the LSN the owner's state is at before replaying (None: after_lsn).
+                When the log ends before it (the state came from a snapshot that is newer
+                than the log), the next segment starts right after the owner's state.
+            segment_size: rotate segments past this many bytes.
+            compress: zstd-compress frame payloads.
+            flush_interval: seconds between background writes (everysec, off).
+
+        Returns:
+            The log, the operations after *after_lsn* to replay, and the torn tail cut (if
+            any).
+
+        Raises:
+            ValueError: an unknown policy or bad sizes.
+            RecoveryError: damage before the tail, a gap, or an overlap.
+        """
+        if fsync not in POLICIES:
+            raise ValueError(f"fsync must be one of {', '.join(POLICIES)}, got {fsync!r}")
+        if segment_size < 4096:
+            raise ValueError(f"segment_size must be >= 4096, got {segment_size}")
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        ops, segments, torn = read_wal(path, repair=True, after_lsn=after_lsn)
+        log_last = segments[-1].last_lsn if segments else 0
+        state_lsn = after_lsn if base_lsn is None else base_lsn
+        if ops and ops[0].lsn != after_lsn + 1:
+            raise WALError(
+                f"the log resumes at LSN {ops[0].lsn} but the state is at {after_lsn}: "
+                "operations in between are missing"
+            )
+        last = max(log_last, state_lsn + len(ops)) if ops else max(log_last, state_lsn)
+        log = cls(
+            path,
+            segments,
+            last,
+            fsync=fsync,
+            lock=threading.RLock() if lock is None else lock,
+            segment_size=segment_size,
+            compress=compress,
+            flush_interval=flush_interval,
+        )
+        return log, ops, torn
+
+    # -- appending ------------------------------------------------------------------------------
+
+    @property
+    def durable_lsn(self) -> int:
+        """Operations up to this LSN are on disk (fsynced)."""
+        return self._durable_lsn
+
+    @property
+    def failed(self) -> BaseException | None:
+        """The I/O error that failed the log, if any."""
+        return self._failed
+
+    def submit(self, ops: Sequence[OpTuple | Operation], plain: Sequence[bool]) -> None:
+        """Queue one statement's operations (the caller holds the owner's lock).
+
+        Raises:
+            LogFailedError: the log failed or is closed; nothing was queued.
+        """
+        if self._failed is not None or self._closed:
+            raise self._failure()
+        self._pending_ops.extend(ops)
+        self._pending_plain.extend(plain)
+        self._submitted_lsn = ops[-1][0]
+
+    def _failure(self) -> LogFailedError:
+        if self._closed:
+            return LogFailedError("the durable log is closed")
+        return LogFailedError(f"the durable log failed earlier: {self._failed!r}")
+
+    def _take(self) -> tuple[list[OpTuple | Operation], list[bool]]:
+        with self._owner_lock:
+            ops, plain = self._pending_ops, self._pending_plain
+            self._pending_ops, self._pending_plain = [], []
+        return ops, plain
+
+    def wait_durable(self, lsn: int) -> None:
+        """Return once operations up to *lsn* are on disk (group commit).
+
+        Raises:
+            LogFailedError: the log failed before they were.
+        """
+        with self._cond:
+            while self._durable_lsn < lsn:
+                if self._failed is not None:
+                    raise self._failure()
+                if self._flushing:
+                    self._cond.wait()
+                    continue
+                self._flushing = True
+                self._cond.release()
+                try:
+                    self._write_pending(sync=True)
+                finally:
+                    self._cond.acquire()
+                    self._flushing = False
+                    self._cond.notify_all()
+            if self._failed is not None and self._durable_lsn < lsn:
+                raise self._failure()
+
+    def flush(self, *, sync: bool = True) -> None:
+        """Write everything submitted so far (and fsync it when *sync*).
+
+        Raises:
+            LogFailedError: the log failed.
+        """
+        with self._cond:
+            while self._flushing:
+                self._cond.wait()
+            self._flushing = True
+        try:
+            self._write_pending(sync=sync)
+        finally:
+            with self._cond:
+                self._flushing = False
+                self._cond.notify_all()
+        if self._failed is not None:
+            raise self._failure()
+
+    def _write_pending(self, *, sync: bool) -> None:
+        # Called by one thread at a time (the _flushing flag). Never raises: failures are
+        # recorded in self._failed.
+        if self._failed is not None:
+            return
+        ops, plain = self._take()
+        try:
+            with self._io_lock:
+                if ops:
+                    self._append_frame(ops, plain)
+                    self._written_lsn = ops[-1][0]
+                if sync and self._fd is not None and self._durable_lsn < self._written_lsn:
+                    os.fsync(self._fd)
+                    self._last_fsync = time.monotonic()
+                    with self._cond:
+                        self._durable_lsn = self._written_lsn
+        except BaseException as exc:
+            with self._cond:
+                self._failed = exc
+                self._cond.notify_all()
+
+    def _append_frame(self, ops: list[OpTuple | Operation], plain: list[bool]) -> None:
+        first = ops[0][0]
+        if self._fd is None or self._segment_bytes >= self.segment_size:
+            self._rotate(first)
+        frame = encode_frame(encode_batch(ops, plain), zstd=self.compress)
+        view = memoryview(frame)
+        assert self._fd is not None
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._segment_bytes += len(frame)
+
+    def _rotate(self, first_lsn: int) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)  # what the old segment holds is durable before moving on
+            with self._cond:
+                self._durable_lsn = max(self._durable_lsn, self._written_lsn)
+            os.close(self._fd)
+            self._fd = None
+        path = self.directory / segment_name(first_lsn)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, encode_header(first_lsn))
+            os.fsync(fd)
+            _fsync_dir(self.directory)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        self._fd = fd
+        self._segment_first = first_lsn
+        self._segment_bytes = 0
+        self._segments.append(SegmentInfo(path, first_lsn, first_lsn - 1, 0))
+
+    def _flusher(self) -> None:
+        while True:
+            with self._cond:
+                if self._closed or self._failed is not None:
+                    return
+                self._cond.wait(self.flush_interval)
+                if self._closed:
+                    return
+                while self._flushing:
+                    self._cond.wait()
+                self._flushing = True
+            try:
+                sync = self.policy == "everysec" and time.monotonic() - self._last_fsync >= 1.0
+                self._write_pending(sync=sync)
+            finally:
+                with self._cond:
+                    self._flushing = False
+                    self._cond.notify_all()
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def drop_segments_through(self, lsn: int) -> list[Path]:
+        """Delete whole segments whose operations all have LSN <= *lsn* (never the current).
+
+        Returns:
+            The files removed.
+        """
+        removed: list[Path] = []
+        with self._io_lock:
+            listing = list_segments(self.directory)
+            for (_, path), (next_first, _) in pairwise(listing):
+                if next_first - 1 <= lsn:
+                    path.unlink()
+                    removed.append(path)
+            if removed:
+                _fsync_dir(self.directory)
+        return removed
+
+    def close(self) -> None:
+        """Write and fsync everything submitted, stop the flusher, close the file.
+
+        Idempotent.
+
+        Raises:
+            LogFailedError: the final write failed (the log was failed).
+        """
+        if self._closed:
+            return
+        try:
+            self.flush(sync=True)
+        finally:
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
+            if self._thread is not None:
+                self._thread.join()
+            with self._io_lock:
+                if self._fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(self._fd)
+                    self._fd = None

@@ -1,0 +1,228 @@
+"""The WAL's on-disk format: segment headers, record frames, operation batches. Pure.
+
+Everything here turns bytes into values and back; nothing opens a file.
+
+Segment file ``<dir>/<first LSN as 16 lower-case hex digits>.wal``, so that lexical order is
+LSN order. It starts with a 24-byte header:
+
+    offset  size  field
+    0       8     magic ``b"DICTDBWL"``
+    8       4     format version, unsigned big-endian (1)
+    12      8     LSN of the first operation the segment holds, unsigned big-endian
+    20      4     CRC-32C of bytes 0..19, unsigned big-endian
+
+then frames, back to back, to the end of the file. A frame:
+
+    offset  size  field
+    0       4     payload length N, unsigned big-endian; 1 <= N <= MAX_PAYLOAD
+    4       1     flags: bit 0 set = payload is one zstandard frame; other bits 0
+    5       4     CRC-32C of the flags byte and the payload, unsigned big-endian
+    9       N     payload
+
+A length of 0 never occurs in a written frame: a zero-filled tail (preallocated or never
+written) reads as length 0 and is *torn*, as is a frame whose header or payload runs past the
+end of the bytes. A complete frame whose CRC does not match is *corrupt*.
+
+Payload: a JSON array of operations, one *batch* (one statement, or what one flush wrote:
+always whole statements), consecutive LSNs. Each operation is the array
+``[lsn, ts, kind, table, key, after, before, meta]`` with values in `wal.codec`'s plain form
+(tags for non-JSON values).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from itertools import pairwise
+from typing import Any, Final
+
+import crc32c as _crc32c
+import orjson
+
+from wal.codec import compress, decompress, from_plain, to_plain
+from wal.errors import WALError
+from wal.operation import Operation, OpTuple
+
+MAGIC: Final = b"DICTDBWL"
+VERSION: Final = 1
+HEADER_SIZE: Final = 24
+FRAME_HEADER_SIZE: Final = 9
+MAX_PAYLOAD: Final = 1 << 28  # 256 MiB: larger lengths are damage, not data
+FLAG_ZSTD: Final = 0x01
+SEGMENT_SUFFIX: Final = ".wal"
+
+_HEADER = struct.Struct(">8sIQI")
+_FRAME = struct.Struct(">IBI")
+_crc = _crc32c.crc32c
+
+
+class FrameError(WALError):
+    """Bytes that are not a valid frame or header.
+
+    Attributes:
+        offset: where the bad frame starts.
+        reason: what is wrong.
+        torn: True when the bytes end inside the frame (an interrupted write), False when the
+            frame is complete but wrong (damage).
+    """
+
+    def __init__(self, offset: int, reason: str, *, torn: bool) -> None:
+        super().__init__(f"offset {offset}: {reason}")
+        self.offset = offset
+        self.reason = reason
+        self.torn = torn
+
+
+def segment_name(first_lsn: int) -> str:
+    """The file name of the segment whose first operation is *first_lsn*."""
+    return f"{first_lsn:016x}{SEGMENT_SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The first LSN a segment file name encodes, or None if it is not a segment name."""
+    stem = name[: -len(SEGMENT_SUFFIX)]
+    if not name.endswith(SEGMENT_SUFFIX) or len(stem) != 16:
+        return None
+    try:
+        return int(stem, 16)
+    except ValueError:
+        return None
+
+
+def encode_header(first_lsn: int) -> bytes:
+    """A segment header for a segment starting at *first_lsn*."""
+    head = _HEADER.pack(MAGIC, VERSION, first_lsn, 0)[:20]
+    return head + struct.pack(">I", _crc(head))
+
+
+def decode_header(data: bytes) -> int:
+    """The first LSN of a segment, from its first bytes.
+
+    Raises:
+        FrameError: short, wrong magic, unknown version, or bad CRC (offset 0).
+    """
+    if len(data) < HEADER_SIZE:
+        raise FrameError(0, "segment header is truncated", torn=True)
+    magic, version, first_lsn, crc = _HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise FrameError(0, "not a dictdb WAL segment (bad magic)", torn=False)
+    if crc != _crc(data[:20]):
+        raise FrameError(0, "segment header checksum mismatch", torn=False)
+    if version != VERSION:
+        raise FrameError(0, f"unknown WAL format version {version}", torn=False)
+    if first_lsn < 1:
+        raise FrameError(0, f"segment header names LSN {first_lsn}", torn=False)
+    return int(first_lsn)
+
+
+def encode_frame(payload: bytes, *, zstd: bool = False) -> bytes:
+    """Frame a payload (compressing it first when *zstd*)."""
+    flags = 0
+    if zstd:
+        payload = compress(payload)
+        flags = FLAG_ZSTD
+    if not 0 < len(payload) <= MAX_PAYLOAD:
+        raise WALError(f"payload of {len(payload)} bytes cannot be framed")
+    body = bytes((flags,)) + payload
+    return _FRAME.pack(len(payload), flags, _crc(body)) + payload
+
+
+def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(frame_offset, next_offset, payload)`` for each frame from *offset* on.
+
+    Payloads are returned decompressed.
+
+    Raises:
+        FrameError: at the first frame that is torn or corrupt (iteration stops there).
+    """
+    end = len(data)
+    while offset < end:
+        if end - offset < FRAME_HEADER_SIZE:
+            raise FrameError(offset, "frame header runs past the end", torn=True)
+        length, flags, crc = _FRAME.unpack_from(data, offset)
+        if length == 0:
+            zero_tail = not any(data[offset:])
+            raise FrameError(
+                offset,
+                "zero-filled tail" if zero_tail else "frame length 0",
+                torn=zero_tail,
+            )
+        if length > MAX_PAYLOAD:
+            raise FrameError(offset, f"frame length {length} is impossible", torn=False)
+        start = offset + FRAME_HEADER_SIZE
+        stop = start + length
+        if stop > end:
+            raise FrameError(offset, "frame runs past the end", torn=True)
+        if _crc(data[start - 5 : start - 4] + data[start:stop]) != crc:
+            raise FrameError(offset, "frame checksum mismatch", torn=stop == end)
+        if flags & ~FLAG_ZSTD:
+            raise FrameError(offset, f"unknown frame flags {flags:#x}", torn=False)
+        payload = data[start:stop]
+        if flags & FLAG_ZSTD:
+            try:
+                payload = decompress(payload, MAX_PAYLOAD * 8)
+            except WALError as exc:
+                raise FrameError(offset, f"bad compressed payload: {exc}", torn=False) from None
+        yield offset, stop, payload
+        offset = stop
+
+
+def encode_batch(ops: Sequence[OpTuple | Operation], plain: Sequence[bool]) -> bytes:
+    """The payload for a batch of operations.
+
+    Args:
+        ops: the operations, consecutive LSNs.
+        plain: per operation, True when its key, after, before and meta need no tags (the
+            write path knows); those are dumped as they are, at C speed.
+    """
+    if all(plain):
+        return orjson.dumps(ops)
+    return orjson.dumps([op if p else _plain_op(op) for op, p in zip(ops, plain, strict=True)])
+
+
+def _plain_op(op: OpTuple | Operation) -> list[Any]:
+    lsn, ts, kind, table, key, after, before, meta = op
+    return [lsn, ts, kind, table, to_plain(key), to_plain(after), to_plain(before), to_plain(meta)]
+
+
+def decode_batch(payload: bytes) -> list[Operation]:
+    """The operations of a payload.
+
+    Raises:
+        WALError: malformed payload (any shape error).
+    """
+    try:
+        items = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise WALError(f"payload is not JSON: {exc}") from None
+    if type(items) is not list or not items:
+        raise WALError("payload must be a non-empty array of operations")
+    out: list[Operation] = []
+    new = tuple.__new__
+    for item in items:
+        if type(item) is not list or len(item) != 8:
+            raise WALError("an operation must be an array of 8 fields")
+        lsn, ts, kind, table = item[:4]
+        if type(lsn) is not int or type(ts) not in (int, float) or type(kind) is not str:
+            raise WALError(f"malformed operation header {item[:4]!r}")
+        if type(table) is not str:
+            raise WALError(f"operation {lsn}: table must be a str")
+        out.append(
+            new(
+                Operation,
+                (
+                    lsn,
+                    float(ts),
+                    kind,
+                    table,
+                    from_plain(item[4]),
+                    from_plain(item[5]),
+                    from_plain(item[6]),
+                    from_plain(item[7]),
+                ),
+            )
+        )
+    for a, b in pairwise(out):
+        if b.lsn != a.lsn + 1:
+            raise WALError(f"operations {a.lsn} and {b.lsn} in one batch are not consecutive")
+    return out

@@ -1,0 +1,209 @@
+"""Reading a WAL directory back: every segment, every frame, before any append.
+
+Rules (ARCHITECTURE.md, failure model):
+
+- Segments are read in LSN order. Each segment's first LSN (name and header agree) must
+  follow the previous segment's last operation exactly; otherwise: a gap or an overlap,
+  `RecoveryError` naming the segment.
+- In the *last* segment, a torn last frame (bytes end inside it, zero-filled tail, or a bad
+  CRC on a frame that ends exactly at the end of the file) is the trace of an interrupted
+  write: with ``repair=True`` the segment is truncated at the frame's start, and the cut bytes
+  are kept beside it as ``<segment>.torn-<offset>`` for inspection; with ``repair=False`` (a
+  read-only reader) the tail is simply ignored.
+- Anything else that is wrong (a corrupt frame before the tail, any bad frame in an earlier
+  segment, a bad header, a malformed payload) is damage: `RecoveryError` with the segment
+  and the offset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from wal.errors import WALError
+from wal.framing import (
+    HEADER_SIZE,
+    FrameError,
+    decode_batch,
+    decode_header,
+    iter_frames,
+    parse_segment_name,
+)
+from wal.operation import Operation
+
+
+class RecoveryError(WALError):
+    """A WAL directory that cannot be read back as one contiguous log.
+
+    Attributes:
+        segment: the segment file at fault.
+        offset: the byte offset in it (0 for header or continuity problems).
+        reason: what is wrong.
+    """
+
+    def __init__(self, segment: Path, offset: int, reason: str) -> None:
+        super().__init__(f"{segment} at offset {offset}: {reason}")
+        self.segment = str(segment)
+        self.offset = offset
+        self.reason = reason
+
+
+@attrs.frozen
+class SegmentInfo:
+    """One segment as read: its file, first and last LSN, and its valid length in bytes."""
+
+    path: Path
+    first_lsn: int
+    last_lsn: int  # first_lsn - 1 for a segment holding no operation yet
+    valid_size: int
+
+
+@attrs.frozen
+class TornTail:
+    """What a repair cut off the last segment."""
+
+    segment: Path
+    offset: int
+    size: int
+    reason: str
+    saved_as: Path | None
+
+
+def list_segments(directory: Path) -> list[tuple[int, Path]]:
+    """``(first_lsn, path)`` of every segment file in *directory*, in LSN order."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        first = parse_segment_name(name)
+        if first is not None:
+            found.append((first, directory / name))
+    found.sort()
+    return found
+
+
+def _read_segment(path: Path, expected_first: int, data: bytes) -> int:
+    try:
+        first = decode_header(data)
+    except FrameError as exc:
+        raise RecoveryError(path, 0, exc.reason) from None
+    if first != expected_first:
+        raise RecoveryError(path, 0, f"header says LSN {first}, the name says {expected_first}")
+    return first
+
+
+def read_wal(
+    directory: str | Path, *, repair: bool = False, after_lsn: int = 0
+) -> tuple[list[Operation], list[SegmentInfo], TornTail | None]:
+    """Read every operation of a WAL directory.
+
+    Args:
+        directory: the WAL directory.
+        repair: truncate a torn tail of the last segment (an opener that will append).
+        after_lsn: skip operations up to this LSN (and do not decode whole segments that end
+            before it); continuity is still checked from the first segment that matters.
+
+    Returns:
+        The operations (LSN > after_lsn, in order), the segments, and the torn tail cut or
+        ignored (None if none).
+
+    Raises:
+        RecoveryError: damage before the tail, a gap or an overlap between segments.
+    """
+    ops: list[Operation] = []
+    segments: list[SegmentInfo] = []
+    torn: TornTail | None = None
+    for _, path, first, last, size, seg_ops, seg_torn in _walk(Path(directory), repair, after_lsn):
+        segments.append(SegmentInfo(path, first, last, size))
+        ops.extend(op for op in seg_ops if op.lsn > after_lsn)
+        torn = seg_torn or torn
+    return ops, segments, torn
+
+
+def _walk(
+    directory: Path, repair: bool, after_lsn: int
+) -> Iterator[tuple[int, Path, int, int, int, list[Operation], TornTail | None]]:
+    listing = list_segments(directory)
+    previous_last: int | None = None
+    for index, (first, path) in enumerate(listing):
+        is_last = index == len(listing) - 1
+        if previous_last is not None and first != previous_last + 1:
+            problem = "a gap" if first > previous_last + 1 else "an overlap"
+            raise RecoveryError(
+                path,
+                0,
+                f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}",
+            )
+        data = path.read_bytes()
+        if is_last and len(data) < HEADER_SIZE:
+            # Created but never completed (a crash right after the file appeared).
+            cut = _cut(path, data, 0, "segment header is truncated", repair)
+            if repair:
+                path.unlink()
+                _fsync_dir(path.parent)
+            yield index, path, first, first - 1, 0, [], cut
+            continue
+        _read_segment(path, first, data)
+        next_segment_first = listing[index + 1][0] if not is_last else None
+        if next_segment_first is not None and next_segment_first - 1 <= after_lsn:
+            # Entirely before what the caller needs: its range is known from the names.
+            previous_last = next_segment_first - 1
+            yield index, path, first, previous_last, len(data), [], None
+            continue
+        seg_ops: list[Operation] = []
+        expected = first
+        valid = HEADER_SIZE
+        torn: TornTail | None = None
+        try:
+            for offset, nxt, payload in iter_frames(data, HEADER_SIZE):
+                try:
+                    batch = decode_batch(payload)
+                except WALError as exc:
+                    raise RecoveryError(path, offset, f"malformed payload: {exc}") from None
+                if batch[0].lsn != expected:
+                    raise RecoveryError(
+                        path, offset, f"frame starts at LSN {batch[0].lsn}, expected {expected}"
+                    )
+                expected = batch[-1].lsn + 1
+                seg_ops.extend(batch)
+                valid = nxt
+        except FrameError as exc:
+            if not (is_last and exc.torn):
+                raise RecoveryError(path, exc.offset, exc.reason) from None
+            torn = _cut(path, data, exc.offset, exc.reason, repair)
+        previous_last = expected - 1
+        yield index, path, first, previous_last, valid, seg_ops, torn
+
+
+def _cut(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> TornTail:
+    saved: Path | None = None
+    if repair and offset == 0:
+        saved = path.with_name(f"{path.name}.torn-0")
+        saved.write_bytes(data)
+    elif repair:
+        saved = path.with_name(f"{path.name}.torn-{offset}")
+        with open(saved, "wb") as handle:
+            handle.write(data[offset:])
+            handle.flush()
+            os.fsync(handle.fileno())
+        with open(path, "r+b") as handle:
+            handle.truncate(offset)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_dir(path.parent)
+    return TornTail(path, offset, len(data) - offset, reason, saved)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
