@@ -387,6 +387,22 @@ class BackupManager:
         if removed:
             fsync_directory(self.backup_dir)
             log.info("dictdb retention: removed %d files from %s", removed, self.backup_dir)
+        self._trim_log(min(c.full.last_lsn for c in keep))
+
+    def _trim_log(self, oldest_kept_lsn: int) -> None:
+        # A durable database logging into this directory keeps its log back to the oldest
+        # retained snapshot (op-exact restore across the retained window), and no further.
+        wal_log = self.db._wal
+        if wal_log is None:
+            return
+        try:
+            same = wal_log.directory.resolve().parent == self.backup_dir.resolve()
+        except OSError:
+            return
+        if same:
+            dropped = wal_log.drop_segments_through(oldest_kept_lsn)
+            if dropped:
+                log.info("dictdb retention: removed %d log segments", len(dropped))
 
     def health(self) -> dict[str, object]:
         """A snapshot of the manager's state for health checks."""
