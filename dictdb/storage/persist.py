@@ -19,7 +19,8 @@ Delta (``type: "delta"``), the seed's shape plus what restore needs::
      "from_lsn": 121, "to_lsn": 180, "last_op_ts": <epoch>,
      "ddl": [{"lsn": 130, "op": "drop", "table": "old"},
              {"lsn": 131, "op": "create", "table": "t", "primary_key": "id", "schema": null}],
-     "tables": {"users": {"upserts": [<full rows>], "deletes": [<keys>], "next_pk": 50}},
+     "tables": {"users": {"primary_key": "id", "upserts": [<full rows>], "deletes": [<keys>],
+                          "next_pk": 50}},
      "digest": {...}, "checksum": "sha256:<hex>"}
 
 Values use `wal.codec`'s tags; pickle files hold the same plain tree (see `wal.codec`) and end
@@ -589,9 +590,9 @@ def save_delta(
         if cursor.lsn == db._lsn:
             return None
         ops = db._journal.read(cursor.lsn + 1, db._lsn)
-        next_pks = {name: t._next_pk for name, t in db._tables.items()}
+        table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
     comp_ = compact(ops, cursor.lsn + 1)
-    doc, digest = _delta_document(comp_, cursor.digest, next_pks)
+    doc, digest = _delta_document(comp_, cursor.digest, table_info)
     body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
     with db._lock:
@@ -602,7 +603,7 @@ def save_delta(
 
 
 def _delta_document(
-    comp: Compaction, base: _digest.StateDigest, next_pks: Mapping[str, int]
+    comp: Compaction, base: _digest.StateDigest, table_info: Mapping[str, tuple[str, int]]
 ) -> tuple[dict[str, Any], _digest.StateDigest]:
     ddl: list[dict[str, Any]] = []
     for event in comp.ddl:
@@ -615,7 +616,13 @@ def _delta_document(
     for name, per_key in comp.changes.items():
         upserts = plain_afters[name] = [to_plain(a) for _, a in per_key.values() if a is not None]
         deletes = [to_plain(k) for k, (_, a) in per_key.items() if a is None]
-        tables[name] = {"upserts": upserts, "deletes": deletes, "next_pk": next_pks.get(name, 1)}
+        primary_key, next_pk = table_info.get(name, ("id", 1))
+        tables[name] = {
+            "primary_key": primary_key,
+            "upserts": upserts,
+            "deletes": deletes,
+            "next_pk": next_pk,
+        }
     digest = _advance_digest(base, comp, plain_afters)
     doc = _header(
         "delta",
@@ -737,6 +744,11 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
         if type(upserts) is not list or type(deletes) is not list or type(next_pk) is not int:
             raise ValueError(f"table {name!r}: malformed upserts/deletes/next_pk")
         primary_key, schema = definitions[name]
+        if change.get("primary_key", primary_key) != primary_key:
+            raise ValueError(
+                f"table {name!r}: the delta's primary key {change.get('primary_key')!r} is "
+                f"not the table's {primary_key!r}"
+            )
         current = rows[name]
         seen: set[Any] = set()
         for plain_row in upserts:

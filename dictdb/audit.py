@@ -1,0 +1,513 @@
+"""Audit tooling over a backup directory: history of a record, diff of two points, replay of
+operations, verification of everything a directory holds.
+
+Sources, finest first: the durable log (``wal/``: every operation, with its before/after
+images and audit metadata) where it covers the range asked for; otherwise deltas (the net
+change of a record per delta: *delta granularity*, said so in every result) and the oldest
+full snapshot (the record's first known state). Files are read one at a time, so memory stays
+bounded by the largest single file (or, for `diff`, by two restored states).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from dictdb.errors import CorruptFileError
+from dictdb.storage.catalog import BackupFile, scan
+from dictdb.storage.persist import read_document
+from dictdb.storage.restore import RestoreError, restore
+from wal import CREATE, DELETE, DROP, INSERT, UPDATE, WALError, from_plain
+from wal.recovery import RecoveryError, read_wal
+
+#: How fine a result is: one operation, the net change of one delta, or a snapshot's state.
+OPERATION: Final = "operation"
+DELTA: Final = "delta"
+SNAPSHOT: Final = "snapshot"
+
+Progress = Callable[[int, int], None]
+
+
+@attrs.frozen
+class Event:
+    """One change (or known state) of a record or table, as the directory recorded it.
+
+    Attributes:
+        lsn: the operation (or the last operation of the delta / the snapshot's LSN).
+        ts: its time, epoch seconds.
+        kind: ``insert``, ``update``, ``delete``, ``create``, ``drop`` (operations);
+            ``upsert`` or ``delete`` (delta granularity); ``state`` (a snapshot).
+        table: the table.
+        key: the record's key (None for table events).
+        before: the record before (operation granularity; None otherwise or if absent).
+        after: the record after (None when deleted or absent).
+        meta: audit metadata (actor, reason...) when the operation carried some.
+        granularity: `OPERATION`, `DELTA` or `SNAPSHOT`.
+        source: the file it came from.
+    """
+
+    lsn: int
+    ts: float
+    kind: str
+    table: str
+    key: Any
+    before: Any
+    after: Any
+    meta: Any
+    granularity: str
+    source: str
+
+    def as_document(self) -> dict[str, Any]:
+        """Plain data (values tagged as in files) for JSON output."""
+        from wal import to_plain
+
+        return {
+            "lsn": self.lsn,
+            "ts": self.ts,
+            "time": _iso(self.ts),
+            "kind": self.kind,
+            "table": self.table,
+            "key": to_plain(self.key),
+            "before": to_plain(self.before),
+            "after": to_plain(self.after),
+            "meta": to_plain(self.meta),
+            "granularity": self.granularity,
+            "source": self.source,
+        }
+
+
+def _iso(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="microseconds")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the directory in LSN order
+
+
+def _log_dir(directory: Path) -> Path | None:
+    wal_dir = directory / "wal"
+    return wal_dir if wal_dir.is_dir() else None
+
+
+def _log_start(directory: Path) -> int | None:
+    from wal.recovery import list_segments
+
+    wal_dir = _log_dir(directory)
+    if wal_dir is None:
+        return None
+    segments = list_segments(wal_dir)
+    return segments[0][0] if segments else None
+
+
+def _file_events(
+    f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
+) -> Iterator[Event]:
+    doc = read_document(f.path)
+    source = f.path.name
+    if f.is_full:
+        for name, tdoc in doc["tables"].items():
+            if table is not None and name != table:
+                continue
+            pk = tdoc["primary_key"]
+            special = set(tdoc.get("special", []))
+            for i, plain_row in enumerate(tdoc["records"]):
+                row = from_plain(plain_row) if i in special else plain_row
+                k = row.get(pk)
+                if _wanted(k, key, keys):
+                    yield Event(
+                        f.last_lsn,
+                        f.last_op_ts,
+                        "state",
+                        name,
+                        k,
+                        None,
+                        row,
+                        None,
+                        SNAPSHOT,
+                        source,
+                    )
+        return
+    ts = f.last_op_ts
+    for event in doc.get("ddl", []):
+        name = event["table"]
+        if table is None or name == table:
+            kind = CREATE if event["op"] == "create" else DROP
+            yield Event(event["lsn"], ts, kind, name, None, None, None, None, DELTA, source)
+    for name, change in doc["tables"].items():
+        if table is not None and name != table:
+            continue
+        for plain_row in change.get("upserts", []):
+            row = from_plain(plain_row)
+            k = row.get(change.get("primary_key", "id"))
+            if _wanted(k, key, keys):
+                yield Event(f.last_lsn, ts, "upsert", name, k, None, row, None, DELTA, source)
+        for plain_key in change.get("deletes", []):
+            k = from_plain(plain_key)
+            if _wanted(k, key, keys):
+                yield Event(f.last_lsn, ts, DELETE, name, k, None, None, None, DELTA, source)
+
+
+def _wanted(k: Any, key: Any, keys: set[Any] | None) -> bool:
+    if key is not _ANY and k != key:
+        return False
+    return keys is None or k in keys
+
+
+class _Any:
+    __slots__ = ()
+
+
+_ANY: Any = _Any()
+
+
+def events(
+    backup_dir: str | Path,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+    table: str | None = None,
+    key: Any = _ANY,
+    keys: Iterable[Any] | None = None,
+    include_state: bool = False,
+    progress: Progress | None = None,
+) -> Iterator[Event]:
+    """Every recorded change in LSN order, finest source first.
+
+    Args:
+        backup_dir: the directory.
+        start: first LSN wanted (inclusive); None from the beginning.
+        end: last LSN wanted (inclusive); None to the end.
+        table: only this table.
+        key: only this record key (with *table*).
+        keys: only these keys.
+        include_state: start with the oldest full snapshot's rows (granularity snapshot).
+        progress: called as ``progress(done, total)`` after each file.
+
+    Raises:
+        RestoreError: damage in the log.
+        CorruptFileError: a damaged file.
+    """
+    directory = Path(backup_dir)
+    catalog = scan(directory)
+    wanted = None if keys is None else set(keys)
+    log_from = _log_start(directory)
+    lo = 0 if start is None else start
+    hi = end
+    files = sorted(catalog.files, key=lambda f: (f.last_lsn, 0 if f.is_full else 1))
+    total = len(files) + (1 if log_from is not None else 0)
+    done = 0
+    covered = lo - 1
+    if include_state:
+        # The record's first known state: the newest full snapshot at or before *start* (the
+        # oldest one when *start* is earlier), unless the log already covers it op by op.
+        fulls = [f for f in files if f.is_full and f.last_lsn <= max(lo - 1, 0)] or [
+            f for f in files if f.is_full
+        ][:1]
+        if fulls and (log_from is None or log_from > fulls[-1].last_lsn):
+            yield from _file_events(fulls[-1], table, key, wanted)
+            covered = max(covered, fulls[-1].last_lsn)
+    for f in files:
+        if f.last_lsn <= covered or (hi is not None and f.first_lsn > hi):
+            continue
+        if log_from is not None and f.first_lsn >= log_from:
+            continue  # the log has these operations one by one
+        if f.is_full:
+            if not include_state or f.last_lsn <= covered:
+                continue
+            # Operations between the last delta and this snapshot are in no delta: the
+            # snapshot's state is the finest record of them.
+            yield from _file_events(f, table, key, wanted)
+        else:
+            if f.first_lsn > covered + 1 and include_state:
+                continue  # not chained to what is known; a later full snapshot covers it
+            yield from _file_events(f, table, key, wanted)
+        covered = f.last_lsn
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    if log_from is None:
+        return
+    wal_dir = _log_dir(directory)
+    assert wal_dir is not None
+    try:
+        ops, _segments, _torn = read_wal(wal_dir, repair=False, after_lsn=max(lo - 1, 0))
+    except RecoveryError as exc:
+        raise RestoreError(
+            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+        ) from None
+    for op in ops:
+        if hi is not None and op.lsn > hi:
+            break
+        if table is not None and op.table != table:
+            continue
+        if op.kind in (INSERT, UPDATE, DELETE):
+            if not _wanted(op.key, key, wanted):
+                continue
+        elif (key is not _ANY or wanted is not None) and op.kind != DROP:
+            continue
+        yield Event(
+            op.lsn,
+            op.ts,
+            op.kind,
+            op.table,
+            op.key,
+            op.before,
+            op.after,
+            op.meta,
+            OPERATION,
+            "wal",
+        )
+    if progress is not None:
+        progress(total, total)
+
+
+def history(backup_dir: str | Path, table: str, key: Any) -> list[Event]:
+    """Every version of one record: its first known state, then each change.
+
+    Where the durable log covers a stretch of history, every operation is listed (with
+    before/after and audit metadata); elsewhere each delta gives the record's net change over
+    that delta (``granularity == "delta"``); the oldest full snapshot gives its first known
+    state (``granularity == "snapshot"``). A drop of the table is listed too.
+    """
+    return list(events(backup_dir, table=table, key=key, include_state=True))
+
+
+def replay(
+    backup_dir: str | Path,
+    start: int | None = None,
+    end: int | None = None,
+    *,
+    tables: Iterable[str] | None = None,
+    keys: Iterable[Any] | None = None,
+) -> Iterator[Event]:
+    """The operations between two LSNs (inclusive), optionally for some tables or keys.
+
+    Operation granularity where the log covers the range, delta granularity elsewhere.
+    """
+    only = None if tables is None else set(tables)
+    for event in events(backup_dir, start=start, end=end, keys=keys):
+        if only is None or event.table in only:
+            yield event
+
+
+# ---------------------------------------------------------------------------------------------
+# Diff
+
+
+@attrs.frozen
+class RowChange:
+    """A row present at both points with different contents: field → (before, after)."""
+
+    key: Any
+    fields: dict[str, tuple[Any, Any]]
+
+
+@attrs.frozen
+class TableDiff:
+    """What changed in one table between two points."""
+
+    added: dict[Any, dict[str, Any]]
+    removed: dict[Any, dict[str, Any]]
+    changed: list[RowChange]
+    created: bool = False
+    dropped: bool = False
+
+
+_MISSING: Final = object()
+
+
+def _point(directory: Path, point: Any) -> Any:
+    from dictdb.database import DictDB
+
+    if isinstance(point, str) and point.startswith("lsn:"):
+        return restore(directory, lsn=int(point[4:]))
+    if isinstance(point, int) and not isinstance(point, bool) and point < 0:
+        raise ValueError("a point must be a time, or 'lsn:N'")
+    db: DictDB = restore(directory, at=point)
+    return db
+
+
+def diff(backup_dir: str | Path, a: Any, b: Any) -> dict[str, TableDiff]:
+    """What changed between two points (times, or ``"lsn:N"``), per table.
+
+    Equal by construction to the difference of ``restore(dir, at=a)`` and
+    ``restore(dir, at=b)``: both are rebuilt and compared.
+    """
+    directory = Path(backup_dir)
+    old = _point(directory, a).to_dict()
+    new = _point(directory, b).to_dict()
+    out: dict[str, TableDiff] = {}
+    for name in sorted(set(old) | set(new)):
+        rows_a = old.get(name, {}).get("records", {})
+        rows_b = new.get(name, {}).get("records", {})
+        added = {k: v for k, v in rows_b.items() if k not in rows_a}
+        removed = {k: v for k, v in rows_a.items() if k not in rows_b}
+        changed = []
+        for k in rows_a.keys() & rows_b.keys():
+            ra, rb = rows_a[k], rows_b[k]
+            if _same(ra, rb):
+                continue
+            fields = {
+                f: (ra.get(f, _MISSING), rb.get(f, _MISSING))
+                for f in sorted(ra.keys() | rb.keys())
+                if not _same(ra.get(f, _MISSING), rb.get(f, _MISSING))
+            }
+            changed.append(RowChange(k, fields))
+        if added or removed or changed or (name in old) != (name in new):
+            out[name] = TableDiff(
+                added, removed, changed, created=name not in old, dropped=name not in new
+            )
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Equal *and* of the same types all the way down (1 != 1.0 != True for an audit).
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is float:
+        return repr(a) == repr(b)
+    return bool(a == b)
+
+
+def missing_marker() -> object:
+    """The value `diff` uses for a field absent on one side."""
+    return _MISSING
+
+
+# ---------------------------------------------------------------------------------------------
+# Verify
+
+
+@attrs.frozen
+class Finding:
+    """One problem found: the file and what is wrong."""
+
+    path: str
+    reason: str
+
+
+@attrs.frozen
+class VerifyReport:
+    """What `verify` checked and found.
+
+    Attributes:
+        files_checked: snapshot and delta files read and verified.
+        segments_checked: log segments read.
+        findings: problems, each naming a file.
+        restorable: LSN ranges that can be rebuilt exactly, as ``(first, last)``.
+    """
+
+    files_checked: int
+    segments_checked: int
+    findings: tuple[Finding, ...]
+    restorable: tuple[tuple[int, int], ...]
+
+    @property
+    def ok(self) -> bool:
+        """No findings."""
+        return not self.findings
+
+
+def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> VerifyReport:
+    """Check everything a directory holds.
+
+    Every file's checksum and format; LSN contiguity per chain; each chain rebuilt step by
+    step with its digest checked after every step; the log's segments (checksums, continuity,
+    a torn tail reported); which LSN ranges can be rebuilt.
+    """
+    from dictdb.storage.catalog import overlaps
+    from dictdb.storage.persist import apply_delta, load
+
+    directory = Path(backup_dir)
+    catalog = scan(directory)
+    findings: list[Finding] = [Finding(str(p), r) for p, r in catalog.unreadable]
+    for a, b in overlaps(catalog.files):
+        findings.append(Finding(str(b.path), f"overlaps {a.path.name} (LSN {b.first_lsn})"))
+    restorable: list[tuple[int, int]] = []
+    total = len(catalog.files) + 1
+    done = 0
+    checked = 0
+    chained: set[Path] = set()
+    for chain in catalog.chains:
+        try:
+            db = load(chain.full.path)
+            checked += 1
+        except (CorruptFileError, OSError) as exc:
+            findings.append(Finding(str(chain.full.path), _reason(exc)))
+            done += len(chain.files)
+            continue
+        reached = chain.full.last_lsn
+        for delta in chain.deltas:
+            try:
+                apply_delta(db, delta.path)
+                checked += 1
+                reached = delta.last_lsn
+                chained.add(delta.path)
+            except (CorruptFileError, OSError) as exc:
+                findings.append(Finding(str(delta.path), _reason(exc)))
+                break
+            finally:
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        restorable.append((chain.full.last_lsn, reached))
+    for orphan in catalog.orphans:
+        findings.append(
+            Finding(
+                str(orphan.path),
+                f"no full snapshot leads to this delta (LSN {orphan.first_lsn}..{orphan.last_lsn}):"
+                " a gap before it",
+            )
+        )
+    for f in catalog.files:
+        if not f.is_full and f.path not in chained and f not in catalog.orphans:
+            try:
+                read_document(f.path)
+            except (CorruptFileError, OSError) as exc:
+                if not any(x.path == str(f.path) for x in findings):
+                    findings.append(Finding(str(f.path), _reason(exc)))
+    segments_checked = 0
+    wal_dir = _log_dir(directory)
+    if wal_dir is not None:
+        try:
+            _ops, segments, torn = read_wal(wal_dir, repair=False)
+            segments_checked = len(segments)
+            if torn is not None:
+                findings.append(
+                    Finding(str(torn.segment), f"torn tail at offset {torn.offset}: {torn.reason}")
+                )
+            if segments:
+                first, last = segments[0].first_lsn, segments[-1].last_lsn
+                if first == 1 or any(lo <= first - 1 <= hi for lo, hi in restorable):
+                    restorable.append((max(first - 1, 0), last))
+        except RecoveryError as exc:
+            findings.append(Finding(exc.segment, f"offset {exc.offset}: {exc.reason}"))
+        except WALError as exc:
+            findings.append(Finding(str(wal_dir), str(exc)))
+    if progress is not None:
+        progress(total, total)
+    return VerifyReport(checked, segments_checked, tuple(findings), _merge(restorable))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, CorruptFileError | RestoreError):
+        return exc.reason
+    return str(exc)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return tuple(out)
