@@ -37,9 +37,13 @@ _NAME_RETRIES: Final = 1000
 
 def _positive(name: str, value: object, *, integer: bool = False) -> None:
     ok_type = type(value) is int if integer else type(value) in (int, float)
-    if not ok_type or not value > 0:  # type: ignore[operator]
+    # Finite and within what threading can wait for: an infinite interval would overflow the
+    # worker's timed wait.
+    if not ok_type or not 0 < value <= threading.TIMEOUT_MAX:  # type: ignore[operator]
         kind = "an int" if integer else "a number"
-        raise ValueError(f"{name} must be {kind} > 0, got {value!r}")
+        raise ValueError(
+            f"{name} must be {kind} > 0 and <= {threading.TIMEOUT_MAX:.0f}, got {value!r}"
+        )
 
 
 class BackupManager:
@@ -90,8 +94,12 @@ class BackupManager:
         if not isinstance(db, DictDB):
             raise TypeError(f"db must be a DictDB, got {type(db).__name__}")
         _positive("backup_interval", backup_interval)
-        if type(min_backup_interval) not in (int, float) or min_backup_interval < 0:
-            raise ValueError(f"min_backup_interval must be >= 0, got {min_backup_interval!r}")
+        if type(min_backup_interval) not in (int, float) or not (
+            0 <= min_backup_interval <= threading.TIMEOUT_MAX
+        ):
+            raise ValueError(
+                f"min_backup_interval must be >= 0 and finite, got {min_backup_interval!r}"
+            )
         _positive("max_deltas_before_full", max_deltas_before_full, integer=True)
         if keep_chains is not None:
             _positive("keep_chains", keep_chains, integer=True)
@@ -215,28 +223,41 @@ class BackupManager:
 
     def _run(self) -> None:
         while True:
-            with self._cond:
-                while True:
-                    if self._stopping:
-                        return
-                    now = time.monotonic()
-                    due = []
-                    if self._periodic:
-                        due.append(self._next_periodic)
-                    if self._pending_since is not None:
-                        due.append(self._last_backup_mono + self.min_backup_interval)
-                    if due and min(due) <= now:
-                        break
-                    self._cond.wait(None if not due else min(due) - now)
-                if self._periodic and self._next_periodic <= now:
-                    self._next_periodic = now + self.backup_interval
-                self._pending_since = None
+            try:
+                if not self._wait_until_due():
+                    return
+            except BaseException as exc:  # the worker never dies
+                log.exception("dictdb backup worker: unexpected error while waiting")
+                self._record_failure(exc)
+                time.sleep(0.1)
+                continue
             try:
                 if self._changed_since_last_backup():
                     self.backup_now()
             except BaseException as exc:  # the worker never dies
                 log.exception("dictdb backup worker: unexpected error")
                 self._record_failure(exc)
+
+    def _wait_until_due(self) -> bool:
+        # Returns False when stopping; True when a backup is due.
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return False
+                now = time.monotonic()
+                due = []
+                if self._periodic:
+                    due.append(self._next_periodic)
+                if self._pending_since is not None:
+                    due.append(self._last_backup_mono + self.min_backup_interval)
+                if due and min(due) <= now:
+                    break
+                wait = None if not due else min(min(due) - now, threading.TIMEOUT_MAX)
+                self._cond.wait(wait)
+            if self._periodic and self._next_periodic <= now:
+                self._next_periodic = now + self.backup_interval
+            self._pending_since = None
+            return True
 
     def _changed_since_last_backup(self) -> bool:
         return self._base_lsn is None or self.db.lsn != self._base_lsn
