@@ -5,6 +5,7 @@ derived from it. The API keeps the reference DictDB's names.
 """
 
 from dictdb._version import __version__
+from dictdb.aggregate import Avg, Count, Max, Min, Sum
 from dictdb.database import DictDB, ReplayError
 from dictdb.errors import (
     CorruptFileError,
@@ -18,6 +19,8 @@ from dictdb.errors import (
     TableNotFoundError,
     ValueDomainError,
 )
+from dictdb.index import IndexNotFoundError
+from dictdb.log import configure_logging, logger
 from dictdb.query import And, Condition, Field, Not, Or, PredicateExpr
 from dictdb.storage.backup import BackupManager
 from dictdb.storage.catalog import scan as list_backups
@@ -26,14 +29,19 @@ from dictdb.table import Table
 
 __all__ = [
     "And",
+    "Avg",
     "BackupManager",
     "Condition",
     "CorruptFileError",
+    "Count",
     "DictDB",
     "DictDBError",
     "DuplicateKeyError",
     "DuplicateTableError",
     "Field",
+    "IndexNotFoundError",
+    "Max",
+    "Min",
     "Not",
     "Or",
     "PredicateExpr",
@@ -44,11 +52,14 @@ __all__ = [
     "RestorePlan",
     "SchemaValidationError",
     "StateError",
+    "Sum",
     "Table",
     "TableNotFoundError",
     "ValueDomainError",
     "__version__",
+    "configure_logging",
     "list_backups",
+    "logger",
     "plan_restore",
     "restore",
 ]

@@ -11,6 +11,7 @@ bounded by the largest single file (or, for `diff`, by two restored states).
 from __future__ import annotations
 
 import datetime as _dt
+import decimal
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -104,11 +105,12 @@ def _log_start(directory: Path) -> int | None:
 
 
 def _file_events(
-    f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
+    f: BackupFile, table: str | None, key: Any, keys: set[Any] | None, *, absent: bool = False
 ) -> Iterator[Event]:
     doc = read_document(f.path)
     source = f.path.name
     if f.is_full:
+        found = False
         for name, tdoc in doc["tables"].items():
             if table is not None and name != table:
                 continue
@@ -118,6 +120,7 @@ def _file_events(
                 row = from_plain(plain_row) if i in special else plain_row
                 k = row.get(pk)
                 if _wanted(k, key, keys):
+                    found = True
                     yield Event(
                         f.last_lsn,
                         f.last_op_ts,
@@ -130,6 +133,11 @@ def _file_events(
                         SNAPSHOT,
                         source,
                     )
+        if absent and not found and key is not _ANY and table is not None:
+            # The snapshot records that the row does not exist (deleted, or not yet there).
+            yield Event(
+                f.last_lsn, f.last_op_ts, "state", table, key, None, None, None, SNAPSHOT, source
+            )
         return
     ts = f.last_op_ts
     for event in doc.get("ddl", []):
@@ -173,9 +181,16 @@ def events(
     key: Any = _ANY,
     keys: Iterable[Any] | None = None,
     include_state: bool = False,
+    after_ts: float | None = None,
+    until_ts: float | None = None,
     progress: Progress | None = None,
 ) -> Iterator[Event]:
     """Every recorded change in LSN order, finest source first.
+
+    Operations come from the log where it covers them; before that, each delta gives its net
+    change (reported at the delta's last LSN, so a delta that straddles *end* is left out:
+    deltas cannot be split); a stretch that only a full snapshot records (no delta and no log
+    for it) is reported as one ``gap`` event naming the snapshot.
 
     Args:
         backup_dir: the directory.
@@ -184,8 +199,12 @@ def events(
         table: only this table.
         key: only this record key (with *table*).
         keys: only these keys.
-        include_state: start with the oldest full snapshot's rows (granularity snapshot).
-        progress: called as ``progress(done, total)`` after each file.
+        include_state: begin with the record's (or rows') first known state from a full
+            snapshot when the log does not reach back to operation 1, and report the state
+            from each full snapshot that bridges a stretch no delta covers.
+        after_ts: only events later than this time (epoch seconds).
+        until_ts: only events at or before this time.
+        progress: called as ``progress(done, total)`` after each file, ending at total.
 
     Raises:
         RestoreError: damage in the log.
@@ -195,72 +214,92 @@ def events(
     catalog = scan(directory)
     wanted = None if keys is None else set(keys)
     log_from = _log_start(directory)
-    lo = 0 if start is None else start
+    lo = 1 if start is None else max(start, 1)
     hi = end
     files = sorted(catalog.files, key=lambda f: (f.last_lsn, 0 if f.is_full else 1))
     total = len(files) + (1 if log_from is not None else 0)
     done = 0
-    covered = lo - 1
-    if include_state:
-        # The record's first known state: the newest full snapshot at or before *start* (the
-        # oldest one when *start* is earlier), unless the log already covers it op by op.
-        fulls = [f for f in files if f.is_full and f.last_lsn <= max(lo - 1, 0)] or [
-            f for f in files if f.is_full
-        ][:1]
-        if fulls and (log_from is None or log_from > fulls[-1].last_lsn):
-            yield from _file_events(fulls[-1], table, key, wanted)
-            covered = max(covered, fulls[-1].last_lsn)
+
+    def timely(event: Event) -> bool:
+        return (after_ts is None or event.ts > after_ts) and (
+            until_ts is None or event.ts <= until_ts
+        )
+
+    covered = lo - 1  # operations up to here are reported (or before *start*)
+    if include_state and (log_from is None or log_from > lo):
+        # The first known state: the newest full snapshot the log (if any) continues from,
+        # else the newest one at or before *start*, else the oldest one.
+        fulls = [f for f in files if f.is_full]
+        limit = lo - 1 if log_from is None else max(log_from - 1, lo - 1)
+        before = [f for f in fulls if f.last_lsn <= limit]
+        first = before[-1] if before else (fulls[0] if fulls else None)
+        if first is not None and (hi is None or first.last_lsn <= hi):
+            yield from filter(timely, _file_events(first, table, key, wanted, absent=True))
+            covered = max(covered, first.last_lsn)
     for f in files:
-        if f.last_lsn <= covered or (hi is not None and f.first_lsn > hi):
+        if f.last_lsn <= covered or (hi is not None and f.last_lsn > hi):
             continue
         if log_from is not None and f.first_lsn >= log_from:
             continue  # the log has these operations one by one
         if f.is_full:
-            if not include_state or f.last_lsn <= covered:
-                continue
-            # Operations between the last delta and this snapshot are in no delta: the
-            # snapshot's state is the finest record of them.
-            yield from _file_events(f, table, key, wanted)
+            if include_state:
+                yield from filter(timely, _file_events(f, table, key, wanted, absent=True))
+            elif f.last_lsn > covered:
+                gap = Event(
+                    f.last_lsn,
+                    f.last_op_ts,
+                    "gap",
+                    "",
+                    None,
+                    None,
+                    {"from_lsn": covered + 1, "to_lsn": f.last_lsn},
+                    None,
+                    SNAPSHOT,
+                    f.path.name,
+                )
+                if timely(gap):
+                    yield gap
         else:
-            if f.first_lsn > covered + 1 and include_state:
+            if f.first_lsn > covered + 1:
                 continue  # not chained to what is known; a later full snapshot covers it
-            yield from _file_events(f, table, key, wanted)
+            yield from filter(timely, _file_events(f, table, key, wanted))
         covered = f.last_lsn
         done += 1
         if progress is not None:
             progress(done, total)
-    if log_from is None:
-        return
-    wal_dir = _log_dir(directory)
-    assert wal_dir is not None
-    try:
-        ops, _segments, _torn = read_wal(wal_dir, repair=False, after_lsn=max(lo - 1, 0))
-    except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
-    for op in ops:
-        if hi is not None and op.lsn > hi:
-            break
-        if table is not None and op.table != table:
-            continue
-        if op.kind in (INSERT, UPDATE, DELETE):
-            if not _wanted(op.key, key, wanted):
+    if log_from is not None:
+        wal_dir = _log_dir(directory)
+        assert wal_dir is not None
+        try:
+            ops, _segments, _torn = read_wal(wal_dir, repair=False, after_lsn=covered)
+        except RecoveryError as exc:
+            raise RestoreError(
+                f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+            ) from None
+        for op in ops:
+            if hi is not None and op.lsn > hi:
+                break
+            if table is not None and op.table != table:
                 continue
-        elif (key is not _ANY or wanted is not None) and op.kind != DROP:
-            continue
-        yield Event(
-            op.lsn,
-            op.ts,
-            op.kind,
-            op.table,
-            op.key,
-            op.before,
-            op.after,
-            op.meta,
-            OPERATION,
-            "wal",
-        )
+            if op.kind in (INSERT, UPDATE, DELETE):
+                if not _wanted(op.key, key, wanted):
+                    continue
+            elif (key is not _ANY or wanted is not None) and op.kind != DROP:
+                continue
+            event = Event(
+                op.lsn,
+                op.ts,
+                op.kind,
+                op.table,
+                op.key,
+                op.before,
+                op.after,
+                op.meta,
+                OPERATION,
+                "wal",
+            )
+            if timely(event):
+                yield event
     if progress is not None:
         progress(total, total)
 
@@ -273,7 +312,14 @@ def history(backup_dir: str | Path, table: str, key: Any) -> list[Event]:
     that delta (``granularity == "delta"``); the oldest full snapshot gives its first known
     state (``granularity == "snapshot"``). A drop of the table is listed too.
     """
-    return list(events(backup_dir, table=table, key=key, include_state=True))
+    out: list[Event] = []
+    for event in events(backup_dir, table=table, key=key, include_state=True):
+        # An absent state matters only after the record was seen: it records a deletion.
+        seen = bool(out) and out[-1].after is not None
+        if event.kind == "state" and event.after is None and not seen:
+            continue
+        out.append(event)
+    return out
 
 
 def replay(
@@ -372,8 +418,9 @@ def _same(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if type(a) is list:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if type(a) is float:
-        return repr(a) == repr(b)
+    if type(a) in (float, _dt.datetime, decimal.Decimal):
+        # repr tells apart what == does not: -0.0, the exponent of a Decimal, a tz offset.
+        return repr(a) == repr(b) and (type(a) is not _dt.datetime or a.fold == b.fold)
     return bool(a == b)
 
 
@@ -444,6 +491,9 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
             findings.append(Finding(str(chain.full.path), _reason(exc)))
             done += len(chain.files)
             continue
+        done += 1
+        if progress is not None:
+            progress(done, total)
         reached = chain.full.last_lsn
         for delta in chain.deltas:
             try:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import math
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import orjson
 
@@ -38,14 +39,18 @@ def parse_time(text: str) -> float:
         UsageError: neither.
     """
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):
+            raise UsageError(f"not a time: {text!r}")
+        return value
     try:
-        value = _dt.datetime.fromisoformat(text)
+        moment = _dt.datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(f"not a time (ISO 8601 or epoch seconds): {text!r}") from None
-    return value.timestamp()
+    return moment.timestamp()
 
 
 def parse_point(text: str) -> Any:
@@ -195,6 +200,8 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.storage.restore import plan_restore, restore
 
     at = None if args.at is None else parse_time(args.at)
+    if args.lsn is not None and args.lsn < 0:
+        raise UsageError(f"--lsn must be >= 0, got {args.lsn}")
     if args.dry_run:
         plan = plan_restore(args.dir, at=at, lsn=args.lsn)
         doc = plan.as_document()
@@ -285,23 +292,28 @@ def _cmd_diff(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
-def _lsn_or_time(directory: str, text: str | None) -> int | None:
+def _bound(text: str | None) -> tuple[int | None, float | None]:
+    # ``lsn:N`` or a time.
     if text is None:
-        return None
-    if text.startswith("lsn:"):
-        return int(parse_point(text)[4:])
-    from dictdb.storage.restore import plan_restore
-
-    return plan_restore(directory, at=parse_time(text)).lsn
+        return None, None
+    point = parse_point(text)
+    if isinstance(point, str):
+        return int(point[4:]), None
+    return None, float(point)
 
 
 def _cmd_log(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.audit import events
 
-    start = _lsn_or_time(args.dir, args.from_)
-    end = _lsn_or_time(args.dir, args.to)
+    start, after_ts = _bound(args.from_)
+    end, until_ts = _bound(args.to)
     key = None if args.key is None else parse_key(args.key, args.key_type)
-    kwargs: dict[str, Any] = {"start": None if start is None else start + 1, "end": end}
+    kwargs: dict[str, Any] = {
+        "start": None if start is None else start + 1,
+        "end": end,
+        "after_ts": after_ts,
+        "until_ts": until_ts,
+    }
     if args.table is not None:
         kwargs["table"] = args.table
     if key is not None:
@@ -353,8 +365,14 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    # Usage errors are one line on stderr (and exit 2), like every other error.
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"dictdb: error: {message} (see dictdb --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="dictdb",
         description="dictdb: demo, and audit tools over backup directories.",
         epilog="Exit codes: 0 ok, 1 findings/failure, 2 usage, 130 interrupted.",

@@ -12,6 +12,7 @@ import contextvars
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,6 +138,11 @@ class DictDB:
             f"dictdb-audit-{id(self)}", default=None
         )
         self._audit_depth = 0
+        # Which history this state belongs to: files record it, so that restore never mixes
+        # a history abandoned by a restore to an earlier point with the one that went on
+        # (dictdb.storage.restore). `_parent` is (lineage, LSN) this history forked from.
+        self._lineage = uuid.uuid4().hex
+        self._parent: tuple[str, int] | None = None
 
     # -- the one mutation path -------------------------------------------------------------
 
@@ -149,6 +155,8 @@ class DictDB:
         lsn, _, kind, name, key, after = op[:6]
         if kind in (INSERT, UPDATE):
             table = self._tables[name]
+            if table._indexes:  # the only index cost of a table without indexes
+                table._index_write(key, after)
             table._rows[key] = after
             if not plain:
                 table._special.add(key)
@@ -158,6 +166,8 @@ class DictDB:
                 table._next_pk = key + 1
         elif kind == DELETE:
             table = self._tables[name]
+            if table._indexes:
+                table._index_delete(key)
             del table._rows[key]
             if table._special:
                 table._special.discard(key)
@@ -400,7 +410,10 @@ class DictDB:
     # -- persistence ----------------------------------------------------------------------------
 
     def save(
-        self, filename: str | Path, file_format: str = "json", compression: str | None = None
+        self,
+        filename: str | Path,
+        file_format: str | None = None,
+        compression: str | None = None,
     ) -> Path:
         """Write a full snapshot atomically; see `dictdb.storage.persist.save`."""
         from dictdb.storage.persist import save
@@ -491,6 +504,73 @@ class DictDB:
                 }
                 for name, t in self._tables.items()
             }
+
+    # -- CSV and async persistence (the reference's API) ----------------------------------------
+
+    def import_csv(
+        self,
+        filepath: str | Path,
+        table_name: str,
+        *,
+        primary_key: str = "id",
+        delimiter: str = ",",
+        has_header: bool = True,
+        encoding: str = "utf-8",
+        schema: Mapping[str, Any] | None = None,
+        infer_types: bool = True,
+        skip_validation: bool = False,
+    ) -> int:
+        """Create a table from a CSV file, atomically; see `dictdb.csv_io`.
+
+        Args:
+            filepath: the CSV file.
+            table_name: the new table's name.
+            primary_key: the key field (a column, or auto keys when absent or empty).
+            delimiter: the field separator.
+            has_header: the first row names the columns (else ``col_0``, ``col_1``...).
+            encoding: the text encoding.
+            schema: field → type; columns are converted to it and rows checked against it.
+            infer_types: without a schema, convert columns to int or float when they all
+                parse so.
+            skip_validation: accepted for compatibility; the schema is always enforced.
+
+        Returns:
+            The number of rows imported.
+
+        Raises:
+            DuplicateTableError: the table exists.
+            SchemaValidationError, DuplicateKeyError, ValueDomainError, PrimaryKeyError: a
+                row is refused; no table is left behind.
+            OSError, UnicodeDecodeError, csv.Error: the file cannot be read.
+        """
+        from dictdb.csv_io import import_csv
+
+        return import_csv(
+            self,
+            filepath,
+            table_name,
+            primary_key=primary_key,
+            delimiter=delimiter,
+            has_header=has_header,
+            encoding=encoding,
+            schema=schema,
+            infer_types=infer_types,
+        )
+
+    async def async_save(
+        self, filename: str | Path, file_format: str = "json", compression: str | None = None
+    ) -> Path:
+        """`save` in the default thread pool (``asyncio.to_thread``)."""
+        import asyncio
+
+        return await asyncio.to_thread(self.save, filename, file_format, compression)
+
+    @classmethod
+    async def async_load(cls, filename: str | Path, file_format: str | None = None) -> DictDB:
+        """`load` in the default thread pool (``asyncio.to_thread``)."""
+        import asyncio
+
+        return await asyncio.to_thread(cls.load, filename, file_format)
 
     def __repr__(self) -> str:
         return f"<DictDB tables={len(self._tables)} lsn={self._lsn}>"

@@ -1,20 +1,40 @@
 """The query DSL as an explicit expression tree.
 
 ``table.age >= 18`` builds a `Compare` node; ``&``, ``|`` and ``~`` (or `And`, `Or`, `Not`)
-combine nodes. Because predicates are data, not opaque lambdas, the planner can see which parts
-of a condition an index may answer. Each node compiles once into a plain function of a row.
+combine nodes. Because predicates are data, not opaque lambdas, the planner
+(`dictdb.index.candidates`) can see which parts of a condition an index may answer. Each node
+compiles once into a plain function of a row.
 
-Semantics (documented, identical through scans and indexes):
+Operators (`Field` methods; ``v`` is the row's value, a missing field reads as None):
 
-- a missing field reads as None, so ``f == None`` matches rows where ``f`` is None or absent;
-- ordering comparisons (``<``, ``<=``, ``>``, ``>=``, `Field.between`) never match None, and
-  never match a value that cannot be ordered against the operand (``"a" < 3`` is simply false);
-- `PredicateExpr` wraps any callable ``row -> bool`` (opaque: never index-assisted).
+- ``==``, ``!=``: Python equality (``1 == 1.0 == True``; ``[1] == [1.0]``); ``f == None`` (or
+  `Field.is_null`) matches rows where ``f`` is None or absent, ``f != None``
+  (`Field.is_not_null`) the others.
+- ``<``, ``<=``, ``>``, ``>=``, `Field.between` (``low <= v <= high``): never match None, and
+  never match a value that cannot be ordered against the operand (``"a" < 3`` is simply false,
+  not an error).
+- `Field.is_in`: ``v`` equals one of the values.
+- `Field.like` / `Field.ilike`: SQL LIKE on str values (``%`` any run, ``_`` one character,
+  *escape* makes the next character literal), anchored at both ends, case-insensitive for
+  ``ilike``; non-str values never match.
+- `Field.contains`: ``item in v`` (substring of a str, member of a list, key of a dict,
+  byte of a bytes); False when ``v`` is None or cannot contain *item*.
+- `Field.startswith` / `Field.endswith`: str values only, case-sensitive.
+- `Field.iequals`, `Field.icontains`, `Field.istartswith`, `Field.iendswith`: str values only,
+  compared after ``str.lower()`` on both sides.
+- `PredicateExpr` wraps any callable ``row -> bool`` (it receives a copy of the row; opaque,
+  so never index-assisted); a plain callable passed as ``where`` is wrapped the same way.
+- `Condition` is the reference's optional wrapper: ``Condition(t.age > 3)`` equals
+  ``t.age > 3`` everywhere.
+
+Results never depend on indexes: the planner only narrows the rows to test, and every
+candidate row is tested with the full predicate.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, cast
 
@@ -96,7 +116,7 @@ class Compare(Predicate):
                 return False
             try:
                 return bool(cmp(v, value))
-            except TypeError:
+            except (TypeError, ArithmeticError):  # unorderable, or a Decimal NaN operand
                 return False
 
         return ordered
@@ -149,6 +169,142 @@ class Between(Predicate):
 
     def __repr__(self) -> str:
         return f"({self.field} between {self.low!r} and {self.high!r})"
+
+
+class Like(Predicate):
+    """SQL ``LIKE`` on str values: ``%`` any run, ``_`` one character, *escape* quotes.
+
+    Attributes:
+        prefix: the literal text every match starts with ("" if none); only set for
+            case-sensitive patterns, where a sorted index can answer it as a range.
+    """
+
+    __slots__ = ("escape", "field", "ignore_case", "pattern", "prefix", "regex")
+
+    def __init__(
+        self, field: str, pattern: str, escape: str | None = None, *, ignore_case: bool = False
+    ) -> None:
+        if type(pattern) is not str:
+            raise TypeError(f"a LIKE pattern must be a str, got {pattern!r}")
+        if escape is not None and (type(escape) is not str or len(escape) != 1):
+            raise ValueError(f"a LIKE escape must be one character, got {escape!r}")
+        self.field = field
+        self.pattern = pattern
+        self.escape = escape
+        self.ignore_case = ignore_case
+        parts: list[str] = []
+        prefix: list[str] = []
+        literal = True  # still inside the leading run of literal characters
+        i = 0
+        while i < len(pattern):
+            char = pattern[i]
+            # As in the reference, an escape as the last character stands for itself.
+            if char == escape and i + 1 < len(pattern):
+                i += 1
+                char = pattern[i]
+            elif char in "%_":
+                parts.append(".*" if char == "%" else ".")
+                literal = False
+                i += 1
+                continue
+            parts.append(re.escape(char))
+            if literal:
+                prefix.append(char)
+            i += 1
+        flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
+        self.regex = re.compile("".join(parts), flags)
+        self.prefix = "" if ignore_case else "".join(prefix)
+
+    def _compile(self) -> RowFn:
+        field, match = self.field, self.regex.fullmatch
+
+        def like(row: Mapping[str, Any]) -> bool:
+            v = row.get(field)
+            return type(v) is str and match(v) is not None
+
+        return like
+
+    def __repr__(self) -> str:
+        op = "ilike" if self.ignore_case else "like"
+        escape = "" if self.escape is None else f" escape {self.escape!r}"
+        return f"({self.field} {op} {self.pattern!r}{escape})"
+
+
+class Contains(Predicate):
+    """``item in v``: a substring of a str, a member of a list, a key of a dict."""
+
+    __slots__ = ("field", "item")
+
+    def __init__(self, field: str, item: Any) -> None:
+        self.field = field
+        self.item = item
+
+    def _compile(self) -> RowFn:
+        field, item = self.field, self.item
+
+        def contains(row: Mapping[str, Any]) -> bool:
+            v = row.get(field)
+            if v is None:
+                return False
+            try:
+                return item in v
+            except (TypeError, ValueError):  # not a container, or cannot hold item: 1 in "a",
+                return False  # 300 in b"a"
+
+        return contains
+
+    def __repr__(self) -> str:
+        return f"({self.field} contains {self.item!r})"
+
+
+#: `TextMatch` kinds.
+TEXT_KINDS: Final = frozenset({"equals", "contains", "startswith", "endswith"})
+
+
+class TextMatch(Predicate):
+    """A test on str values: equals, contains, startswith or endswith, maybe ignoring case.
+
+    Case-insensitive tests compare ``v.lower()`` with ``text.lower()``; non-str values never
+    match. Case-sensitive ``startswith``/``endswith`` also take a tuple of str, as
+    `str.startswith` does.
+    """
+
+    __slots__ = ("field", "ignore_case", "kind", "text")
+
+    def __init__(self, field: str, kind: str, text: Any, *, ignore_case: bool = False) -> None:
+        if kind not in TEXT_KINDS:
+            raise ValueError(f"unknown text test {kind!r}")
+        tuple_ok = not ignore_case and kind in ("startswith", "endswith")
+        if not (
+            type(text) is str
+            or (tuple_ok and type(text) is tuple and all(type(t) is str for t in text))
+        ):
+            raise TypeError(f"{'i' if ignore_case else ''}{kind} needs a str, got {text!r}")
+        self.field = field
+        self.kind = kind
+        self.text = text
+        self.ignore_case = ignore_case
+
+    def _compile(self) -> RowFn:
+        field, kind, ignore_case = self.field, self.kind, self.ignore_case
+        text: Any = self.text
+        if ignore_case:
+            text = text.lower()
+        if kind == "equals":
+            test: Callable[[str], bool] = text.__eq__
+        elif kind == "contains":
+            test = lambda v: text in v  # noqa: E731
+        else:
+            test = operator.methodcaller(kind, text)
+
+        def match(row: Mapping[str, Any]) -> bool:
+            v = row.get(field)
+            return type(v) is str and test(v.lower() if ignore_case else v)
+
+        return match
+
+    def __repr__(self) -> str:
+        return f"({self.field} {'i' if self.ignore_case else ''}{self.kind} {self.text!r})"
 
 
 class And(Predicate):
@@ -305,6 +461,47 @@ class Field:
         """``low <= field <= high``."""
         return Between(self.name, low, high)
 
+    def like(self, pattern: str, escape: str | None = None) -> Like:
+        """SQL LIKE (case-sensitive): ``%`` any run, ``_`` one character.
+
+        Raises:
+            TypeError: *pattern* is not a str.
+            ValueError: *escape* is not one character.
+        """
+        return Like(self.name, pattern, escape)
+
+    def ilike(self, pattern: str, escape: str | None = None) -> Like:
+        """SQL LIKE ignoring case."""
+        return Like(self.name, pattern, escape, ignore_case=True)
+
+    def contains(self, item: Any) -> Contains:
+        """``item in value``: substring, list member or dict key."""
+        return Contains(self.name, item)
+
+    def startswith(self, prefix: str | tuple[str, ...]) -> TextMatch:
+        """A str value starting with *prefix* (or one of a tuple of prefixes)."""
+        return TextMatch(self.name, "startswith", prefix)
+
+    def endswith(self, suffix: str | tuple[str, ...]) -> TextMatch:
+        """A str value ending with *suffix* (or one of a tuple of suffixes)."""
+        return TextMatch(self.name, "endswith", suffix)
+
+    def iequals(self, text: str) -> TextMatch:
+        """A str value equal to *text*, ignoring case."""
+        return TextMatch(self.name, "equals", text, ignore_case=True)
+
+    def icontains(self, text: str) -> TextMatch:
+        """A str value containing *text*, ignoring case."""
+        return TextMatch(self.name, "contains", text, ignore_case=True)
+
+    def istartswith(self, prefix: str) -> TextMatch:
+        """A str value starting with *prefix*, ignoring case."""
+        return TextMatch(self.name, "startswith", prefix, ignore_case=True)
+
+    def iendswith(self, suffix: str) -> TextMatch:
+        """A str value ending with *suffix*, ignoring case."""
+        return TextMatch(self.name, "endswith", suffix, ignore_case=True)
+
     def is_null(self) -> Compare:
         """The field is None or absent."""
         return Compare(self.name, "==", None)
@@ -315,24 +512,3 @@ class Field:
 
     def __repr__(self) -> str:
         return f"Field({self.name!r})"
-
-
-def equality_on(pred: Predicate, field: str) -> tuple[bool, Any]:
-    """Find a top-level conjunct ``field == value`` in *pred*.
-
-    Returns:
-        (True, value) when every matching row must have ``field == value``; (False, None)
-        otherwise. Used to answer primary-key equality by lookup.
-    """
-    while isinstance(pred, Condition):
-        pred = pred.condition
-    if isinstance(pred, Compare):
-        if pred.op == "==" and pred.field == field and pred.value is not None:
-            return True, pred.value
-        return False, None
-    if isinstance(pred, And):
-        for operand in pred.operands:
-            found, value = equality_on(operand, field)
-            if found:
-                return True, value
-    return False, None

@@ -7,16 +7,19 @@ journals nothing. Stored rows are never mutated in place; readers get copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from dictdb.aggregate import Agg, check_aggregations, run_aggregate
 from dictdb.errors import (
     DuplicateKeyError,
     PrimaryKeyError,
     RecordNotFoundError,
     TableNotFoundError,
 )
-from dictdb.query import Field, Predicate, as_predicate, equality_on
+from dictdb.index import Index, IndexNotFoundError, candidates, make_index
+from dictdb.query import Field, Predicate, as_predicate
 from dictdb.schema import Schema, normalize_schema, schema_to_names, validate_record
 from dictdb.select import Columns, OrderBy, run_select
 from dictdb.values import PK_TYPES, Record, check_primary_key, copy_row, own_record
@@ -63,12 +66,26 @@ class Table:
         schema: optional mapping field → type; see `dictdb.schema`.
     """
 
-    __slots__ = ("_db", "_next_pk", "_rows", "_special", "primary_key", "schema", "table_name")
+    __slots__ = (
+        "_db",
+        "_indexes",
+        "_next_pk",
+        "_next_position",
+        "_positions",
+        "_rows",
+        "_special",
+        "primary_key",
+        "schema",
+        "table_name",
+    )
 
     _db: DictDB
     _rows: dict[Any, Record]
     _special: set[Any]
     _next_pk: int
+    _indexes: dict[str, Index]
+    _positions: dict[Any, int]
+    _next_position: int
     table_name: str
     primary_key: str
     schema: Schema | None
@@ -93,6 +110,11 @@ class Table:
         self._rows = {}
         self._special = set()  # keys of rows that are not plain (dictdb.values.own_record)
         self._next_pk = 1
+        # Secondary indexes (dictdb.index), maintained by DictDB._apply while non-empty, and
+        # with them each row's insertion rank, to give index-found rows in table order.
+        self._indexes = {}
+        self._positions = {}
+        self._next_position = 0
 
     # -- the fields DSL -------------------------------------------------------------------
 
@@ -195,11 +217,14 @@ class Table:
                 if key in self._rows:
                     key = self._auto_key()
                 row[pk_name] = key
-            elif key in self._rows:
-                raise DuplicateKeyError(
-                    f"table {name!r}: a record with {pk_name}={key!r} already exists"
-                )
-            if self.schema is not None or type(key) not in PK_TYPES:
+            else:
+                if type(key) not in PK_TYPES:  # before any lookup: [1] is unhashable
+                    check_primary_key(name, pk_name, key)
+                if key in self._rows:
+                    raise DuplicateKeyError(
+                        f"table {name!r}: a record with {pk_name}={key!r} already exists"
+                    )
+            if self.schema is not None:
                 self._check_row(row, key)
             db._commit(INSERT, name, key, row, None, plain)
             return key
@@ -370,15 +395,22 @@ class Table:
         if where is None:
             return list(rows.items())
         pred = as_predicate(where)
-        found, value = equality_on(pred, self.primary_key)
-        if found:
-            try:
-                row = rows.get(value)
-            except TypeError:  # an unhashable operand matches no key
-                return []
-            return [(value, row)] if row is not None and pred.fn(row) else []
         test = pred.fn
-        return [(key, row) for key, row in rows.items() if test(row)]
+        keys = candidates(pred, self._indexes, rows, self.primary_key)
+        if keys is None:
+            return [(key, row) for key, row in rows.items() if test(row)]
+        # Every candidate is tested with the full predicate, and results keep table order.
+        count = len(keys)
+        positions = self._positions
+        if count <= 1 or (positions and count * 8 <= len(rows)):
+            ordered = list(keys) if count <= 1 else sorted(keys, key=positions.__getitem__)
+            found = []
+            for key in ordered:
+                row = rows[key]
+                if test(row):
+                    found.append((key, row))
+            return found
+        return [(key, row) for key, row in rows.items() if key in keys and test(row)]
 
     def select(
         self,
@@ -408,6 +440,10 @@ class Table:
         Returns:
             The rows, in insertion order unless *order_by* says otherwise.
         """
+        if isinstance(columns, Predicate):
+            raise TypeError(
+                "select's first argument is the columns; pass the condition as where=..."
+            )
         with self._db._lock:
             self._live()
             rows = [row for _, row in self._matching(where)]
@@ -416,12 +452,14 @@ class Table:
     def all(self) -> list[Record]:
         """Copies of every row, in insertion order."""
         with self._db._lock:
+            self._live()
             rows = list(self._rows.values())
         return [copy_row(r) for r in rows]
 
     def copy(self) -> dict[Any, Record]:
         """A dict primary key → copy of the row."""
         with self._db._lock:
+            self._live()
             items = list(self._rows.items())
         return {k: copy_row(r) for k, r in items}
 
@@ -432,31 +470,36 @@ class Table:
 
     def get(self, key: Any, default: Any = None) -> Any:
         """A copy of the row with primary key *key*, or *default*."""
-        try:
-            row = self._rows.get(key)
-        except TypeError:
-            return default
+        with self._db._lock:
+            self._live()
+            try:
+                row = self._rows.get(key)
+            except TypeError:  # an unhashable key is no key of this table
+                return default
         return default if row is None else copy_row(row)
 
     def count(self, where: Predicate | None = None) -> int:
         """The number of rows (matching *where* when given)."""
-        if where is None:
-            return len(self._rows)
         with self._db._lock:
+            self._live()
+            if where is None:
+                return len(self._rows)
             return len(self._matching(where))
 
     def size(self) -> int:
         """The number of rows."""
-        return len(self._rows)
+        return self.count()
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return self.count()
 
     def __contains__(self, key: object) -> bool:
-        try:
-            return key in self._rows
-        except TypeError:
-            return False
+        with self._db._lock:
+            self._live()
+            try:
+                return key in self._rows
+            except TypeError:
+                return False
 
     def __iter__(self) -> Iterator[Record]:
         return iter(self.all())
@@ -487,6 +530,150 @@ class Table:
         """
         if self.schema is not None:
             validate_record(self.table_name, self.schema, record)
+
+    # -- aggregation and export -------------------------------------------------------------
+
+    def aggregate(
+        self,
+        where: Predicate | None = None,
+        group_by: str | Sequence[str] | None = None,
+        **aggregations: Agg,
+    ) -> dict[str, Any] | list[Record]:
+        """Compute `Count`, `Sum`, `Avg`, `Min`, `Max` over the rows matching *where*.
+
+        Args:
+            where: a condition; None aggregates every row.
+            group_by: a field or a list of fields; None aggregates all rows as one group.
+            aggregations: result name → aggregate, e.g. ``total=Sum("price")``.
+
+        Returns:
+            Without *group_by*, one dict name → value. With it, one dict per group (the
+            group's field values, then the aggregates), groups in first-seen order; a row
+            lacking a group field groups under None.
+
+        Raises:
+            TypeError: an aggregation is not an `Agg`; a `Sum`/`Avg` met a value it cannot
+                add.
+        """
+        check_aggregations(aggregations)
+        with self._db._lock:
+            self._live()
+            rows = [row for _, row in self._matching(where)]
+        return run_aggregate(rows, group_by, aggregations)
+
+    def export_csv(
+        self,
+        filepath: str | Path,
+        *,
+        records: list[Record] | None = None,
+        columns: list[str] | None = None,
+        where: Predicate | None = None,
+        delimiter: str = ",",
+        encoding: str = "utf-8",
+    ) -> int:
+        """Write rows to a CSV file, atomically; see `dictdb.csv_io.write_csv`.
+
+        Args:
+            filepath: the file to write (replaced if it exists).
+            records: rows to write instead of the table's (*where* is then ignored).
+            columns: the columns and their order; default: every field, in first-seen order.
+            where: a condition selecting the rows to write.
+            delimiter: the field separator.
+            encoding: the text encoding.
+
+        Returns:
+            The number of rows written.
+        """
+        from dictdb.csv_io import write_csv
+
+        if records is None:
+            records = self.select(where=where)
+        return write_csv(filepath, records, columns=columns, delimiter=delimiter, encoding=encoding)
+
+    # -- indexes --------------------------------------------------------------------------------
+
+    def create_index(self, field: str, index_type: str = "hash") -> None:
+        """Index *field*: queries on it test fewer rows; results never change.
+
+        ``"hash"`` answers ``==``, `is_in` and `is_null`; ``"sorted"`` also ``<``, ``<=``,
+        ``>``, ``>=``, `between`, case-sensitive ``like("prefix%")`` and `startswith`. Rows
+        lacking the field are indexed as None. Creating again an index of the same type on
+        the same field does nothing (as in the reference). Indexes are not persisted: a
+        loaded or restored database has none (see `dictdb.index`).
+
+        Args:
+            field: the field to index.
+            index_type: ``"hash"`` or ``"sorted"``, in any case.
+
+        Raises:
+            ValueError: an unknown index type, or *field* already has an index of the other
+                type (drop it first).
+            TypeError: *field* is not a str.
+        """
+        if type(field) is not str:
+            raise TypeError(f"an index field must be a str, got {field!r}")
+        index = make_index(field, index_type)
+        with self._db._lock:
+            self._live()
+            existing = self._indexes.get(field)
+            if existing is not None:
+                if existing.index_type == index.index_type:
+                    return
+                raise ValueError(
+                    f"table {self.table_name!r}: field {field!r} already has a "
+                    f"{existing.index_type} index; drop_index({field!r}) first"
+                )
+            if not self._indexes:
+                self._positions = {key: i for i, key in enumerate(self._rows)}
+                self._next_position = len(self._positions)
+            index.build(self._rows.items())
+            self._indexes[field] = index
+
+    def drop_index(self, field: str) -> None:
+        """Remove the index on *field*.
+
+        Raises:
+            IndexNotFoundError: *field* has no index.
+        """
+        with self._db._lock:
+            if field not in self._indexes:
+                raise IndexNotFoundError(f"table {self.table_name!r}: no index on field {field!r}")
+            del self._indexes[field]
+            if not self._indexes:
+                self._positions = {}
+                self._next_position = 0
+
+    def indexed_fields(self) -> list[str]:
+        """The indexed fields, in creation order."""
+        return list(self._indexes)
+
+    def has_index(self, field: str) -> bool:
+        """Whether *field* has an index."""
+        return field in self._indexes
+
+    @property
+    def indexes(self) -> dict[str, Index]:
+        """Field → index (a copy; use `create_index` / `drop_index` to change it)."""
+        return dict(self._indexes)
+
+    def _index_write(self, key: Any, row: Record) -> None:
+        # Called by DictDB._apply for an insert or update, before *row* is stored.
+        old = self._rows.get(key)
+        if old is None:
+            self._positions[key] = self._next_position
+            self._next_position += 1
+            for index in self._indexes.values():
+                index.add(key, row)
+        else:
+            for index in self._indexes.values():
+                index.replace(key, old, row)
+
+    def _index_delete(self, key: Any) -> None:
+        # Called by DictDB._apply for a delete, before the row is removed.
+        old = self._rows[key]
+        del self._positions[key]
+        for index in self._indexes.values():
+            index.remove(key, old)
 
     def __repr__(self) -> str:
         return f"<Table {self.table_name!r} pk={self.primary_key!r} rows={len(self._rows)}>"

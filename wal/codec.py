@@ -9,6 +9,7 @@ Stages, each usable alone:
 
        {"$bytes": "<base64>"}      {"$date": "2024-01-31"}      {"$uuid": "<hex with dashes>"}
        {"$datetime": "<ISO 8601, microseconds, offset if aware>"}  {"$decimal": "<str(d)>"}
+       {"$datetime_fold": "<same>"}  (a datetime with fold=1: ISO 8601 has no place for it)
        {"$int": "<decimal digits>"}   (ints outside the signed 64-bit range)
        {"$float": "inf" | "-inf"}     (NaN is outside the domain: it is not equal to itself)
        {"$dict": {...}}             (a user dict with one key starting with "$", escaped)
@@ -177,7 +178,8 @@ def _to_plain(value: Any) -> Any:
         return [_to_plain(v) for v in value]
     if t is _dt.datetime:
         own_value(value)
-        return {"$datetime": value.isoformat(timespec="microseconds")}
+        text = value.isoformat(timespec="microseconds")
+        return {"$datetime_fold": text} if value.fold else {"$datetime": text}
     if t is _dt.date:
         return {"$date": value.isoformat()}
     if t is decimal.Decimal:
@@ -202,6 +204,8 @@ def _untag(tag: str, payload: Any) -> Any:
             raise CodecError(f"{tag} tag must hold a string, got {type(payload).__name__}")
         if tag == "$datetime":
             return _dt.datetime.fromisoformat(payload)
+        if tag == "$datetime_fold":
+            return _dt.datetime.fromisoformat(payload).replace(fold=1)
         if tag == "$date":
             return _dt.date.fromisoformat(payload)
         if tag == "$decimal":
@@ -331,7 +335,13 @@ class _BytesCodec:
         try:
             if self.name == "json":
                 return orjson.dumps(tree)
-            return pickle.dumps(tree, protocol=5)
+            buffer = io.BytesIO()
+            pickler = pickle.Pickler(buffer, protocol=5)
+            # No memo: a shared object is written once per reference, so files never hold
+            # shared references (which the reader refuses). Plain trees have no cycles.
+            pickler.fast = True
+            pickler.dump(tree)
+            return buffer.getvalue()
         except (TypeError, ValueError, pickle.PicklingError) as exc:
             raise CodecError(f"cannot encode as {self.name}: {exc}") from None
 
@@ -446,6 +456,9 @@ def decompress(data: bytes, max_size: int) -> bytes:
         params = zstandard.get_frame_parameters(data)
     except zstandard.ZstdError as exc:
         raise CodecError(f"corrupt zstandard frame header: {exc}") from None
+    if params.content_size == zstandard.CONTENTSIZE_UNKNOWN:
+        raise CodecError("zstandard frame does not state its content size")
+    max_size = min(max_size, params.content_size)
     if params.content_size > max_size:
         raise CodecError(
             f"zstandard frame claims {params.content_size} bytes, over the {max_size} limit"

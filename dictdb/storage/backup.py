@@ -59,7 +59,8 @@ class BackupManager:
             at its end, never dropped.
         on_backup_failure: called as ``on_backup_failure(error, consecutive_failures)`` after
             each failed backup; an exception it raises is logged and ignored.
-        incremental: write deltas between full snapshots.
+        incremental: write deltas between full snapshots (a database made with
+            ``retain_journal=False`` keeps no journal to cut deltas from: full snapshots then).
         max_deltas_before_full: in incremental mode, after this many deltas the next backup is
             a full snapshot.
         compression: None or ``"zstd"`` (file names gain ``.zst``).
@@ -129,11 +130,12 @@ class BackupManager:
         self._periodic = False
         self._next_periodic = 0.0
         self._pending_since: float | None = None
-        self._last_backup_mono = float("-inf")
+        self._last_attempt_mono = float("-inf")
 
         self._consecutive_failures = 0
         self._deltas_since_full = 0
         self._base_lsn: int | None = None  # the LSN of the last file this manager wrote
+        self._base_full: Path | None = None  # the full snapshot its chain starts with
         self.last_success: float | None = None
         self.last_error: BaseException | None = None
         self.last_backup: Path | None = None
@@ -231,12 +233,19 @@ class BackupManager:
                 self._record_failure(exc)
                 time.sleep(0.1)
                 continue
+            failures = self._consecutive_failures
             try:
                 if self._changed_since_last_backup():
                     self.backup_now()
             except BaseException as exc:  # the worker never dies
                 log.exception("dictdb backup worker: unexpected error")
                 self._record_failure(exc)
+            if self._consecutive_failures > failures:
+                # A failed backup is retried (after the notify window, at least a second),
+                # so a notification is never lost to a transient error.
+                with self._cond:
+                    if self._pending_since is None:
+                        self._pending_since = time.monotonic()
 
     def _wait_until_due(self) -> bool:
         # Returns False when stopping; True when a backup is due.
@@ -249,7 +258,7 @@ class BackupManager:
                 if self._periodic:
                     due.append(self._next_periodic)
                 if self._pending_since is not None:
-                    due.append(self._last_backup_mono + self.min_backup_interval)
+                    due.append(self._last_attempt_mono + self._notify_gap())
                 if due and min(due) <= now:
                     break
                 wait = None if not due else min(min(due) - now, threading.TIMEOUT_MAX)
@@ -258,6 +267,12 @@ class BackupManager:
                 self._next_periodic = now + self.backup_interval
             self._pending_since = None
             return True
+
+    def _notify_gap(self) -> float:
+        # After a failure, wait at least a second before the retry: no busy loop.
+        if self._consecutive_failures:
+            return max(self.min_backup_interval, 1.0)
+        return self.min_backup_interval
 
     def _changed_since_last_backup(self) -> bool:
         return self._base_lsn is None or self.db.lsn != self._base_lsn
@@ -272,18 +287,7 @@ class BackupManager:
             The file written, or None (nothing new for a delta, or the backup failed: see
             `consecutive_failures` and `last_error`).
         """
-        if self.incremental:
-            with self._backup_lock:
-                full = (
-                    self._deltas_since_full >= self.max_deltas_before_full
-                    or not self._chain_intact()
-                )
-            return self.backup_full() if full else self.backup_delta()
-        return self.backup_full()
-
-    def _chain_intact(self) -> bool:
-        cursor = self.db._backup_cursor
-        return self._base_lsn is not None and cursor is not None and cursor.lsn == self._base_lsn
+        return self._backup("auto" if self.incremental else "full")
 
     def backup_full(self) -> Path | None:
         """Write a full snapshot now, whatever the mode; it starts a new delta chain.
@@ -291,63 +295,81 @@ class BackupManager:
         Returns:
             The file written, or None if the backup failed.
         """
-        with self._backup_lock:
-            try:
-                path = self._write("full")
-            except Exception as exc:
-                self._record_failure(exc)
-                return None
-            assert path is not None  # a full snapshot is always written
-            self._deltas_since_full = 0
-            self._record_success(path)
-            self._apply_retention()
-            return path
+        return self._backup("full")
 
     def backup_delta(self) -> Path | None:
         """Write the changes since the last backup as a delta now.
 
-        Without a base full snapshot from this manager (or if the database's chain moved
-        elsewhere), a full snapshot is written instead, so every delta is restorable.
+        Without a base full snapshot from this manager still on disk (or if the database's
+        chain moved elsewhere), a full snapshot is written instead, so every delta restores.
 
         Returns:
             The file written, or None if nothing changed or the backup failed.
         """
+        return self._backup("delta")
+
+    def _backup(self, want: str) -> Path | None:
+        failure: BaseException | None = None
+        path: Path | None = None
+        count = 0
         with self._backup_lock:
-            if self._chain_intact():
-                try:
-                    path = self._write("delta")
-                except Exception as exc:
-                    self._record_failure(exc)
-                    return None
+            due_full = want == "auto" and self._deltas_since_full >= self.max_deltas_before_full
+            kind = "full" if want == "full" or due_full or not self._chain_intact() else "delta"
+            with self._cond:
+                self._last_attempt_mono = time.monotonic()
+            try:
+                path = self._write(kind)
+            except Exception as exc:
+                failure = exc
+                self._consecutive_failures += 1
+                self.last_error = exc
+                count = self._consecutive_failures
+            else:
                 if path is not None:
-                    self._deltas_since_full += 1
+                    if kind == "full":
+                        self._deltas_since_full = 0
+                    else:
+                        self._deltas_since_full += 1
                     self._record_success(path)
-                return path
-        return self.backup_full()
+                    if kind == "full":
+                        self._apply_retention()
+        # The callback runs outside the lock: it may call backup_now() or stop().
+        if failure is not None:
+            self._report_failure(failure, count)
+        return path
+
+    def _chain_intact(self) -> bool:
+        # A delta may follow only this manager's last file, if the database's cursor is still
+        # there and the chain's full snapshot is still on disk.
+        cursor = self.db._backup_cursor
+        return (
+            self.db.journal.retain  # deltas are cut from the journal; without it, fulls
+            and self._base_lsn is not None
+            and cursor is not None
+            and cursor.lsn == self._base_lsn
+            and self._base_full is not None
+            and self._base_full.exists()
+        )
 
     def _write(self, kind: str) -> Path | None:
         # Returns None only for a delta with nothing to write.
         db = self.db
+        fmt, comp = self.file_format, self.compression  # one consistent pair per file
+        self.backup_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(_NAME_RETRIES):
-            path = next_free_name(
-                self.backup_dir, kind, self.file_format, self.compression, time.time()
-            )
+            path = next_free_name(self.backup_dir, kind, fmt, comp, time.time())
             try:
                 if kind == "full":
-                    persist.save(
-                        db,
-                        path,
-                        self.file_format,
-                        self.compression,
-                        overwrite=False,
-                        as_base=True,
-                    )
-                elif (
-                    persist.save_delta(
-                        db, path, self.file_format, self.compression, overwrite=False
-                    )
-                    is None
-                ):
+                    persist.save(db, path, fmt, comp, overwrite=False, as_base=True)
+                    # The snapshot is this chain's base only if the database's cursor is
+                    # at it (another writer may have moved it meanwhile).
+                    lsn = persist.read_header(path)["lsn"]
+                    cursor = db._backup_cursor
+                    based = cursor is not None and cursor.lsn == lsn
+                    self._base_lsn = lsn if based else None
+                    self._base_full = path if based else None
+                    return path
+                if persist.save_delta(db, path, fmt, comp, overwrite=False) is None:
                     return None
             except FileExistsError:
                 continue  # another writer took the name between the check and the link
@@ -361,13 +383,15 @@ class BackupManager:
         self.last_success = time.time()
         self.last_backup = path
         self.last_error = None
-        with self._cond:
-            self._last_backup_mono = time.monotonic()
 
     def _record_failure(self, exc: BaseException) -> None:
-        self._consecutive_failures += 1
-        self.last_error = exc
-        count = self._consecutive_failures
+        with self._backup_lock:
+            self._consecutive_failures += 1
+            self.last_error = exc
+            count = self._consecutive_failures
+        self._report_failure(exc, count)
+
+    def _report_failure(self, exc: BaseException, count: int) -> None:
         log.error("dictdb backup failed (%d in a row): %s", count, exc)
         callback = self.on_backup_failure
         if callback is not None:

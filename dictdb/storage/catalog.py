@@ -20,7 +20,7 @@ from typing import Any, Final
 import attrs
 
 from dictdb.errors import CorruptFileError
-from dictdb.storage.persist import read_header
+from dictdb.storage.persist import _read_lineage, read_header
 
 NAME_PATTERN: Final = re.compile(
     r"^dictdb_(?P<kind>backup|delta)_(?P<sec>\d+)_(?P<usec>\d{6})"
@@ -40,6 +40,8 @@ class BackupFile:
         last_op_ts: the time of operation ``last_lsn`` (0.0 for an empty history).
         written_ts: when the file was written.
         size: bytes on disk.
+        lineage: the history the file belongs to (None in files that predate lineages).
+        parent: (lineage, LSN) that history forked from, when it did.
     """
 
     path: Path
@@ -49,6 +51,8 @@ class BackupFile:
     last_op_ts: float
     written_ts: float
     size: int
+    lineage: str | None = None
+    parent: tuple[str, int] | None = None
 
     @property
     def is_full(self) -> bool:
@@ -137,7 +141,9 @@ def _describe(path: Path) -> BackupFile:
         raise CorruptFileError(path, f"malformed header: {exc}") from None
     if not 0 < first <= last + 1 or (kind == "delta" and first > last):
         raise CorruptFileError(path, f"impossible LSN range {first}..{last}")
-    return BackupFile(path, str(kind), first, last, last_ts, written, path.stat().st_size)
+    lineage, parent = _read_lineage(path, header)
+    size = path.stat().st_size
+    return BackupFile(path, str(kind), first, last, last_ts, written, size, lineage, parent)
 
 
 def backup_paths(directory: Path) -> list[Path]:

@@ -60,26 +60,51 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
 
     Raises:
         FileExistsError: *overwrite* is False and *path* exists.
-        OSError: any I/O failure; no file is left under *path* or as a temp file.
+        OSError: any I/O failure. No temp file is left, and *path* is as it was before the
+            call: a failure after the new file took the name (the directory fsync) puts the
+            old file back (kept meanwhile under a second hard link) or removes the new one.
     """
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     tmp = Path(tmp_name)
+    keep: Path | None = None  # the old file, while the new one is not yet durable
+    published = False
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         if overwrite:
+            if path.exists():
+                keep = tmp.with_name(tmp.name[: -len(".tmp")] + ".old.tmp")
+                os.link(path, keep)
             os.replace(tmp, path)
+            published = True
         else:
             os.link(tmp, path)  # fails atomically if the name exists
+            published = True
             os.unlink(tmp)
         fsync_directory(directory)
+        if keep is not None:
+            os.unlink(keep)  # a failure here still puts the old file back: all or nothing
+            keep = None
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if published:
+            with contextlib.suppress(OSError):
+                if keep is not None:
+                    os.replace(keep, path)
+                    keep = None
+                else:
+                    os.unlink(path)
+            with contextlib.suppress(OSError):
+                fsync_directory(directory)
         raise
+    finally:
+        if keep is not None:  # only when putting the old file back failed too
+            with contextlib.suppress(OSError):
+                os.unlink(keep)
 
 
 def seal(body: bytes, file_format: str, compression: str | None) -> bytes:

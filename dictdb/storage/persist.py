@@ -73,7 +73,8 @@ FORMAT_NAME: Final = "dictdb"
 #: The on-disk format version written; files with a higher version are refused.
 VERSION: Final = 1
 FORMATS: Final = ("json", "pickle")
-_DELTA_HEADER_SIZE: Final = 7  # format, version, type, timestamp, from_lsn, to_lsn, last_op_ts
+# format, version, type, timestamp, from_lsn, to_lsn, last_op_ts, lineage, parent, header_crc
+_DELTA_HEADER_SIZE: Final = 10
 _dumps = orjson.dumps
 _crc32 = zlib.crc32
 _INT64_MIN: Final = -(2**63)
@@ -113,6 +114,12 @@ class _TableCut:
     next_pk: int
     rows: dict[Any, dict[str, Any]]
     special: frozenset[Any]
+
+
+def _lineage_fields(db: DictDB) -> dict[str, Any]:
+    # Which history a file belongs to (see `DictDB._lineage`); read under the database lock.
+    parent = db._parent
+    return {"lineage": db._lineage, "parent": None if parent is None else list(parent)}
 
 
 def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None]:
@@ -158,17 +165,25 @@ def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
 
 
 def _header(kind: str, **fields: Any) -> dict[str, Any]:
-    return {"format": FORMAT_NAME, "version": VERSION, "type": kind, **fields}
+    # The header, sealed by its own CRC (`header_crc`, its last member): `read_header` reads
+    # headers alone to plan restores, so a damaged header must be caught without the file's
+    # whole-content checksum.
+    header = {"format": FORMAT_NAME, "version": VERSION, "type": kind, **fields}
+    header["header_crc"] = _crc32(_dumps(header))
+    return header
 
 
 def _encode_full(
+    db: DictDB,
     lsn: int,
     last_ts: float,
     tables: list[_TableCut],
     file_format: str,
     digest: _digest.StateDigest | None,
 ) -> tuple[bytes, _digest.StateDigest]:
-    header = _header("full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts)
+    header = _header(
+        "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(db)
+    )
     scratch: _digest.StateDigest = {}
     doc_tables: dict[str, Any] = {}
     for cut in tables:
@@ -177,7 +192,7 @@ def _encode_full(
             scratch[cut.name] = _digest.of_plain_records(records)
         doc_tables[cut.name] = {
             **cut.definition,
-            "next_pk": cut.next_pk,
+            "next_pk": to_plain(cut.next_pk),
             "special": positions,
             "records": records,
         }
@@ -243,10 +258,28 @@ def _final_path(filename: str | Path, compression: str | None) -> Path:
     return path
 
 
+def _format_for(filename: str | Path, file_format: str | None) -> str:
+    """The format to write: as given, else from the name (``.json``/``.pickle``/``.pkl``,
+    before an optional ``.zst``), else JSON. A given format that contradicts the name is an
+    error: `load` infers the format from the name.
+    """
+    name = Path(filename).name
+    stem = name[: -len(".zst")] if name.endswith(".zst") else name
+    named = "json" if stem.endswith(".json") else None
+    if stem.endswith((".pickle", ".pkl")):
+        named = "pickle"
+    if file_format is None:
+        return named or "json"
+    fmt = _check_format(file_format)
+    if named is not None and named != fmt:
+        raise ValueError(f"file_format {file_format!r} contradicts the file name {name!r}")
+    return fmt
+
+
 def save(
     db: DictDB,
     filename: str | Path,
-    file_format: str = "json",
+    file_format: str | None = None,
     compression: str | None = None,
     *,
     overwrite: bool = True,
@@ -265,7 +298,8 @@ def save(
     Args:
         db: the database.
         filename: the file; with ``compression="zstd"`` the name gains ``.zst``.
-        file_format: ``"json"`` or ``"pickle"``.
+        file_format: ``"json"`` or ``"pickle"``; None infers it from the name (JSON by
+            default); a format that contradicts the name is refused.
         compression: None or ``"zstd"``; inferred as ``"zstd"`` from a ``.zst`` name.
         overwrite: replace an existing file (True) or refuse (False: FileExistsError).
 
@@ -276,20 +310,38 @@ def save(
         ValueError: an unknown format or compression.
         OSError: the write failed; no file (and no temp file) is left behind.
     """
-    fmt = _check_format(file_format)
+    return _save(db, filename, file_format, compression, overwrite, as_base)[0]
+
+
+def _save(
+    db: DictDB,
+    filename: str | Path,
+    file_format: str | None,
+    compression: str | None,
+    overwrite: bool,
+    as_base: bool | None,
+) -> tuple[Path, int, bool]:
+    # `save`, returning also the snapshot's LSN and whether it became the chain's base.
+    fmt = _format_for(filename, file_format)
     if compression is None and str(filename).endswith(".zst"):
         compression = "zstd"
     comp = _check_compression(compression)
     path = _final_path(filename, comp)
     lsn, last_ts, tables, known = _capture(db)
-    body, digest = _encode_full(lsn, last_ts, tables, fmt, known)
+    body, digest = _encode_full(db, lsn, last_ts, tables, fmt, known)
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
+    based = False
     with db._lock:
         cursor = db._backup_cursor
-        if as_base or (as_base is None and cursor is None):
+        # Never move the cursor backwards: a delta written meanwhile (by another writer of
+        # the same database) is newer than this snapshot.
+        if (as_base or (as_base is None and cursor is None)) and (
+            cursor is None or cursor.lsn <= lsn
+        ):
             db._backup_cursor = BackupCursor(lsn, digest)
             db._journal.release(lsn)
-    return path
+            based = True
+    return path, lsn, based
 
 
 def _sniff(path: Path, data: bytes, file_format: str | None) -> tuple[str, bool]:
@@ -391,6 +443,10 @@ def read_header(path: str | Path) -> dict[str, Any]:
         raise CorruptFileError(path, f"unreadable header: {exc}") from None
     if type(header) is not dict or header.get("format") != FORMAT_NAME:
         raise CorruptFileError(path, "not a dictdb file (no format: dictdb header)")
+    fields = dict(header)
+    crc = fields.pop("header_crc", None)
+    if type(crc) is not int or crc != _crc32(_dumps(fields)):
+        raise CorruptFileError(path, "header checksum mismatch: the header is damaged")
     return header
 
 
@@ -448,7 +504,27 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     db._journal = Journal(retain=True, start_lsn=lsn, start_ts=last_ts, lock=db._lock)
     db._journal_append = db._journal.append_held
     db._backup_cursor = BackupCursor(lsn, actual)
+    lineage, parent = _read_lineage(path, doc)
+    if lineage is not None:
+        db._lineage, db._parent = lineage, parent
     return db
+
+
+def _read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple[str, int] | None]:
+    lineage = doc.get("lineage")
+    parent = doc.get("parent")
+    if lineage is not None and type(lineage) is not str:
+        raise CorruptFileError(path, f"malformed lineage {lineage!r}")
+    if parent is None:
+        return lineage, None
+    if (
+        type(parent) is not list
+        or len(parent) != 2
+        or type(parent[0]) is not str
+        or type(parent[1]) is not int
+    ):
+        raise CorruptFileError(path, f"malformed parent {parent!r}")
+    return lineage, (parent[0], parent[1])
 
 
 def _load_table(
@@ -462,7 +538,10 @@ def _load_table(
         raise CorruptFileError(path, str(exc)) from None
     records = tdoc.get("records")
     positions = tdoc.get("special")
-    next_pk = tdoc.get("next_pk")
+    try:
+        next_pk = from_plain(tdoc.get("next_pk"))
+    except CodecError:
+        next_pk = None
     if type(records) is not list or type(positions) is not list or type(next_pk) is not int:
         raise CorruptFileError(path, f"table {name!r}: malformed records/special/next_pk")
     if not all(type(r) is dict for r in records):
@@ -559,7 +638,7 @@ def _flat_plain(records: list[dict[str, Any]], file_format: str, primary_key: st
 def save_delta(
     db: DictDB,
     filename: str | Path,
-    file_format: str = "json",
+    file_format: str | None = None,
     compression: str | None = None,
     *,
     overwrite: bool = False,
@@ -576,7 +655,7 @@ def save_delta(
         DictDBError: no base snapshot was written or loaded in this process.
         OSError: the write failed: nothing is released, so the next delta includes all of it.
     """
-    fmt = _check_format(file_format)
+    fmt = _format_for(filename, file_format)
     if compression is None and str(filename).endswith(".zst"):
         compression = "zstd"
     comp = _check_compression(compression)
@@ -587,12 +666,17 @@ def save_delta(
             raise DictDBError(
                 "no base snapshot for a delta: write a full snapshot (save) or load one first"
             )
+        if not db._journal.retain:
+            raise DictDBError(
+                "deltas need the journal: this database was made with retain_journal=False"
+            )
         if cursor.lsn == db._lsn:
             return None
         ops = db._journal.read(cursor.lsn + 1, db._lsn)
         table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
+        lineage = _lineage_fields(db)
     comp_ = compact(ops, cursor.lsn + 1)
-    doc, digest = _delta_document(comp_, cursor.digest, table_info)
+    doc, digest = _delta_document(comp_, cursor.digest, table_info, lineage)
     body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
     with db._lock:
@@ -603,7 +687,10 @@ def save_delta(
 
 
 def _delta_document(
-    comp: Compaction, base: _digest.StateDigest, table_info: Mapping[str, tuple[str, int]]
+    comp: Compaction,
+    base: _digest.StateDigest,
+    table_info: Mapping[str, tuple[str, int]],
+    lineage: Mapping[str, Any],
 ) -> tuple[dict[str, Any], _digest.StateDigest]:
     ddl: list[dict[str, Any]] = []
     for event in comp.ddl:
@@ -621,19 +708,18 @@ def _delta_document(
             "primary_key": primary_key,
             "upserts": upserts,
             "deletes": deletes,
-            "next_pk": next_pk,
+            "next_pk": to_plain(next_pk),
         }
     digest = _advance_digest(base, comp, plain_afters)
-    doc = _header(
+    header = _header(
         "delta",
         timestamp=time.time(),
         from_lsn=comp.from_lsn,
         to_lsn=comp.to_lsn,
         last_op_ts=comp.last_ts,
-        ddl=ddl,
-        tables=tables,
-        digest=_digest.to_document(digest),
+        **lineage,
     )
+    doc = {**header, "ddl": ddl, "tables": tables, "digest": _digest.to_document(digest)}
     return doc, digest
 
 
@@ -740,7 +826,7 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
         if type(change) is not dict:
             raise ValueError(f"table {name!r}: changes must be an object")
         upserts, deletes = change.get("upserts", []), change.get("deletes", [])
-        next_pk = change.get("next_pk", 1)
+        next_pk = from_plain(change.get("next_pk", 1))
         if type(upserts) is not list or type(deletes) is not list or type(next_pk) is not int:
             raise ValueError(f"table {name!r}: malformed upserts/deletes/next_pk")
         primary_key, schema = definitions[name]

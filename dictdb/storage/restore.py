@@ -16,13 +16,15 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from dictdb.errors import CorruptFileError, DictDBError
-from dictdb.storage.catalog import BackupFile, Catalog, scan
+from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
+from wal.recovery import RecoveryError, list_segments, read_wal
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -56,6 +58,10 @@ class RestorePlan:
         lsn: the LSN the plan reaches (<= the target).
         ts: the time of operation `lsn` (0.0 for an empty history).
         skipped: damaged files left out, with the reason.
+        log_from: the first operation replayed from the durable log (None: no log used).
+        log_to: the last one.
+        forks: whether the history goes on past `lsn` (a restored database then starts a
+            new lineage, so that its own backups never mix with the later history).
     """
 
     directory: Path
@@ -65,6 +71,9 @@ class RestorePlan:
     lsn: int
     ts: float
     skipped: tuple[tuple[Path, str], ...] = ()
+    log_from: int | None = None
+    log_to: int | None = None
+    forks: bool = False
 
     def as_document(self) -> dict[str, Any]:
         """A plain description (for ``dictdb restore --dry-run`` and logs)."""
@@ -75,24 +84,31 @@ class RestorePlan:
             "target_ts": self.target_ts,
             "lsn": self.lsn,
             "ts": self.ts,
+            "log": None if self.log_from is None else [self.log_from, self.log_to],
             "skipped": [{"file": p.name, "reason": r} for p, r in self.skipped],
         }
 
 
 def to_epoch(at: Any) -> float:
-    """Epoch seconds from a datetime (naive = local time), a date, or a number.
+    """Epoch seconds from a datetime (naive = local time), a date, an ISO 8601 string, or a
+    number.
 
     Raises:
         TypeError: anything else.
-        ValueError: NaN.
+        ValueError: NaN, infinity, or a string that is not ISO 8601.
     """
+    if isinstance(at, str):
+        try:
+            at = _dt.datetime.fromisoformat(at)
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 time: {at!r}") from None
     if isinstance(at, _dt.datetime):
         return at.timestamp()
     if isinstance(at, _dt.date):
         return _dt.datetime(at.year, at.month, at.day).timestamp()
     if isinstance(at, int | float) and not isinstance(at, bool):
-        if math.isnan(at):
-            raise ValueError("at must not be NaN")
+        if not math.isfinite(at):
+            raise ValueError(f"at must be a finite number, got {at!r}")
         return float(at)
     raise TypeError(f"at must be a datetime or epoch seconds, got {type(at).__name__}")
 
@@ -105,12 +121,51 @@ def _within(f: BackupFile, target_lsn: int | None, target_ts: float | None) -> b
     return True
 
 
+def _name_stamp(path: Path) -> float:
+    match = NAME_PATTERN.match(path.name)
+    if match is None:
+        return 0.0
+    return int(match["sec"]) + int(match["usec"]) / 1_000_000
+
+
+def _lineages(catalog: Catalog) -> dict[str | None, float]:
+    """The history to restore and its ancestors, each with the last LSN it may serve.
+
+    The current history is the one of the most recently written file; an ancestor serves only
+    up to the LSN where the current history forked from it.
+    """
+    if not catalog.files:
+        return {}
+    current = max(catalog.files, key=lambda f: f.written_ts).lineage
+    caps: dict[str | None, float] = {current: math.inf}
+    parents = {f.lineage: f.parent for f in catalog.files if f.parent is not None}
+    lineage = current
+    while lineage in parents:
+        parent, fork_lsn = parents[lineage]
+        if parent in caps:
+            break
+        caps[parent] = min(fork_lsn, caps[lineage])
+        lineage = parent
+    return caps
+
+
 def _plan(catalog: Catalog, directory: Path, lsn: int | None, ts: float | None) -> RestorePlan:
-    fulls = [f for f in catalog.files if f.is_full and _within(f, lsn, ts)]
+    caps = _lineages(catalog)
+
+    def usable(f: BackupFile) -> bool:
+        return f.lineage in caps and f.last_lsn <= caps[f.lineage]
+
+    files = [f for f in catalog.files if usable(f)]
+    fulls = [f for f in files if f.is_full and _within(f, lsn, ts)]
     if not fulls:
-        if not any(f.is_full for f in catalog.files):
+        if catalog.unreadable:
+            path, reason = catalog.unreadable[0]
+            raise RestoreError(
+                f"no readable full snapshot; this file is unreadable: {reason}", path
+            )
+        if not any(f.is_full for f in files):
             raise RestoreError(f"no full snapshot in {directory}")
-        earliest = min((f for f in catalog.files if f.is_full), key=lambda f: f.last_lsn)
+        earliest = min((f for f in files if f.is_full), key=lambda f: f.last_lsn)
         what = f"LSN {lsn}" if lsn is not None else f"time {ts}"
         raise RestoreError(
             f"{what} is before the earliest point this directory can rebuild "
@@ -118,8 +173,9 @@ def _plan(catalog: Catalog, directory: Path, lsn: int | None, ts: float | None) 
             earliest.path,
         )
     full = max(fulls, key=lambda f: (f.last_lsn, f.written_ts))
+    lineage_files = [f for f in files if f.lineage == full.lineage]
     by_first: dict[int, list[BackupFile]] = {}
-    for f in catalog.files:
+    for f in lineage_files:
         if not f.is_full:
             by_first.setdefault(f.first_lsn, []).append(f)
     chain: list[BackupFile] = [full]
@@ -137,32 +193,49 @@ def _plan(catalog: Catalog, directory: Path, lsn: int | None, ts: float | None) 
         chain.append(step)
         nxt = step.last_lsn + 1
     reached = chain[-1]
-    # Anything within the target beyond where the chain stopped means a missing delta.
-    beyond = [
-        f
-        for f in catalog.files
-        if f.last_lsn > reached.last_lsn and _within(f, lsn, ts) and f.first_lsn > nxt - 1
-    ]
-    for f in sorted(beyond, key=lambda f: f.first_lsn):
-        if not f.is_full:
-            raise RestoreError(
-                f"gap: no file covers LSN {nxt}..{f.first_lsn - 1} before this delta",
-                f.path,
-            )
-    for f in catalog.files:
+    for f in lineage_files:
         if not f.is_full and f.first_lsn < nxt <= f.last_lsn and f not in chain:
             raise RestoreError(f"delta overlaps LSN {nxt - 1} reached by the chain", f.path)
+    exact = lsn is not None and reached.last_lsn == lsn
+    if not exact:
+        # A file whose header cannot be read, written after the chosen snapshot, may hold
+        # operations this restore needs: refuse rather than silently stop short.
+        for path, reason in catalog.unreadable:
+            if _name_stamp(path) >= _name_stamp(full.path):
+                raise RestoreError(f"unreadable, and it may be needed: {reason}", path)
+        _check_gap(lineage_files, reached, nxt, lsn)
     return RestorePlan(
         directory, tuple(chain), lsn, ts, reached.last_lsn, reached.last_op_ts, catalog.unreadable
     )
 
 
+def _check_gap(
+    lineage_files: list[BackupFile], reached: BackupFile, nxt: int, lsn: int | None
+) -> None:
+    # A delta that starts after `nxt` proves operations nxt..start-1 were written to a file
+    # that is gone, unless a full snapshot ends exactly at start-1.
+    if any(not f.is_full and f.first_lsn == nxt for f in lineage_files):
+        return  # the next delta is there; the chain stopped at the target
+    later = [f for f in lineage_files if not f.is_full and f.first_lsn > nxt]
+    if not later:
+        return
+    first = min(later, key=lambda f: f.first_lsn)
+    if any(f.is_full and f.last_lsn == first.first_lsn - 1 for f in lineage_files):
+        return  # a full snapshot bridges it: the chain simply stops at a boundary
+    if lsn is not None and nxt > lsn:
+        return
+    raise RestoreError(
+        f"gap: no file covers LSN {nxt}..{first.first_lsn - 1} before this delta", first.path
+    )
+
+
 def plan_restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> RestorePlan:
-    """Decide which files rebuild the state asked for, without loading them (a dry run).
+    """Decide which files (and logged operations) rebuild the state asked for, without
+    rebuilding it: a dry run.
 
     Args:
         backup_dir: the backup directory.
-        at: a time (datetime or epoch seconds): the state as of that moment.
+        at: a time (datetime, ISO 8601 string or epoch seconds): the state as of that moment.
         lsn: the state right after operation *lsn*.
 
     Returns:
@@ -170,20 +243,72 @@ def plan_restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = No
 
     Raises:
         ValueError: both *at* and *lsn* given, or a negative *lsn*.
-        RestoreError: no full snapshot at or before the target, a gap or an overlap.
+        RestoreError: nothing at or before the target, a gap or an overlap, damage in the log.
     """
+    return _plan_all(backup_dir, at, lsn)[0]
+
+
+def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[RestorePlan, list[Any]]:
+    # The plan, and the logged operations it replays (read once, used by `restore`).
     if at is not None and lsn is not None:
         raise ValueError("give at= or lsn=, not both")
     if lsn is not None and (type(lsn) is not int or lsn < 0):
         raise ValueError(f"lsn must be an int >= 0, got {lsn!r}")
     directory = Path(backup_dir)
     ts = None if at is None else to_epoch(at)
-    return _plan(scan(directory), directory, lsn, ts)
+    catalog = scan(directory)
+    log_dir = directory / "wal"
+    segments = list_segments(log_dir)
+    try:
+        plan = _plan(catalog, directory, lsn, ts)
+    except RestoreError:
+        if not segments or segments[0][0] != 1:
+            raise
+        # The log holds every operation from the first: rebuild from an empty database.
+        plan = RestorePlan(directory, (), lsn, ts, 0, 0.0, catalog.unreadable)
+    forks = any(
+        f.lineage == (plan.files[0].lineage if plan.files else None) and f.last_lsn > plan.lsn
+        for f in catalog.files
+    )
+    if not segments:
+        return attrs.evolve(plan, forks=forks), []
+    try:
+        ops, _segments, _torn = read_wal(log_dir, repair=False, after_lsn=plan.lsn)
+    except RecoveryError as exc:
+        raise RestoreError(
+            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+        ) from None
+    if ops and ops[0].lsn != plan.lsn + 1:
+        raise RestoreError(
+            f"the log resumes at LSN {ops[0].lsn} but the snapshots reach only {plan.lsn}",
+            Path(segments[0][1]),
+        )
+    used = []
+    for op in ops:
+        if (lsn is not None and op.lsn > lsn) or (ts is not None and op.ts > ts):
+            break
+        used.append(op)
+    forks = forks or len(used) < len(ops)
+    if not used:
+        return attrs.evolve(plan, forks=forks), []
+    final = attrs.evolve(
+        plan,
+        lsn=used[-1].lsn,
+        ts=used[-1].ts,
+        log_from=used[0].lsn,
+        log_to=used[-1].lsn,
+        forks=forks,
+    )
+    return final, used
 
 
 def restore_snapshots(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
     """`restore` from snapshots and deltas alone (the durable log is not read)."""
-    return _carry_out(plan_restore(backup_dir, at=at, lsn=lsn))
+    if at is not None and lsn is not None:
+        raise ValueError("give at= or lsn=, not both")
+    directory = Path(backup_dir)
+    ts = None if at is None else to_epoch(at)
+    return _carry_out(_plan(scan(directory), directory, lsn, ts))
 
 
 def _carry_out(plan: RestorePlan) -> DictDB:
@@ -231,9 +356,13 @@ def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -
     where the directory also holds a durable log (``wal/``, written by `DictDB.open`), its
     operations then carry the state to the exact target (or to the log's end).
 
+    A database restored to a point that the directory's history went past starts a new
+    lineage: backups it writes into the same directory are a new history, which `restore`
+    then follows (it never mixes the two).
+
     Args:
         backup_dir: the directory (json, pickle and zstd files may be mixed).
-        at: a time (datetime or epoch seconds): the state as of that moment.
+        at: a time (datetime, ISO 8601 string or epoch seconds): the state as of that moment.
         lsn: the state right after operation *lsn*.
 
     Returns:
@@ -245,49 +374,18 @@ def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -
             damaged file on the way (the error names it), or damage in the log.
     """
     from dictdb.database import DictDB
-
-    directory = Path(backup_dir)
-    wal_dir = directory / "wal"
-    has_log = wal_dir.is_dir() and any(wal_dir.iterdir())
-    try:
-        plan = plan_restore(directory, at=at, lsn=lsn)
-    except RestoreError:
-        if not has_log:
-            raise
-        db = DictDB()  # a log that starts at operation 1 rebuilds from nothing
-    else:
-        db = _carry_out(plan)
-    if has_log:
-        _replay_log(db, wal_dir, at, lsn)
-    return db
-
-
-def _replay_log(db: DictDB, wal_dir: Path, at: Any, lsn: int | None) -> None:
     from wal import WALError
-    from wal.recovery import RecoveryError, read_wal
 
-    try:
-        ops, segments, _torn = read_wal(wal_dir, repair=False, after_lsn=db.lsn)
-    except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
-    if not ops:
-        if db.lsn == 0 and not segments:
-            raise RestoreError(f"nothing in {wal_dir.parent} to restore from")
-        return
-    if ops[0].lsn != db.lsn + 1:
-        raise RestoreError(
-            f"the log resumes at LSN {ops[0].lsn} but the snapshots reach only {db.lsn}",
-            segments[0].path if segments else wal_dir,
-        )
-    limit_ts = None if at is None else to_epoch(at)
+    plan, ops = _plan_all(backup_dir, at, lsn)
+    db = _carry_out(plan) if plan.files else DictDB()
     for op in ops:
-        if lsn is not None and op.lsn > lsn:
-            break
-        if limit_ts is not None and op.ts > limit_ts:
-            break
         try:
             db.apply_operation(op)
         except (DictDBError, WALError) as exc:
-            raise RestoreError(f"log operation {op.lsn} does not apply: {exc}", wal_dir) from None
+            raise RestoreError(
+                f"log operation {op.lsn} does not apply: {exc}", plan.directory / "wal"
+            ) from None
+    if plan.forks:
+        db._parent = (db._lineage, db.lsn)
+        db._lineage = uuid.uuid4().hex
+    return db

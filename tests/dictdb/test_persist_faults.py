@@ -1,0 +1,543 @@
+"""Damaged, truncated, hostile and half-written files: always refused, never a different db.
+
+A file that does not verify raises `CorruptFileError` naming it. A flipped byte that still
+loads (one the format ignores) must give back exactly the original database. Writes that fail
+at any step leave no file under the final name, no temp file, and an older file intact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+
+from dictdb import DictDB
+from dictdb.errors import CorruptFileError
+from dictdb.storage import persist
+from dictdb.storage.files import seal
+from tests.dictdb._scripts.strict import db_diff
+from tests.dictdb.test_persist import encode
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "_scripts"
+
+
+def accounts() -> DictDB:
+    db = DictDB()
+    schema = {"owner": str, "balance": decimal.Decimal}
+    db.create_table("accounts", "id", schema).insert(
+        [
+            {"owner": "alice", "balance": decimal.Decimal("1000.00")},
+            {"owner": "bob", "balance": decimal.Decimal("-5")},
+        ]
+    )
+    db.create_table("log").insert(
+        [
+            {"msg": "opened", "at": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)},
+            {"n": 1, "blob": b"\x00\x01"},
+            {"n": 2.5, "tags": ["a", {"$k": None}]},
+        ]
+    )
+    return db
+
+
+class Kind:
+    """One kind of file: its bytes, how to load it, and the database it must give back."""
+
+    def __init__(self, name: str, data: bytes, base: Path | None, expected: DictDB) -> None:
+        self.name = name
+        self.data = data
+        self.base = base
+        self.expected = (expected.lsn, expected.to_dict())
+
+    def load(self, path: Path) -> DictDB:
+        if self.base is None:
+            return DictDB.load(path)
+        db = DictDB.load(self.base)
+        persist.apply_delta(db, path)
+        return db
+
+    def check(self, path: Path, data: bytes, *, may_load: bool) -> str | None:
+        """None when *data* is refused properly (or, if allowed, loads identically)."""
+        path.write_bytes(data)
+        try:
+            db = self.load(path)
+        except CorruptFileError as exc:
+            if exc.path != str(path) or str(path) not in str(exc):
+                return f"error names {exc.path!r}, not the file"
+            return None
+        except Exception as exc:
+            return f"{type(exc).__name__} instead of CorruptFileError: {exc}"
+        if not may_load:
+            return "a damaged file loaded"
+        if (db.lsn, []) != (self.expected[0], db_diff(self.expected[1], db.to_dict())):
+            return "a damaged file loaded as a DIFFERENT database"
+        return None
+
+
+KIND_NAMES = [
+    "full.json",
+    "full.pickle",
+    "full.json.zst",
+    "delta.json",
+    "delta.pickle",
+    "small.json",
+    "small.pickle",
+]
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Kind]:
+    folder = tmp_path_factory.mktemp("originals")
+    db = accounts()
+    base = persist.save(db, folder / "base.json")
+    out = {
+        "full.json": Kind("full.json", base.read_bytes(), None, db),
+        "full.pickle": Kind(
+            "full.pickle", persist.save(db, folder / "f.pickle", "pickle").read_bytes(), None, db
+        ),
+        "full.json.zst": Kind(
+            "full.json.zst", persist.save(db, folder / "f.json.zst").read_bytes(), None, db
+        ),
+    }
+    empty = DictDB()
+    for fmt in ("json", "pickle"):  # small enough to be cut at every byte
+        small = persist.save(empty, folder / f"small.{fmt}", fmt)
+        assert len(small.read_bytes()) <= 300
+        out[f"small.{fmt}"] = Kind(f"small.{fmt}", small.read_bytes(), None, empty)
+    twin = accounts()  # the same state, for a pickle delta of the same range
+    persist.save(twin, folder / "twin.json")
+    for each in (db, twin):
+        each.get_table("accounts").upsert({"id": 1, "balance": decimal.Decimal("9000.00")})
+        each.get_table("log").delete()
+        each.get_table("log").insert({"n": 3})
+        each.create_table("new").insert({"id": "k", "v": dt.date(2024, 2, 29)})
+        each.drop_table("log")
+    delta_json = persist.save_delta(db, folder / "d.json")
+    delta_pickle = persist.save_delta(twin, folder / "d.pickle", "pickle")
+    assert delta_json is not None
+    assert delta_pickle is not None
+    out["delta.json"] = Kind("delta.json", delta_json.read_bytes(), base, db)
+    out["delta.pickle"] = Kind("delta.pickle", delta_pickle.read_bytes(), base, db)
+    return out
+
+
+def cuts(size: int) -> list[int]:
+    """Prefix lengths: every one for small files, else ~60 spread out plus the last 100."""
+    if size <= 300:
+        return list(range(size))
+    spread = range(0, size, max(1, size // 60))
+    return sorted(set(spread) | set(range(max(0, size - 100), size)))
+
+
+def offsets(size: int) -> list[int]:
+    """Byte offsets to damage: all of them up to 1500 bytes, else ~500 plus the last 100."""
+    if size <= 1500:
+        return list(range(size))
+    return sorted(set(range(0, size, size // 500)) | set(range(size - 100, size)))
+
+
+@pytest.mark.parametrize("kind_name", KIND_NAMES)
+def test_the_originals_load_back_exactly(
+    kinds: dict[str, Kind], kind_name: str, tmp_path: Path
+) -> None:
+    kind = kinds[kind_name]
+    path = tmp_path / kind.name.replace("full", "x").replace("delta", "y")
+    path.write_bytes(kind.data)
+    db = kind.load(path)
+    assert (kind.expected[0], []) == (db.lsn, db_diff(kind.expected[1], db.to_dict()))
+
+
+@pytest.mark.parametrize("kind_name", KIND_NAMES)
+def test_every_truncation_is_refused_naming_the_file(
+    kinds: dict[str, Kind], kind_name: str, tmp_path: Path
+) -> None:
+    kind = kinds[kind_name]
+    path = tmp_path / kind.name
+    failures = {}
+    for cut in cuts(len(kind.data)):
+        problem = kind.check(path, kind.data[:cut], may_load=False)
+        if problem:
+            failures[cut] = problem
+    assert failures == {}
+
+
+@pytest.mark.parametrize("kind_name", KIND_NAMES)
+def test_every_flipped_byte_is_refused_or_loads_the_same_database(
+    kinds: dict[str, Kind], kind_name: str, tmp_path: Path
+) -> None:
+    kind = kinds[kind_name]
+    path = tmp_path / kind.name
+    failures = {}
+    for offset in offsets(len(kind.data)):
+        for mask in (0xFF, 0x01):
+            data = bytearray(kind.data)
+            data[offset] ^= mask
+            problem = kind.check(path, bytes(data), may_load=True)
+            if problem:
+                failures[(offset, mask)] = problem
+    assert failures == {}
+
+
+@pytest.mark.parametrize("kind_name", KIND_NAMES)
+def test_trailing_garbage_is_refused(
+    kinds: dict[str, Kind], kind_name: str, tmp_path: Path
+) -> None:
+    kind = kinds[kind_name]
+    path = tmp_path / kind.name
+    problems = [kind.check(path, kind.data + extra, may_load=False) for extra in (b"\n", b"x")]
+    assert problems == [None, None]
+
+
+# -- hostile files -------------------------------------------------------------------------
+
+
+def reduce_bomb(n: int) -> bytes:
+    """A protocol-2 pickle computing ``list(bytes(n))`` through REDUCE (49 bytes)."""
+    return (
+        b"\x80\x02c__builtin__\nlist\nc__builtin__\nbytes\nJ"
+        + n.to_bytes(4, "little")
+        + b"\x85R\x85R."
+    )
+
+
+def test_the_reduce_bomb_really_is_one() -> None:
+    assert pickle.loads(reduce_bomb(10)) == [0] * 10
+
+
+def zstd_frame_claiming(size: int) -> bytes:
+    """A zstd frame header declaring *size* bytes of content, then one empty last block."""
+    return b"\x28\xb5\x2f\xfd\xc0\x00" + size.to_bytes(8, "little") + b"\x01\x00\x00"
+
+
+def test_the_lying_zstd_frame_claims_a_terabyte() -> None:
+    assert zstandard.get_frame_parameters(zstd_frame_claiming(2**40)).content_size == 2**40
+
+
+def test_hostile_files_are_refused_without_allocating(tmp_path: Path) -> None:
+    files = {
+        "bomb.pickle": seal(reduce_bomb(10**9), "pickle", None),
+        "bytes-claim.pickle": seal(
+            b"\x80\x05\x8e" + (2**40).to_bytes(8, "little") + b"xx.", "pickle", None
+        ),
+        "class.pickle": seal(pickle.dumps(dt.datetime.now()), "pickle", None),
+        "terabyte.json.zst": zstd_frame_claiming(2**40),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, str(SCRIPTS / "load_files.py"), *files],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    elapsed = time.monotonic() - started
+    results = {r["name"]: r for r in map(json.loads, run.stdout.splitlines())}
+    assert {name: ("CorruptFileError", name) for name in files} == {
+        name: (r["error"], r["path"]) for name, r in results.items()
+    }
+    assert "over the" in results["terabyte.json.zst"]["reason"]
+    assert "may not reference" in results["class.pickle"]["reason"]
+    assert max(r["growth_kb"] for r in results.values()) < 50 * 1024
+    assert elapsed < 20
+
+
+def test_a_pickle_document_holding_a_class_instance_is_refused(tmp_path: Path) -> None:
+    doc = {"format": "dictdb", "version": 1, "type": "full", "when": dt.datetime(2024, 1, 1)}
+    path = tmp_path / "inject.pickle"
+    path.write_bytes(seal(pickle.dumps(doc), "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+
+
+@pytest.mark.parametrize(
+    "tree",
+    [[1, 2, 3], {"format": "dictdb"}, {"format": "dictdb", "version": 1, "type": "full"}],
+    ids=["a-list", "no-version", "no-body"],
+)
+def test_a_pickle_of_plain_data_that_is_not_a_snapshot_is_refused(
+    tmp_path: Path, tree: Any
+) -> None:
+    path = tmp_path / "plain.pickle"
+    path.write_bytes(seal(pickle.dumps(tree, protocol=5), "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+
+
+def _duplicate_first_record(table: dict[str, Any]) -> None:
+    table["records"].append(dict(table["records"][0]))
+    if 0 in table["special"]:
+        table["special"].append(len(table["records"]) - 1)
+
+
+@pytest.mark.parametrize("fmt", ["json", "pickle"])
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda t: t["records"][0].update(balance="x"), "expects type"),
+        (lambda t: t["records"][0].update(id=999.5), "primary key"),
+        (_duplicate_first_record, "duplicate"),
+        (lambda t: t.update(next_pk=1), "next_pk"),
+    ],
+    ids=["schema", "float-key", "duplicate-key", "counter-behind"],
+)
+def test_a_checksum_valid_full_with_rows_that_break_the_tables_rules_is_refused(
+    tmp_path: Path, fmt: str, change: Callable[[dict[str, Any]], Any], why: str
+) -> None:
+    doc = persist.read_document(persist.save(accounts(), tmp_path / f"good.{fmt}", fmt))
+    change(doc["tables"]["accounts"])
+    path = tmp_path / f"lying.{fmt}"
+    path.write_bytes(seal(encode(doc, fmt), fmt, None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+    assert why in info.value.reason
+
+
+def test_a_terabyte_zstd_claim_is_refused_quickly(tmp_path: Path) -> None:
+    path = tmp_path / "claim.json.zst"
+    path.write_bytes(zstd_frame_claiming(2**40))
+    started = time.monotonic()
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert time.monotonic() - started < 1.0
+    assert (str(path), True) == (info.value.path, "claims" in info.value.reason)
+
+
+def delta_document(tmp_path: Path) -> tuple[DictDB, dict[str, Any]]:
+    live = accounts()
+    base = persist.save(live, tmp_path / "base.json")
+    live.get_table("log").insert({"n": 9})
+    delta = persist.save_delta(live, tmp_path / "delta.json")
+    assert delta is not None
+    return DictDB.load(base), persist.read_document(delta)
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (lambda d: d.pop("type"), "unknown file type None"),
+        (lambda d: d.update(type="incremental"), "unknown file type 'incremental'"),
+        (lambda d: d.update(version=2), "version 2 is newer"),
+        (lambda d: d.update(version="1"), "malformed version"),
+        (lambda d: d.update(format="other"), "not a dictdb file"),
+        (lambda d: d.update(from_lsn="7"), "from_lsn"),
+        (lambda d: d.update(digest={"log": [1]}), "digest"),
+        (lambda d: d.update(ddl={}), "ddl"),
+        (lambda d: d["tables"]["log"].update(deletes=[424242]), "not there"),
+        (lambda d: d["tables"].update(ghost={"upserts": [], "deletes": []}), "ghost"),
+    ],
+    ids=[
+        "no-type",
+        "bad-type",
+        "version-2",
+        "str-version",
+        "not-ours",
+        "str-lsn",
+        "bad-digest",
+        "bad-ddl",
+        "delete-absent",
+        "no-table",
+    ],
+)
+def test_a_checksum_valid_delta_with_a_bad_header_or_body_is_refused_with_the_reason(
+    tmp_path: Path, change: Callable[[dict[str, Any]], Any], why: str
+) -> None:
+    db, doc = delta_document(tmp_path)
+    change(doc)
+    path = tmp_path / "lying.json"
+    path.write_bytes(seal(encode(doc, "json"), "json", None))
+    before = (db.lsn, db.to_dict())
+    with pytest.raises(CorruptFileError) as info:
+        persist.apply_delta(db, path)
+    assert (str(path), True) == (info.value.path, why in info.value.reason), info.value.reason
+    assert (before[0], []) == (db.lsn, db_diff(before[1], db.to_dict()))
+
+
+def test_a_checksum_valid_full_whose_content_breaks_its_digest_is_refused_naming_the_table(
+    tmp_path: Path,
+) -> None:
+    doc = persist.read_document(persist.save(accounts(), tmp_path / "good.json"))
+    doc["tables"]["accounts"]["records"][0]["owner"] = "mallory"
+    path = tmp_path / "lying.json"
+    path.write_bytes(seal(encode(doc, "json"), "json", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+    assert "digest" in info.value.reason
+    assert "accounts" in info.value.reason
+    assert "log" not in info.value.reason
+
+
+def test_a_checksum_valid_pickle_full_holding_nan_is_refused(tmp_path: Path) -> None:
+    doc = persist.read_document(persist.save(accounts(), tmp_path / "good.pickle", "pickle"))
+    doc["tables"]["log"]["records"][1]["n"] = float("nan")
+    path = tmp_path / "nan.pickle"
+    path.write_bytes(seal(encode(doc, "pickle"), "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+
+
+def test_a_file_with_another_format_inside_is_refused(tmp_path: Path) -> None:
+    json_file = persist.save(accounts(), tmp_path / "a.json")
+    path = tmp_path / "a.pickle"
+    path.write_bytes(json_file.read_bytes())
+    with pytest.raises(CorruptFileError):
+        DictDB.load(path)
+    zst = tmp_path / "b.json"
+    zst.write_bytes(persist.save(accounts(), tmp_path / "b.json.zst").read_bytes())
+    with pytest.raises(CorruptFileError, match=r"not named \.zst"):
+        DictDB.load(zst)
+
+
+# -- failures in the middle of an atomic write -------------------------------------------------
+
+#: The calls `write_atomic` makes, patched on the `os` module.
+TARGETS = ("write", "fsync", "replace", "link", "unlink")
+
+
+class _Handle:
+    """A file object whose `write` goes through a counting hook."""
+
+    def __init__(self, real: Any, hook: Callable[[], None]) -> None:
+        self._real, self._hook = real, hook
+
+    def write(self, data: bytes) -> int:
+        self._hook()
+        return int(self._real.write(data))
+
+    def __enter__(self) -> _Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+@pytest.fixture
+def inject(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, int], dict[str, int]]:
+    """``inject(target, n)``: make the *n*-th call of *target* raise OSError (0: never);
+    returns the live call counts of every target."""
+
+    def arm(target: str, fail_at: int) -> dict[str, int]:
+        counts = dict.fromkeys(TARGETS, 0)
+
+        def hook(name: str) -> None:
+            counts[name] += 1
+            if name == target and counts[name] == fail_at:
+                raise OSError(28, f"injected failure of {name} #{fail_at}")
+
+        def wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+            def patched(*args: Any, **kwargs: Any) -> Any:
+                hook(name)
+                return real(*args, **kwargs)
+
+            return patched
+
+        for name in ("fsync", "replace", "link", "unlink"):
+            monkeypatch.setattr(os, name, wrap(name, getattr(os, name)))
+        real_fdopen = os.fdopen
+
+        def fdopen(*args: Any, **kwargs: Any) -> _Handle:
+            return _Handle(real_fdopen(*args, **kwargs), lambda: hook("write"))
+
+        monkeypatch.setattr(os, "fdopen", fdopen)
+        return counts
+
+    return arm
+
+
+def _save_new(db: DictDB, folder: Path) -> Path:
+    return persist.save(db, folder / "snap.json")
+
+
+def _save_over(db: DictDB, folder: Path) -> Path:
+    return persist.save(db, folder / "old.json")
+
+
+def _save_delta(db: DictDB, folder: Path) -> Path:
+    path = persist.save_delta(db, folder / "delta.json")
+    assert path is not None
+    return path
+
+
+SCENARIOS: dict[str, Callable[[DictDB, Path], Path]] = {
+    "save-new": _save_new,
+    "save-over": _save_over,
+    "delta": _save_delta,
+}
+#: How many times one write calls each target, per scenario (checked below).
+CALLS = {
+    "save-new": {"write": 1, "fsync": 2, "replace": 1, "link": 0, "unlink": 0},
+    "save-over": {"write": 1, "fsync": 2, "replace": 1, "link": 1, "unlink": 1},
+    "delta": {"write": 1, "fsync": 2, "replace": 0, "link": 1, "unlink": 1},
+}
+#: Calls made once the new file is already published under its final name.
+AFTER_PUBLISH = {"save-new": {("fsync", 2)}, "save-over": {("fsync", 2)}}
+AFTER_PUBLISH["delta"] = {("fsync", 2), ("unlink", 1)}
+
+
+def prepared(folder: Path) -> DictDB:
+    """A database with a base snapshot, an older file ``old.json`` and pending changes."""
+    db = accounts()
+    persist.save(db, folder / "base.json")
+    persist.save(accounts(), folder / "old.json")
+    db.get_table("accounts").insert({"owner": "carol", "balance": decimal.Decimal(1)})
+    return db
+
+
+def fault_cases() -> Iterator[Any]:
+    for scenario, calls in CALLS.items():
+        for target, count in calls.items():
+            for n in range(1, count + 1):
+                yield pytest.param(scenario, target, n, id=f"{scenario}-{target}{n}")
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_one_write_makes_the_calls_the_fault_sweep_covers(
+    tmp_path: Path, scenario: str, inject: Callable[[str, int], dict[str, int]]
+) -> None:
+    db = prepared(tmp_path)
+    counts = inject("none", 0)
+    SCENARIOS[scenario](db, tmp_path)
+    assert CALLS[scenario] == counts
+
+
+@pytest.mark.parametrize(("scenario", "target", "n"), list(fault_cases()))
+def test_a_write_failing_at_any_step_leaves_no_file_no_temp_and_the_old_file_intact(
+    tmp_path: Path,
+    scenario: str,
+    target: str,
+    n: int,
+    inject: Callable[[str, int], dict[str, int]],
+) -> None:
+    db = prepared(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    pending = len(db.journal)
+    inject(target, n)
+    with pytest.raises(OSError, match="injected"):
+        SCENARIOS[scenario](db, tmp_path)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == sorted(after)  # no final name, no .tmp leftover
+    assert before == after  # the older files are intact
+    assert pending == len(db.journal)  # nothing released

@@ -1,0 +1,231 @@
+"""Compaction of real DictDB journals: net effect, full images, DDL, gaps, and the apply law."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import wal
+from dictdb import DictDB, Field
+from tests.dictdb._scripts.strict import diff, records_diff
+from tests.dictdb._scripts.workload import random_statement
+from wal import CREATE, DROP
+from wal.compaction import Compaction, compact
+
+
+def journal_from(db: DictDB, after_lsn: int = 0) -> list[wal.Operation]:
+    return db.journal.read(after_lsn + 1)
+
+
+def compact_since(db: DictDB, after_lsn: int) -> Compaction:
+    return compact(journal_from(db, after_lsn), after_lsn + 1)
+
+
+def people() -> DictDB:
+    db = DictDB()
+    db.create_table("people")
+    return db
+
+
+def test_an_update_compacts_to_the_full_after_image_not_the_merged_fields() -> None:
+    db = people()
+    t = db.get_table("people")
+    t.insert({"id": 1, "name": "ann", "dept": "IT", "tags": ["x"]})
+    start = db.lsn
+    t.upsert({"id": 1, "dept": "OPS"})
+    t.update({"age": 3}, where=Field("id") == 1)
+    comp = compact_since(db, start)
+    before = {"id": 1, "name": "ann", "dept": "IT", "tags": ["x"]}
+    after = {"id": 1, "name": "ann", "dept": "OPS", "tags": ["x"], "age": 3}
+    assert {"people": {1: (before, after)}} == comp.changes
+    assert diff(after, comp.changes["people"][1][1]) == []
+
+
+def test_a_field_removed_by_delete_and_reinsert_is_absent_from_the_after_image() -> None:
+    db = people()
+    t = db.get_table("people")
+    t.insert({"id": 1, "name": "a", "secret": "s1"})
+    start = db.lsn
+    t.delete(where=Field("id") == 1)
+    t.insert({"id": 1, "name": "a", "dept": "IT"})
+    comp = compact_since(db, start)
+    expected = (
+        {"id": 1, "name": "a", "secret": "s1"},
+        {"id": 1, "name": "a", "dept": "IT"},
+    )
+    assert expected == comp.changes["people"][1]
+
+
+def test_an_insert_then_delete_inside_the_range_nets_to_nothing() -> None:
+    db = people()
+    t = db.get_table("people")
+    t.insert({"id": 1})
+    start = db.lsn
+    t.insert({"id": 2, "v": 1})
+    t.upsert({"id": 2, "v": 2})
+    t.delete(where=Field("id") == 2)
+    comp = compact_since(db, start)
+    assert comp.changes == {"people": {}}
+    assert (start + 1, db.lsn, 3) == (comp.from_lsn, comp.to_lsn, comp.operation_count)
+
+
+def test_a_delete_of_an_existing_key_keeps_its_before_and_has_after_none() -> None:
+    db = people()
+    t = db.get_table("people")
+    t.insert({"id": 1, "v": "old"})
+    start = db.lsn
+    t.upsert({"id": 1, "v": "mid"})
+    t.delete(where=Field("id") == 1)
+    assert compact_since(db, start).changes == {"people": {1: ({"id": 1, "v": "old"}, None)}}
+
+
+def test_updates_of_an_existing_key_keep_the_first_before_image() -> None:
+    db = people()
+    t = db.get_table("people")
+    t.insert({"id": 7, "v": 0})
+    t.upsert({"id": 7, "v": 1})
+    start = db.lsn
+    for v in (2, 3, 4):
+        t.upsert({"id": 7, "v": v})
+    assert compact_since(db, start).changes == {
+        "people": {7: ({"id": 7, "v": 1}, {"id": 7, "v": 4})}
+    }
+
+
+def test_a_drop_then_re_create_discards_the_old_rows() -> None:
+    db = people()
+    t = db.get_table("people")
+    t.insert([{"id": 1, "v": "old1"}, {"id": 2, "v": "old2"}])
+    start = db.lsn
+    t.insert({"id": 3, "v": "old3"})
+    db.drop_table("people")
+    db.create_table("people", "id", {"v": str})
+    db.get_table("people").insert({"id": 3, "v": "new3"})
+    comp = compact_since(db, start)
+    assert comp.changes == {"people": {3: (None, {"id": 3, "v": "new3"})}}
+    expected_ddl = [
+        (start + 2, DROP, "people", None),
+        (start + 3, CREATE, "people", {"primary_key": "id", "schema": {"v": "str", "id": "int"}}),
+    ]
+    assert expected_ddl == [(e.lsn, e.kind, e.table, e.definition) for e in comp.ddl]
+
+
+def test_a_table_dropped_inside_the_range_has_no_changes() -> None:
+    db = people()
+    db.create_table("gone")
+    start = db.lsn
+    db.get_table("gone").insert({"id": 1})
+    db.drop_table("gone")
+    comp = compact_since(db, start)
+    assert (comp.changes, [e.kind for e in comp.ddl]) == ({}, [DROP])
+
+
+def test_keys_of_a_table_created_inside_the_range_have_before_none() -> None:
+    db = people()
+    start = db.lsn
+    db.create_table("fresh")
+    fresh = db.get_table("fresh")
+    fresh.insert({"id": 1, "v": 1})
+    fresh.upsert({"id": 1, "v": 2})
+    fresh.insert({"id": 2})
+    fresh.delete(where=Field("id") == 2)
+    comp = compact_since(db, start)
+    assert comp.changes == {"fresh": {1: (None, {"id": 1, "v": 2})}}
+    assert [e.kind for e in comp.ddl] == [CREATE]
+
+
+def test_a_created_table_with_no_rows_is_listed_with_no_changes() -> None:
+    db = DictDB()
+    db.create_table("empty")
+    assert compact_since(db, 0).changes == {"empty": {}}
+
+
+def test_the_last_timestamp_is_that_of_the_last_operation() -> None:
+    db = people()
+    db.get_table("people").insert({"id": 1})
+    ops = journal_from(db)
+    assert ops[-1].ts == compact(ops, 1).last_ts
+
+
+def test_no_operations_compact_to_an_empty_run() -> None:
+    comp = compact([], 5)
+    assert (comp.from_lsn, comp.to_lsn, comp.ddl, comp.changes) == (5, 4, (), {})
+
+
+def test_a_gap_in_the_operations_is_refused() -> None:
+    db = people()
+    t = db.get_table("people")
+    for i in range(4):
+        t.insert({"id": i})
+    ops = journal_from(db)
+    with pytest.raises(wal.JournalError, match="expected"):
+        compact([*ops[:2], *ops[3:]], 1)
+
+
+def test_operations_not_starting_at_from_lsn_are_refused() -> None:
+    db = people()
+    db.get_table("people").insert({"id": 1})
+    with pytest.raises(wal.JournalError):
+        compact(journal_from(db), 2)
+
+
+def test_an_unknown_operation_kind_is_refused() -> None:
+    with pytest.raises(wal.JournalError, match="unknown kind"):
+        compact([(1, 0.0, "truncate", "t", None, None, None, None)], 1)
+
+
+# -- the law: state(k) + compaction(ops[k:]) == state(end) ---------------------------------
+
+
+def state_of(db: DictDB) -> dict[str, dict[Any, Any]]:
+    return {name: t["records"] for name, t in db.to_dict().items()}
+
+
+def apply_compaction(
+    state: dict[str, dict[Any, Any]], comp: Compaction
+) -> dict[str, dict[Any, Any]]:
+    """The documented application: DDL in order, then put the afters and delete the Nones."""
+    out = {name: dict(rows) for name, rows in state.items()}
+    for event in comp.ddl:
+        if event.kind == DROP:
+            del out[event.table]
+        else:
+            out[event.table] = {}
+    for name, per_key in comp.changes.items():
+        for key, (_, after) in per_key.items():
+            if after is None:
+                del out[name][key]
+            else:
+                out[name][key] = after
+    return out
+
+
+@given(data=st.data(), steps=st.integers(1, 30))
+def test_the_compaction_of_a_suffix_applied_to_the_state_there_gives_the_final_state(
+    data: st.DataObject, steps: int
+) -> None:
+    db = DictDB()
+    states = {0: state_of(db)}
+    for _ in range(steps):
+        random_statement(data, db)
+        states[db.lsn] = state_of(db)
+    k = data.draw(st.sampled_from(sorted(states)), label="k")
+    ops = journal_from(db)
+    comp = compact(ops[k:], k + 1)
+    final = states[db.lsn]
+    result = apply_compaction(states[k], comp)
+
+    assert (k + 1, db.lsn) == (comp.from_lsn, comp.to_lsn)
+    assert sorted(final) == sorted(result)
+    problems = [p for name in final for p in records_diff(final[name], result[name], name)]
+    assert problems == []
+    # Before-images are the rows at k (None for tables created or re-created in the run).
+    recreated = {e.table for e in comp.ddl}
+    for name, per_key in comp.changes.items():
+        for key, (before, after) in per_key.items():
+            start = None if name in recreated else states[k][name].get(key)
+            assert diff(start, before, f"{name}[{key!r}] before") == []
+            assert diff(final[name].get(key), after, f"{name}[{key!r}] after") == []
