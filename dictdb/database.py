@@ -22,12 +22,26 @@ from dictdb.errors import (
     DuplicateKeyError,
     DuplicateTableError,
     RecordNotFoundError,
+    StateError,
     TableNotFoundError,
+    ValueDomainError,
 )
 from dictdb.schema import normalize_schema, schema_to_names, validate_record
 from dictdb.table import Table, normalize_definition
 from dictdb.values import check_primary_key, copy_row, own_record
-from wal import CREATE, DELETE, DROP, INSERT, UPDATE, Journal, Operation, OpTuple, own_value
+from wal import (
+    CREATE,
+    DELETE,
+    DROP,
+    INSERT,
+    UPDATE,
+    Journal,
+    Operation,
+    OpTuple,
+    UnsupportedValueError,
+    own_value,
+)
+from wal.durable import LogFailedError
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -62,7 +76,10 @@ class _AuditBlock:
     __slots__ = ("_db", "_meta", "_token")
 
     def __init__(self, db: DictDB, meta: dict[str, Any]) -> None:
-        own_value(meta, "audit")  # refuse out-of-domain metadata now, not at backup time
+        try:
+            own_value(meta, "audit")  # refuse out-of-domain metadata now, not at backup time
+        except UnsupportedValueError as exc:
+            raise ValueDomainError("", "audit", exc.path, exc.value_type, exc.reason) from None
         self._db = db
         self._meta = {k: v for k, v in meta.items() if v is not None}
         self._token: contextvars.Token[dict[str, Any] | None] | None = None
@@ -133,6 +150,7 @@ class DictDB:
         self._wal: DurableLog | None = None
         self._wal_sync = False
         self._closer: Any = None
+        self._broken: StateError | None = None  # set when the durable log failed
         # Audit metadata: a per-context value, looked up only while some block is active.
         self._audit: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
             f"dictdb-audit-{id(self)}", default=None
@@ -234,9 +252,25 @@ class DictDB:
         # release then waits until it is on disk (group commit, dictdb.durable).
         assert self._wal is not None
         wal_plain = [_log_plain(op, p) for op, p in zip(ops, plains, strict=True)]
-        self._wal.submit(ops, wal_plain)
+        try:
+            self._wal.submit(ops, wal_plain)
+        except LogFailedError as exc:
+            raise self._log_failed(exc) from exc
         if self._wal_sync:
             self._lock._pending = ops[-1][0]  # type: ignore[attr-defined]
+
+    def _log_failed(self, exc: BaseException) -> StateError:
+        # The log refused or lost a statement: from now on the database refuses every read
+        # and write (dictdb.durable.DurableLogError), since memory may be ahead of the disk.
+        from dictdb.durable import DurableLogError
+
+        if self._wal is not None and self._wal.failed is not None:
+            self._broken = DurableLogError(
+                f"the durable log failed ({self._wal.failed!r}): reopen the database to "
+                "recover what is on disk"
+            )
+            return self._broken
+        return DurableLogError("the database is closed")
 
     def audit(self, actor: str | None = None, reason: str | None = None, **extra: Any) -> Any:
         """Attach audit metadata to the operations of a block of code (this thread/context).

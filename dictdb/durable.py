@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dictdb.errors import StateError
-from wal.durable import POLICIES, DurableLog
+from wal.durable import POLICIES, DurableLog, LogFailedError
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -43,6 +43,15 @@ LOCK_FILE = "LOCK"
 
 class DatabaseLockedError(StateError):
     """The database directory is open in another process (or elsewhere in this one)."""
+
+
+class DurableLogError(StateError, LogFailedError):
+    """The durable log cannot take the operation (it failed, or the database is closed).
+
+    After a log failure the database refuses reads and writes alike: its memory may hold a
+    statement the disk does not, and nobody may observe (or back up) that. Reopen the
+    directory to recover exactly what is on disk.
+    """
 
 
 class _DurableLock:
@@ -80,6 +89,16 @@ class _DurableLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _durable_wait(db: DictDB, wal_log: DurableLog) -> Any:
+    def wait(lsn: int) -> None:
+        try:
+            wal_log.wait_durable(lsn)
+        except LogFailedError as exc:
+            raise db._log_failed(exc) from exc
+
+    return wait
 
 
 def _lock_directory(path: Path) -> int:
@@ -138,7 +157,7 @@ def open_durable(
                     torn.saved_as,
                 )
             db.replay(ops)
-            lock = _DurableLock(wal_log.wait_durable)
+            lock = _DurableLock(_durable_wait(db, wal_log))
             db._lock = lock  # type: ignore[assignment]
             db._journal._lock = lock  # type: ignore[assignment]
             wal_log._owner_lock = lock

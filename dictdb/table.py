@@ -132,6 +132,11 @@ class Table:
 
     def _live(self) -> DictDB:
         db = self._db
+        if db._broken is not None:
+            raise db._broken
+        wal_log = db._wal
+        if wal_log is not None and wal_log.failed is not None:
+            raise db._log_failed(wal_log.failed)
         if db._tables.get(self.table_name) is not self:
             raise TableNotFoundError(f"table {self.table_name!r} was dropped")
         return db
@@ -207,7 +212,7 @@ class Table:
         lock = db._lock
         lock.acquire()
         try:
-            if db._tables.get(name) is not self:
+            if db._tables.get(name) is not self or db._broken is not None:
                 self._live()
             row, plain = own_record(name, record)
             pk_name = self.primary_key

@@ -98,13 +98,28 @@ def own_value(value: Any, path: str = "") -> Any:
         return out
     if t is _dt.datetime:
         tz = value.tzinfo
-        if tz is not None and type(tz) is not _dt.timezone:
-            raise _refuse(
-                path,
-                value,
-                "datetime tzinfo must be None or a fixed-offset datetime.timezone "
-                f"(got {type(tz).__name__}); convert it with .astimezone(timezone.utc)",
-            )
+        if tz is not None:
+            if type(tz) is not _dt.timezone:
+                raise _refuse(
+                    path,
+                    value,
+                    "datetime tzinfo must be None or a fixed-offset datetime.timezone "
+                    f"(got {type(tz).__name__}); convert it with .astimezone(timezone.utc)",
+                )
+            offset = tz.utcoffset(None)
+            # ISO 8601 keeps neither a timezone's name nor (as Python 3.11 parses it) a
+            # sub-second offset: refuse what could not come back exactly.
+            if (
+                offset.microseconds
+                or tz != _dt.timezone(offset)
+                or (tz.tzname(None) != _dt.timezone(offset).tzname(None))
+            ):
+                raise _refuse(
+                    path,
+                    value,
+                    f"datetime tzinfo {tz!r} cannot be stored exactly: use an unnamed "
+                    "timezone(timedelta(...)) with a whole-second offset, or timezone.utc",
+                )
         return value
     if t is decimal.Decimal:
         if value.is_nan():

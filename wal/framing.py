@@ -73,8 +73,17 @@ class FrameError(WALError):
         self.torn = torn
 
 
+MAX_LSN: Final = 2**64 - 1  # what a segment header can hold
+
+
 def segment_name(first_lsn: int) -> str:
-    """The file name of the segment whose first operation is *first_lsn*."""
+    """The file name of the segment whose first operation is *first_lsn*.
+
+    Raises:
+        WALError: *first_lsn* outside 1..`MAX_LSN` (16 hex digits keep names in LSN order).
+    """
+    if not 1 <= first_lsn <= MAX_LSN:
+        raise WALError(f"LSN {first_lsn} is outside 1..{MAX_LSN}")
     return f"{first_lsn:016x}{SEGMENT_SUFFIX}"
 
 
@@ -176,7 +185,8 @@ def encode_batch(ops: Sequence[OpTuple | Operation], plain: Sequence[bool]) -> b
             write path knows); those are dumped as they are, at C speed.
     """
     if all(plain):
-        return orjson.dumps(ops)
+        # orjson writes exact tuples as arrays but refuses tuple subclasses (NamedTuple).
+        return orjson.dumps([op if type(op) is tuple else tuple(op) for op in ops])
     return orjson.dumps([op if p else _plain_op(op) for op, p in zip(ops, plain, strict=True)])
 
 

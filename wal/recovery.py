@@ -24,8 +24,10 @@ from pathlib import Path
 
 import attrs
 
+from wal.codec import ZSTD_MAGIC
 from wal.errors import WALError
 from wal.framing import (
+    FRAME_HEADER_SIZE,
     HEADER_SIZE,
     FrameError,
     decode_batch,
@@ -71,6 +73,26 @@ class TornTail:
     size: int
     reason: str
     saved_as: Path | None
+
+
+_REMOVED = -1  # size reported for a segment the repair deleted
+
+
+def _next_valid_frame(data: bytes, start: int) -> int | None:
+    """The offset of the first frame at or after *start* whose header and CRC check out."""
+    candidates: set[int] = set()
+    for marker in (b"[[", ZSTD_MAGIC):
+        at = data.find(marker, start + FRAME_HEADER_SIZE)
+        while at != -1:
+            candidates.add(at - FRAME_HEADER_SIZE)
+            at = data.find(marker, at + 1)
+    for offset in sorted(candidates):
+        try:
+            next(iter_frames(data, offset))
+        except (FrameError, StopIteration):
+            continue
+        return offset
+    return None
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
@@ -120,10 +142,34 @@ def read_wal(
     segments: list[SegmentInfo] = []
     torn: TornTail | None = None
     for _, path, first, last, size, seg_ops, seg_torn in _walk(Path(directory), repair, after_lsn):
-        segments.append(SegmentInfo(path, first, last, size))
+        if size != _REMOVED:
+            segments.append(SegmentInfo(path, first, last, size))
         ops.extend(op for op in seg_ops if op.lsn > after_lsn)
         torn = seg_torn or torn
     return ops, segments, torn
+
+
+def read_until_gap(
+    directory: str | Path, *, after_lsn: int = 0
+) -> tuple[list[Operation], RecoveryError | None]:
+    """Read operations after *after_lsn* up to the first gap between segments (read-only).
+
+    For a reader that may not need what lies past a hole (e.g. a restore to an earlier
+    point): the operations before the gap, and the gap's error (None if there is none).
+    Damage other than a gap still raises.
+
+    Raises:
+        RecoveryError: damage before the tail (not a gap).
+    """
+    ops: list[Operation] = []
+    try:
+        for _, _, _, _, _, seg_ops, _ in _walk(Path(directory), False, after_lsn):
+            ops.extend(op for op in seg_ops if op.lsn > after_lsn)
+    except RecoveryError as exc:
+        if exc.offset != 0 or not exc.reason.startswith(("a gap", "an overlap")):
+            raise
+        return ops, exc
+    return ops, None
 
 
 def _walk(
@@ -147,7 +193,7 @@ def _walk(
             if repair:
                 path.unlink()
                 _fsync_dir(path.parent)
-            yield index, path, first, first - 1, 0, [], cut
+            yield index, path, first, first - 1, _REMOVED if repair else 0, [], cut
             continue
         _read_segment(path, first, data)
         next_segment_first = listing[index + 1][0] if not is_last else None
@@ -174,8 +220,18 @@ def _walk(
                 seg_ops.extend(batch)
                 valid = nxt
         except FrameError as exc:
-            if not (is_last and exc.torn):
+            # Only the last record may be bad: a valid frame further on means the bad one
+            # is not the tail but damage before it (whatever its length field says).
+            if not is_last:
                 raise RecoveryError(path, exc.offset, exc.reason) from None
+            later = _next_valid_frame(data, exc.offset + 1)
+            if later is not None:
+                raise RecoveryError(
+                    path,
+                    exc.offset,
+                    f"{exc.reason}, and a valid record follows at offset {later}: damage "
+                    "before the tail",
+                ) from None
             torn = _cut(path, data, exc.offset, exc.reason, repair)
         previous_last = expected - 1
         yield index, path, first, previous_last, valid, seg_ops, torn

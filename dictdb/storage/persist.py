@@ -164,6 +164,14 @@ def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
     return records, positions
 
 
+def _log_durable(db: DictDB, lsn: int) -> None:
+    # A file must never be ahead of a durable database's log: after a crash the log would
+    # resume past a hole. So the log is made durable up to the cut before the file is written
+    # (and a failed log fails the backup).
+    if db._wal is not None:
+        db._wal.wait_durable(lsn)
+
+
 def _header(kind: str, **fields: Any) -> dict[str, Any]:
     # The header, sealed by its own CRC (`header_crc`, its last member): `read_header` reads
     # headers alone to plan restores, so a damaged header must be caught without the file's
@@ -328,6 +336,7 @@ def _save(
     comp = _check_compression(compression)
     path = _final_path(filename, comp)
     lsn, last_ts, tables, known = _capture(db)
+    _log_durable(db, lsn)
     body, digest = _encode_full(db, lsn, last_ts, tables, fmt, known)
     write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
     based = False
@@ -672,9 +681,11 @@ def save_delta(
             )
         if cursor.lsn == db._lsn:
             return None
-        ops = db._journal.read(cursor.lsn + 1, db._lsn)
+        db_lsn = db._lsn
+        ops = db._journal.read(cursor.lsn + 1, db_lsn)
         table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
         lineage = _lineage_fields(db)
+    _log_durable(db, db_lsn)
     comp_ = compact(ops, cursor.lsn + 1)
     doc, digest = _delta_document(comp_, cursor.digest, table_info, lineage)
     body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)

@@ -24,7 +24,7 @@ import attrs
 
 from dictdb.errors import CorruptFileError, DictDBError
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
-from wal.recovery import RecoveryError, list_segments, read_wal
+from wal.recovery import RecoveryError, list_segments, read_until_gap
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -273,7 +273,7 @@ def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[Restore
     if not segments:
         return attrs.evolve(plan, forks=forks), []
     try:
-        ops, _segments, _torn = read_wal(log_dir, repair=False, after_lsn=plan.lsn)
+        ops, hole = read_until_gap(log_dir, after_lsn=plan.lsn)
     except RecoveryError as exc:
         raise RestoreError(
             f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
@@ -288,7 +288,14 @@ def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[Restore
         if (lsn is not None and op.lsn > lsn) or (ts is not None and op.ts > ts):
             break
         used.append(op)
-    forks = forks or len(used) < len(ops)
+    reached = used[-1].lsn if used else plan.lsn
+    if hole is not None and len(used) == len(ops) and (lsn is None or lsn > reached):
+        # The target lies past a hole in the log (operations the log never got, e.g. after
+        # a crash of a database whose snapshots went further): what is beyond is unknown.
+        raise RestoreError(
+            f"the log has a hole after LSN {reached}: {hole.reason}", Path(hole.segment)
+        )
+    forks = forks or len(used) < len(ops) or hole is not None
     if not used:
         return attrs.evolve(plan, forks=forks), []
     final = attrs.evolve(

@@ -604,7 +604,6 @@ def test_inspect_a_damaged_file_exits_1_with_one_line_naming_it(
 # -- usage errors, Ctrl-C, progress ---------------------------------------------------------------
 
 
-
 def usage_cases(d: Path, out: Path) -> dict[str, list[Any]]:
     return {
         "unknown-command": ["bogus", d],

@@ -14,9 +14,10 @@ then starts a new child that resumes the sequence. The ``backup`` variants add a
 ``restore(dir)`` must equal the reopened state, and at the end ``restore(dir, lsn=n)`` must
 equal the model at many earlier statement boundaries.
 
-Two known bugs show up here at random (each has its own deterministic strict-xfail test);
-their exact signatures are stepped over with a warning (see `reopen` and
-`restore_unless_known_hole`), so that this loop keeps checking everything else.
+This loop found two bugs, now fixed, each with its own deterministic test: a kill while a new
+segment file was being created left a database that failed to reopen
+(``tests/wal/test_recovery.py``), and a backup could hold an operation that the log lost,
+leaving a hole in the log (``tests/dictdb/test_durable.py``).
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
@@ -26,20 +27,17 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dictdb import DictDB, RestoreError, list_backups, restore
+from dictdb import DictDB, restore
 from tests.dictdb._scripts.crash_writer import SEGMENT_SIZE, statement
 from tests.dictdb._scripts.strict import db_diff
-from wal.framing import HEADER_SIZE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +79,7 @@ def spawn(directory: Path, start: int, backup: bool) -> subprocess.Popen[str]:
 
 
 def run_round(
-    rng: random.Random, directory: Path, start: int, backup: bool
+    rng: random.Random, directory: Path, start: int, backup: bool, max_delay: float
 ) -> tuple[list[tuple[int, str]], str]:
     """Start a writer, kill it at a random moment; its acknowledged (lsn, key) lines."""
     proc = spawn(directory, start, backup)
@@ -91,7 +89,7 @@ def run_round(
         time.sleep(rng.uniform(0.0, 0.45))  # may land while it opens and recovers
     else:
         head = proc.stdout.readline() if proc.stdout is not None else ""
-        time.sleep(rng.uniform(0.02, 0.35))
+        time.sleep(rng.uniform(0.01, max_delay))
     alive = proc.poll() is None
     proc.kill()
     out, err = proc.communicate(timeout=30)
@@ -101,68 +99,18 @@ def run_round(
     return acked, err
 
 
-def reopen(directory: Path) -> DictDB:
-    """`DictDB.open`, stepping over one known bug.
-
-    A kill while a new segment file is being created (``O_CREAT`` can block for a while under
-    fsync load) leaves an empty segment; the repair removes it and keeps ``.torn-0``, but the
-    open then fails with FileNotFoundError (strict xfail:
-    ``tests/wal/test_recovery.py::test_reopening_after_a_crash_at_rotation_repairs_and_continues``).
-    That exact signature is reported as a warning and the open retried once; anything else
-    fails the test.
-    """
-    try:
-        return DictDB.open(directory, fsync="always", segment_size=SEGMENT_SIZE)
-    except FileNotFoundError as exc:
-        missing = Path(str(exc.filename))
-        kept = missing.with_name(missing.name + ".torn-0")
-        if missing.exists() or not kept.exists() or kept.stat().st_size >= HEADER_SIZE:
-            raise
-        warnings.warn(
-            f"known bug hit: reopening after a kill at rotation ({missing.name})", stacklevel=2
-        )
-    return DictDB.open(directory, fsync="always", segment_size=SEGMENT_SIZE)
-
-
-HOLE = re.compile(r"a gap: starts at LSN (\d+), previous segment ends at (\d+)")
-
-
-def restore_unless_known_hole(directory: Path, lsn: int | None = None) -> DictDB | None:
-    """`restore`, stepping over one known bug (None when it is hit).
-
-    A backup may capture an operation that the log had not written when the writer was
-    killed; the reopened log then resumes after a hole, and a restore that reads the log
-    across it fails (strict xfail: ``tests/dictdb/test_durable.py::
-    test_a_backup_ahead_of_the_log_at_a_crash_leaves_op_exact_restore_working``). That exact
-    signature (a gap in the log whose operations a backup file holds) is reported as a
-    warning; anything else fails the test.
-    """
-    try:
-        return restore(directory, lsn=lsn)
-    except RestoreError as exc:
-        match = HOLE.search(str(exc))
-        if match is None:
-            raise
-        first, previous = int(match[1]), int(match[2])
-        if not any(previous < f.last_lsn < first for f in list_backups(directory).files):
-            raise
-        warnings.warn(
-            f"known bug hit: a backup holds LSN {previous + 1}..{first - 1}, the log does not",
-            stacklevel=2,
-        )
-        return None
-
-
-def crash_loop(directory: Path, rounds: int, backup: bool, seed: int) -> None:
+def crash_loop(
+    directory: Path, rounds: int, backup: bool, seed: int, max_delay: float = 0.35
+) -> None:
     rng = random.Random(seed)
     model = Model()
     lsn = 0
     acked_total = 0
     for round_no in range(rounds):
         where = f"seed {seed}, round {round_no}"
-        acked, _ = run_round(rng, directory, model.index_at[lsn], backup)
+        acked, _ = run_round(rng, directory, model.index_at[lsn], backup, max_delay)
         acked_total += len(acked)
-        with reopen(directory) as db:
+        with DictDB.open(directory, fsync="always", segment_size=SEGMENT_SIZE) as db:
             previous, lsn = lsn, db.lsn
             assert previous <= lsn, where
             if acked:
@@ -173,9 +121,7 @@ def crash_loop(directory: Path, rounds: int, backup: bool, seed: int) -> None:
                 assert key_lsn <= lsn, (where, key)
             state = db.to_dict()
         if backup and lsn:
-            newest = restore_unless_known_hole(directory)
-            if newest is not None:
-                assert [] == db_diff(state, newest.to_dict()), where
+            assert [] == db_diff(state, restore(directory).to_dict()), where
     assert 0 < acked_total, "no round acknowledged anything"
     assert 0 < lsn
     if backup:
@@ -183,9 +129,7 @@ def crash_loop(directory: Path, rounds: int, backup: bool, seed: int) -> None:
         assert any("backup" in name for name in files), files
         sampled = sorted(model.states)
         for n in rng.sample(sampled, min(12, len(sampled))):
-            restored = restore_unless_known_hole(directory, lsn=n)
-            if restored is None:
-                continue
+            restored = restore(directory, lsn=n)
             assert n == restored.lsn
             assert [] == db_diff(model.states[n], restored.to_dict()), f"seed {seed}: lsn {n}"
 
@@ -208,4 +152,5 @@ def test_kill_9_while_a_backup_manager_writes_into_the_same_directory(tmp_path: 
 @pytest.mark.slow
 @pytest.mark.parametrize("backup", [False, True], ids=["wal", "wal+backups"])
 def test_kill_9_for_40_rounds(tmp_path: Path, backup: bool) -> None:
-    crash_loop(tmp_path / "db", rounds=40, backup=backup, seed=SEED + 2)
+    # Shorter lives: without backups every reopen replays the whole log from operation 1.
+    crash_loop(tmp_path / "db", rounds=40, backup=backup, seed=SEED + 2, max_delay=0.12)

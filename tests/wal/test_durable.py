@@ -466,11 +466,6 @@ def test_submit_after_close_is_refused(tmp_path: Path) -> None:
 # -- known bugs ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: encode_batch(plain=True) cannot serialize Operation NamedTuples, which "
-    "submit() accepts: the log fails with TypeError on the next write",
-)
 def test_operation_records_submitted_as_plain_are_written(tmp_path: Path) -> None:
     log, _ = open_log(tmp_path, fsync="always")
     record = Operation(*op(1))
@@ -481,11 +476,6 @@ def test_operation_records_submitted_as_plain_are_written(tmp_path: Path) -> Non
     assert [record] == read_wal(tmp_path)[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: read_wal(repair=True) unlinks a header-truncated last segment but still "
-    "returns it as the tail; DurableLog.__init__ os.open()s it: FileNotFoundError",
-)
 @pytest.mark.parametrize("size", [0, 1, HEADER_SIZE - 1])
 def test_reopening_after_a_crash_inside_a_new_segments_header_continues(
     tmp_path: Path, size: int

@@ -206,12 +206,6 @@ def test_a_flipped_byte_in_the_tail_record_is_repaired(
         append_and_reread(root, base.kept)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bit flip in the length field of the last frame that shrinks it or makes it "
-    "> MAX_PAYLOAD is reported as corruption (iter_frames marks a bad CRC torn only when the "
-    "frame ends exactly at EOF): the database cannot be reopened",
-)
 def test_a_flipped_bit_in_the_tail_records_length_is_repaired(
     base: Base, copy: Callable[[], Path]
 ) -> None:
@@ -245,12 +239,6 @@ def test_a_zero_filled_tail_is_repaired(base: Base, copy: Callable[[], Path]) ->
     append_and_reread(root, base.ops)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a torn last frame followed by a zero-filled tail (file size ahead of the data "
-    "after a power loss; etcd's isTornEntry case) is a complete frame with a bad CRC not at "
-    "EOF, so it is reported as corruption instead of repaired",
-)
 def test_a_torn_last_record_inside_a_zero_filled_tail_is_repaired(
     base: Base, copy: Callable[[], Path]
 ) -> None:
@@ -295,11 +283,6 @@ def test_a_truncated_header_of_the_last_segment_is_repaired_by_read_wal(
     assert (expected, None) == (ops, torn)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after read_wal removes a header-truncated last segment, DurableLog.__init__ "
-    "still gets its SegmentInfo as the tail and os.open()s the deleted file: FileNotFoundError",
-)
 @pytest.mark.parametrize("size", [0, HEADER_SIZE - 1])
 def test_reopening_after_a_crash_at_rotation_repairs_and_continues(
     base: Base, copy: Callable[[], Path], size: int
@@ -380,12 +363,6 @@ def test_a_flipped_length_bit_in_an_earlier_segment_is_refused(
     assert_refused(root, base.segments[0], start)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bit flip growing the length field of an earlier (fsynced) record of the last "
-    "segment makes it 'run past the end' = torn, so repair silently truncates it and every "
-    "later acknowledged record instead of raising RecoveryError",
-)
 def test_a_flipped_length_bit_in_an_earlier_record_of_the_last_segment_is_refused(
     base: Base, copy: Callable[[], Path]
 ) -> None:
