@@ -236,7 +236,7 @@ TYPE_CASES: list[tuple[str, Any, dict[str, Any]]] = [
     ("naive-datetime-key", dt.datetime(2024, 1, 1), {"v": dt.datetime.max}),
     (
         "aware-datetime-key",
-        dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, microseconds=1))),
+        dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=5, seconds=1))),
         {"v": dt.datetime(1, 1, 1, tzinfo=dt.UTC)},
     ),
     ("negative-huge-key", -(2**80), {"v": 2**200}),

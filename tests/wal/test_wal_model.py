@@ -5,8 +5,8 @@ decides when bytes are written (``flush(sync=False)``) and when they are durable
 (``flush(sync=True)``). A crash is simulated faithfully: the disk image keeps every byte up
 to the last sync point, plus an arbitrary prefix of the bytes written since (segments in LSN
 order, so the cut may tear the last record or a segment header), optionally followed by a
-zero-filled tail at a frame boundary; the image is written to a fresh directory and
-recovered there. After every recovery: every synced operation is present, the operations
+zero-filled tail (at a frame boundary or inside the torn frame); the image is written to a
+fresh directory and recovered there. After every recovery: every synced operation is present, the operations
 are a prefix of those appended (type for type: nothing damaged is ever accepted), and the log
 continues cleanly after them.
 """
@@ -77,12 +77,9 @@ def frame_ends(data: bytes) -> set[int]:
 
 def write_image(segments: list[tuple[str, bytes]], keep: int, directory: Path, zeros: int) -> bool:
     """Write into *directory* the first *keep* bytes of the segment stream, then *zeros* zero
-    bytes when the cut falls at a frame boundary (a zero-filled tail is only documented as
-    torn there).
-
-    A cut inside a segment header leaves that segment out (the crash came before its file was
-    complete): the header-truncation repair has its own tests (a known bug, see
-    test_recovery.py). Returns False in that case.
+    bytes (a file whose size got ahead of its data: after a frame boundary, or inside a torn
+    frame). Returns False when the cut tears a segment header (a crash while a new
+    segment was being created: its file is left shorter than a header, even empty).
     """
     directory.mkdir()
     start = 0
@@ -93,13 +90,16 @@ def write_image(segments: list[tuple[str, bytes]], keep: int, directory: Path, z
             break
         part = blob[: keep - start]
         start += len(blob)
+        (directory / name).write_bytes(part)
         if len(part) < HEADER_SIZE:
             whole = False
             break
-        (directory / name).write_bytes(part)
         last = (name, part)
-    if zeros and last is not None and len(last[1]) in frame_ends(last[1]):
-        event("crash: zero-filled tail")
+    if zeros and last is not None:
+        boundary = len(last[1]) in frame_ends(last[1])
+        event(
+            f"crash: zero-filled tail {'at a frame boundary' if boundary else 'after a torn frame'}"
+        )
         (directory / last[0]).write_bytes(last[1] + bytes(zeros))
     return whole
 
@@ -225,8 +225,8 @@ class DurableLogMachine(RuleBasedStateMachine):
             start += len(blob)
         ordered = sorted(p for p in points if self.durable_bytes <= p <= total)
         scratch = self.root / "scratch"
-        for cut in ordered[:: max(1, len(ordered) // 40)]:
-            if write_image(segments, cut, scratch, 0):
+        for i, cut in enumerate(ordered[:: max(1, len(ordered) // 40)]):
+            if write_image(segments, cut, scratch, 4096 if i % 2 else 0):
                 ops, _, _ = read_wal(scratch, repair=True)
                 self.assert_recovered(ops, self.durable)
             shutil.rmtree(scratch)
@@ -241,7 +241,7 @@ class DurableLogMachine(RuleBasedStateMachine):
         old_directory, old_log = self.directory, self.log
         self.generation += 1
         if not write_image(segments, keep, self.directory, zeros):
-            event("crash: tore a segment header (left out)")
+            event("crash: tore a segment header")
         if keep < total:
             event("crash: lost written bytes")
         event(f"crash: {min(len(segments), 3)}{'+' if len(segments) >= 3 else ''} segments")
