@@ -32,6 +32,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
 
+from wal.directory import fsync_directory
 from wal.errors import WALError
 from wal.framing import encode_batch, encode_frame, encode_header, segment_name
 from wal.operation import Operation, OpTuple
@@ -42,14 +43,6 @@ POLICIES: Final = ("always", "everysec", "off")
 
 class LogFailedError(WALError):
     """The durable log hit an I/O error; nothing more can be made durable through it."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class DurableLog:
@@ -286,7 +279,7 @@ class DurableLog:
         try:
             os.write(fd, encode_header(first_lsn))
             os.fsync(fd)
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -332,7 +325,7 @@ class DurableLog:
                     path.unlink()
                     removed.append(path)
             if removed:
-                _fsync_dir(self.directory)
+                fsync_directory(self.directory)
         return removed
 
     def close(self) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import attrs
 
 from wal.codec import ZSTD_MAGIC
+from wal.directory import fsync_directory
 from wal.errors import WALError
 from wal.framing import (
     FRAME_HEADER_SIZE,
@@ -192,7 +193,8 @@ def _walk(
             cut = _cut(path, data, 0, "segment header is truncated", repair)
             if repair:
                 path.unlink()
-                _fsync_dir(path.parent)
+                with contextlib.suppress(OSError):
+                    fsync_directory(path.parent)
             yield index, path, first, first - 1, _REMOVED if repair else 0, [], cut
             continue
         _read_segment(path, first, data)
@@ -252,14 +254,6 @@ def _cut(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> Tor
             handle.truncate(offset)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_dir(path.parent)
-    return TornTail(path, offset, len(data) - offset, reason, saved)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
         with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_directory(path.parent)
+    return TornTail(path, offset, len(data) - offset, reason, saved)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 from dictdb.errors import StateError
 from dictdb.storage import persist
 from dictdb.storage.catalog import Chain, next_free_name, scan
-from dictdb.storage.files import fsync_directory
+from wal.directory import fsync_directory
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB

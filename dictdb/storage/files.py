@@ -30,6 +30,7 @@ from typing import Final
 from dictdb.errors import CorruptFileError
 from wal import CodecError
 from wal.codec import ZSTD_MAGIC, compress, decompress
+from wal.directory import fsync_directory
 
 _JSON_HEAD: Final = b',"checksum":"sha256:'
 _JSON_TAIL: Final = b'"}\n'
@@ -39,15 +40,6 @@ _HEX: Final = 64
 
 #: The largest decompressed size accepted when reading a compressed file (bytes).
 MAX_DECOMPRESSED: Final = 1 << 34
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a directory's entries (creations, renames, removals) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
