@@ -190,7 +190,9 @@ def events(
     Operations come from the log where it covers them; before that, each delta gives its net
     change (reported at the delta's last LSN, so a delta that straddles *end* is left out:
     deltas cannot be split); a stretch that only a full snapshot records (no delta and no log
-    for it) is reported as one ``gap`` event naming the snapshot.
+    for it) is reported as its net change: the rows that differ between the state before it
+    and the snapshot (granularity snapshot; this restores the state before, so it costs a
+    restore).
 
     Args:
         backup_dir: the directory.
@@ -245,20 +247,10 @@ def events(
             if include_state:
                 yield from filter(timely, _file_events(f, table, key, wanted, absent=True))
             elif f.last_lsn > covered:
-                gap = Event(
-                    f.last_lsn,
-                    f.last_op_ts,
-                    "gap",
-                    "",
-                    None,
-                    None,
-                    {"from_lsn": covered + 1, "to_lsn": f.last_lsn},
-                    None,
-                    SNAPSHOT,
-                    f.path.name,
-                )
-                if timely(gap):
-                    yield gap
+                # Operations covered+1 .. this snapshot are in no delta: report their net
+                # effect, the difference between the state at `covered` and this snapshot.
+                bridged = _bridge(directory, covered, f, table, key, wanted)
+                yield from filter(timely, bridged)
         else:
             if f.first_lsn > covered + 1:
                 continue  # not chained to what is known; a later full snapshot covers it
@@ -302,6 +294,49 @@ def events(
                 yield event
     if progress is not None:
         progress(total, total)
+
+
+def _bridge(
+    directory: Path, covered: int, f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
+) -> list[Event]:
+    from dictdb.database import DictDB
+    from dictdb.storage.persist import load
+
+    try:
+        before = restore(directory, lsn=covered).to_dict() if covered > 0 else {}
+    except RestoreError:
+        before = DictDB().to_dict()
+    after = load(f.path).to_dict()
+    out: list[Event] = []
+    source = f.path.name
+    for name in sorted(set(before) | set(after)):
+        if table is not None and name != table:
+            continue
+        rows_a = before.get(name, {}).get("records", {})
+        rows_b = after.get(name, {}).get("records", {})
+        if name not in after:
+            out.append(
+                Event(
+                    f.last_lsn, f.last_op_ts, DROP, name, None, None, None, None, SNAPSHOT, source
+                )
+            )
+        elif name not in before:
+            out.append(
+                Event(
+                    f.last_lsn, f.last_op_ts, CREATE, name, None, None, None, None, SNAPSHOT, source
+                )
+            )
+        for k in list(rows_a) + [k for k in rows_b if k not in rows_a]:
+            if not _wanted(k, key, keys):
+                continue
+            ra, rb = rows_a.get(k), rows_b.get(k)
+            if ra is not None and rb is not None and _same(ra, rb):
+                continue
+            kind = DELETE if rb is None else "upsert"
+            out.append(
+                Event(f.last_lsn, f.last_op_ts, kind, name, k, ra, rb, None, SNAPSHOT, source)
+            )
+    return out
 
 
 def history(backup_dir: str | Path, table: str, key: Any) -> list[Event]:

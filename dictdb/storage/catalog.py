@@ -1,11 +1,11 @@
 """What a backup directory holds: files by name pattern, their headers, chains by LSN.
 
 A *chain* is a full snapshot and the deltas that follow it without a gap
-(``delta.from_lsn == previous end + 1``). Chains are found by LSN, never by the wall-clock
-stamps in file names. Names follow the seed: ``dictdb_backup_<sec>_<usec>.<ext>`` and
-``dictdb_delta_<sec>_<usec>.<ext>``, ``<ext>`` one of ``json``, ``pickle``, each optionally
-followed by ``.zst``. Anything else in the directory (``.tmp`` leftovers of interrupted writes
-included) is ignored.
+(``delta.from_lsn == previous end + 1``), up to the next full snapshot of the same history.
+Chains are found by LSN, never by the wall-clock stamps in file names. Names follow the seed:
+``dictdb_backup_<sec>_<usec>.<ext>`` and ``dictdb_delta_<sec>_<usec>.<ext>``, ``<ext>`` one
+of ``json``, ``pickle``, each optionally followed by ``.zst``. Anything else in the directory
+(``.tmp`` leftovers of interrupted writes included) is ignored.
 """
 
 from __future__ import annotations
@@ -187,10 +187,12 @@ def scan(directory: str | Path, *, exclude: Iterable[Path] = ()) -> Catalog:
             deltas_by_first.setdefault(f.first_lsn, []).append(f)
     chains: list[Chain] = []
     used: set[Path] = set()
+    full_lsns = {(f.lineage, f.last_lsn) for f in files if f.is_full}
     for full in (f for f in files if f.is_full):
         deltas: list[BackupFile] = []
         nxt = full.last_lsn + 1
-        while nxt in deltas_by_first:
+        # A chain ends where a newer full snapshot of its history starts the next one.
+        while nxt in deltas_by_first and (deltas == [] or (full.lineage, nxt - 1) not in full_lsns):
             candidates = deltas_by_first[nxt]
             step = max(candidates, key=lambda d: d.last_lsn)
             deltas.append(step)

@@ -393,11 +393,6 @@ def test_events_without_a_log_never_report_past_the_end_bound(snap: Built) -> No
     assert expected_value == [e.lsn for e in events(snap.path, end=end) if e.lsn > end]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: events()/log without a log skip the operations between a chain's last delta "
-    "and the next full snapshot (e.g. user 2 re-inserted in phase 4 appears nowhere)",
-)
 def test_events_without_a_log_report_changes_folded_into_a_full_snapshot(snap: Built) -> None:
     full = snap.fulls()[1]
     previous = snap.backups[snap.backups.index(full) - 1]

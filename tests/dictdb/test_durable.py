@@ -192,6 +192,8 @@ def test_restore_by_lsn_and_by_time_equals_the_state_right_after_that_operation(
             restored = restore(root, at=at)
             assert n == restored.lsn, f"at={at!r}"
             assert [] == db_diff(states[n], restored.to_dict()), f"at={at!r}"
+        with DictDB.open(root) as again:  # from the newest backup, then the log's tail
+            assert (last, []) == (again.lsn, db_diff(states[last], again.to_dict()))
 
 
 def test_restore_at_a_datetime_between_two_statements(tmp_path: Path) -> None:
@@ -235,6 +237,8 @@ def test_retention_keeps_op_exact_restore_across_the_retained_window(tmp_path: P
     assert 1 < first_segment <= fulls[0] + 1  # trimmed, but back to the oldest kept snapshot
     with pytest.raises(DictDBError):
         restore(root, lsn=first_segment - 2)
+    with DictDB.open(root) as again:
+        assert (db.lsn, 200) == (again.lsn, len(again.get_table("t")))
     expected = replayed_states_from(root, fulls[0])
     for n in range(fulls[0], db.lsn + 1, 7):
         restored = restore(root, lsn=n)
@@ -276,6 +280,30 @@ def test_reopening_after_close_gives_the_same_database(
             assert lsn == again.lsn
             assert [] == db_diff(expected, again.to_dict())
             assert list(expected) == again.list_tables()
+
+
+def test_an_unknown_fsync_policy_is_refused_before_anything_is_locked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fsync"):
+        DictDB.open(tmp_path / "db", fsync="sometimes")
+    with DictDB.open(tmp_path / "db") as db:
+        assert 0 == db.lsn
+
+
+def test_an_open_that_fails_on_damage_releases_the_directory(tmp_path: Path) -> None:
+    root = tmp_path / "db"
+    with DictDB.open(root, fsync="always", segment_size=SEGMENT_SIZE) as db:
+        table = db.create_table("t")
+        for i in range(120):
+            table.insert({"id": i, "pad": "z" * 40})
+    first = list_segments(root / "wal")[0][1]
+    pristine = first.read_bytes()
+    first.write_bytes(pristine[:60] + bytes([pristine[60] ^ 0xFF]) + pristine[61:])
+    for _ in range(2):
+        with pytest.raises(RecoveryError):
+            DictDB.open(root)
+    first.write_bytes(pristine)
+    with DictDB.open(root) as db:
+        assert 121 == db.lsn
 
 
 def test_close_is_idempotent_and_a_context_manager_closes(tmp_path: Path) -> None:
@@ -396,14 +424,25 @@ def test_audit_metadata_is_stored_in_the_log_records(tmp_path: Path) -> None:
         table = db.create_table("t")
         with db.audit(actor="alice", reason="ticket 42"):
             table.insert({"id": 1})
-            with db.audit(reason="inner", when=when, amount=decimal.Decimal("-0.50")):
+            with db.audit(
+                reason="inner",
+                when=when,
+                amount=decimal.Decimal("-0.50"),
+                raw={"$date": "not a tag", "b": b"\x00", "big": 2**80},
+            ):
                 table.insert([{"id": 2}, {"id": 3}])
             table.upsert({"id": 1, "v": True})
         table.delete(where=Field("id") == 3)
         with db.audit(actor="bob"):
             db.drop_table("t")
     outer = {"actor": "alice", "reason": "ticket 42"}
-    inner = {"actor": "alice", "reason": "inner", "when": when, "amount": decimal.Decimal("-0.50")}
+    inner = {
+        "actor": "alice",
+        "reason": "inner",
+        "when": when,
+        "amount": decimal.Decimal("-0.50"),
+        "raw": {"$date": "not a tag", "b": b"\x00", "big": 2**80},
+    }
     expected = [None, outer, inner, inner, outer, None, {"actor": "bob"}]
     metas = [op.meta for op in logged(root)]
     assert expected == metas

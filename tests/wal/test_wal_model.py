@@ -6,9 +6,9 @@ decides when bytes are written (``flush(sync=False)``) and when they are durable
 to the last sync point, plus an arbitrary prefix of the bytes written since (segments in LSN
 order, so the cut may tear the last record or a segment header), optionally followed by a
 zero-filled tail (at a frame boundary or inside the torn frame); the image is written to a
-fresh directory and recovered there. After every recovery: every synced operation is present, the operations
-are a prefix of those appended (type for type: nothing damaged is ever accepted), and the log
-continues cleanly after them.
+fresh directory and recovered there. After every recovery: every synced operation is
+present, the operations are a prefix of those appended (type for type: nothing damaged is
+ever accepted), and the log continues cleanly after them.
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.

@@ -1,9 +1,10 @@
 """A writer to be killed: a deterministic sequence of statements on a durable database.
 
-Run as ``python -m tests.dictdb._scripts.crash_writer DIR START_INDEX [--backup]``: opens
-``DictDB.open(DIR, fsync="always", segment_size=4096)`` and prints ``READY <lsn>``; then runs
-statements START_INDEX, START_INDEX + 1, ... forever, printing ``<lsn> <key>`` (flushed) after
-each one returns, i.e. once it is acknowledged. With ``--backup`` a `BackupManager`
+Run as ``python -m tests.dictdb._scripts.crash_writer DIR START_INDEX [--backup]
+[--everysec]``: opens ``DictDB.open(DIR, fsync="always", segment_size=4096)`` (or
+``fsync="everysec"``) and prints ``READY <lsn>``; then runs statements START_INDEX,
+START_INDEX + 1, ... forever, printing ``<lsn> <key> <time.monotonic()>`` (flushed) after each
+one returns, i.e. once it is acknowledged. With ``--backup`` a `BackupManager`
 (incremental, tiny intervals) writes snapshots and deltas into DIR meanwhile.
 
 The parent (``tests/dictdb/test_durable_crash.py``) SIGKILLs it at random moments and checks,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import sys
+import time
 from typing import Any
 
 from dictdb import BackupManager, DictDB, Field
@@ -65,7 +67,8 @@ def statement(db: DictDB, i: int) -> Any:
 
 def main(argv: list[str]) -> int:
     directory, start = argv[0], int(argv[1])
-    db = DictDB.open(directory, fsync="always", segment_size=SEGMENT_SIZE)
+    policy = "everysec" if "--everysec" in argv else "always"
+    db = DictDB.open(directory, fsync=policy, segment_size=SEGMENT_SIZE)
     manager = None
     if "--backup" in argv:
         manager = BackupManager(
@@ -81,7 +84,7 @@ def main(argv: list[str]) -> int:
     i = start
     while True:
         key = statement(db, i)
-        print(f"{db.lsn} {key}", flush=True)
+        print(f"{db.lsn} {key} {time.monotonic():.6f}", flush=True)
         if manager is not None and i % 4 == 0:
             manager.notify_change()
         i += 1
