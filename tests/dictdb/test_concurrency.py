@@ -1,7 +1,6 @@
 """Concurrent writers: every operation numbered once, nothing lost, replay equal."""
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ WAL segment files, told apart by the path behind the descriptor.
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

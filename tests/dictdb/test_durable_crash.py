@@ -21,7 +21,6 @@ leaving a hole in the log (``tests/dictdb/test_durable.py``).
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Table behaviour by example: ownership of data, refusals, keys, select, DSL, threads, errors."""
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

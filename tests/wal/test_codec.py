@@ -1,7 +1,6 @@
 """The codec pipeline: values ⇄ plain trees ⇄ JSON/pickle bytes ⇄ zstd, and its refusals."""
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

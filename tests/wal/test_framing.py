@@ -6,7 +6,6 @@ exactly at the end are *torn*; anything else wrong is *corrupt*.
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """`wal` is generic: it never imports `dictdb`, statically or at run time."""
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The in-memory journal: ordered appends, range reads, release, history off, threads."""
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

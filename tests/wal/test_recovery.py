@@ -10,7 +10,6 @@ kept aside as ``<segment>.torn-<offset>``) and the log continues cleanly; anythi
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 

@@ -12,7 +12,6 @@ ever accepted), and the log continues cleanly after them.
 """
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
-# ruff: noqa: SIM300
 
 from __future__ import annotations
 
