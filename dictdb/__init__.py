@@ -7,6 +7,7 @@ derived from it. The API keeps the reference DictDB's names.
 from dictdb._version import __version__
 from dictdb.aggregate import Avg, Count, Max, Min, Sum
 from dictdb.database import DictDB, ReplayError
+from dictdb.durable import DatabaseLockedError, DurableLogError
 from dictdb.errors import (
     CorruptFileError,
     DictDBError,
@@ -34,10 +35,12 @@ __all__ = [
     "Condition",
     "CorruptFileError",
     "Count",
+    "DatabaseLockedError",
     "DictDB",
     "DictDBError",
     "DuplicateKeyError",
     "DuplicateTableError",
+    "DurableLogError",
     "Field",
     "IndexNotFoundError",
     "Max",
