@@ -39,13 +39,21 @@ def row_hash(row: Mapping[str, Any], plain: bool = False) -> int:
     return _crc32(canonical(row, plain))
 
 
+#: Rows per C-level loop: between chunks the interpreter can switch threads, so hashing or
+#: encoding a million rows never holds the GIL long enough to stall writers (~2-5 ms each).
+CHUNK: Final = 20_000
+
+
 def of_plain_records(records: list[Any]) -> TableDigest:
     """The digest of a table from its rows as plain trees (`wal.to_plain` applied).
 
     Streams: each row's bytes are hashed and dropped (keeping a million small bytes objects
-    alive costs more than encoding them).
+    alive costs more than encoding them), CHUNK rows per C-level loop.
     """
-    return len(records), sum(map(_crc32, map(_dumps, records))) & _MASK
+    total = 0
+    for start in range(0, len(records), CHUNK):
+        total += sum(map(_crc32, map(_dumps, records[start : start + CHUNK])))
+    return len(records), total & _MASK
 
 
 def adjust(digest: TableDigest, removed: list[int], added: list[int]) -> TableDigest:
