@@ -141,7 +141,8 @@ def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDige
             pending = lsn - cursor.lsn
             if pending == 0:
                 ops = []
-            elif pending < sum(len(c.rows) for c in tables):
+            elif pending * 8 < sum(len(c.rows) for c in tables):
+                # ~2 µs per pending operation vs ~0.25 µs per row from scratch
                 ops = db._journal.read_flat(cursor.lsn + 1, lsn)  # a slice: the lock stays short
     digest = None
     if cursor is not None and ops is not None:
@@ -193,20 +194,28 @@ def _encode_full(
     header = _header(
         "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(db)
     )
-    scratch: _digest.StateDigest = {}
     doc_tables: dict[str, Any] = {}
     for cut in tables:
         records, positions = _plain_records(cut)
-        if digest is None:
-            scratch[cut.name] = _digest.of_plain_records(records)
         doc_tables[cut.name] = {
             **cut.definition,
             "next_pk": to_plain(cut.next_pk),
             "special": positions,
             "records": records,
         }
+    return _encode_tables(header, doc_tables, file_format, digest)
+
+
+def _encode_tables(
+    header: dict[str, Any],
+    doc_tables: dict[str, Any],
+    file_format: str,
+    digest: _digest.StateDigest | None,
+) -> tuple[bytes, _digest.StateDigest]:
     if digest is None:
-        digest = scratch
+        digest = {
+            name: _digest.of_plain_records(tdoc["records"]) for name, tdoc in doc_tables.items()
+        }
     if file_format == "json":
         # Assembled by hand so that rows are encoded CHUNK rows per C call: one orjson call
         # over a million rows would hold the GIL ~0.1-0.3 s and stall every writer thread.
