@@ -213,8 +213,14 @@ class DictDB:
         # The caller holds self._lock and has validated everything.
         meta = self._audit.get() if self._audit_depth else None
         op = (self._lsn + 1, _time(), kind, table, key, after, before, meta)
-        if self._wal is not None:
-            self._wal_submit([op], [plain])
+        wal_log = self._wal
+        if wal_log is not None:
+            try:
+                wal_log.submit_one(op, _log_plain(op, plain))
+            except LogFailedError as exc:
+                raise self._log_failed(exc) from exc
+            if self._wal_sync:
+                self._lock._pending = op[0]  # type: ignore[attr-defined]
         self._apply(op, plain, instance)
         self._journal_append(op)
 

@@ -157,10 +157,14 @@ def open_durable(
                     torn.saved_as,
                 )
             db.replay(ops)
-            lock = _DurableLock(_durable_wait(db, wal_log))
-            db._lock = lock  # type: ignore[assignment]
-            db._journal._lock = lock  # type: ignore[assignment]
-            wal_log._owner_lock = lock
+            if fsync == "always":
+                # Writers wait for the disk after releasing the lock: the lock's outermost
+                # release does it. Other policies keep the plain (C) lock: the wrapper costs
+                # ~0.8 µs per statement, which matters when no fsync is waited for.
+                lock = _DurableLock(_durable_wait(db, wal_log))
+                db._lock = lock  # type: ignore[assignment]
+                db._journal._lock = lock  # type: ignore[assignment]
+            wal_log._owner_lock = db._lock
             db._wal = wal_log
             db._wal_sync = fsync == "always"
             db._closer = _Closer(wal_log, lock_fd)
