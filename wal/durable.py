@@ -79,6 +79,7 @@ class DurableLog:
         self._submitted_lsn = last_lsn
         self._flushing = False
         self._failed: BaseException | None = None
+        self._closing = False  # no new statements (set first by close)
         self._closed = False
         self._last_fsync = time.monotonic()
         self._fd: int | None = None
@@ -175,7 +176,7 @@ class DurableLog:
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self._failed is not None or self._closed:
+        if self._failed is not None or self._closing:
             raise self._failure()
         self._pending_ops.extend(ops)
         self._pending_plain.extend(plain)
@@ -187,14 +188,14 @@ class DurableLog:
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self._failed is not None or self._closed:
+        if self._failed is not None or self._closing:
             raise self._failure()
         self._pending_ops.append(op)
         self._pending_plain.append(plain)
         self._submitted_lsn = op[0]
 
     def _failure(self) -> LogFailedError:
-        if self._closed:
+        if self._closing and self._failed is None:
             return LogFailedError("the durable log is closed")
         return LogFailedError(f"the durable log failed earlier: {self._failed!r}")
 
@@ -351,6 +352,10 @@ class DurableLog:
         """
         if self._closed:
             return
+        # Refuse new statements first, under the owner's lock (statements are submitted while
+        # it is held, so none is half-way): everything accepted is then in the final flush.
+        with self._owner_lock:
+            self._closing = True
         try:
             self.flush(sync=True)
         finally:

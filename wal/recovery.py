@@ -33,6 +33,7 @@ from wal.framing import (
     FrameError,
     decode_batch,
     decode_header,
+    encode_header,
     iter_frames,
     parse_segment_name,
 )
@@ -94,6 +95,19 @@ def _next_valid_frame(data: bytes, start: int) -> int | None:
             continue
         return offset
     return None
+
+
+def _header_never_written(data: bytes, first: int) -> bool:
+    """Whether a segment's creation was torn: its header short, or zero-filled past a prefix
+    of the header that would have been written, with nothing but zeros after it."""
+    if len(data) < HEADER_SIZE:
+        return True
+    try:
+        decode_header(data)
+    except FrameError:
+        written = data[:HEADER_SIZE].rstrip(b"\0")
+        return written == encode_header(first)[: len(written)] and not any(data[HEADER_SIZE:])
+    return False
 
 
 def list_segments(directory: Path) -> list[tuple[int, Path]]:
@@ -188,9 +202,10 @@ def _walk(
                 f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}",
             )
         data = path.read_bytes()
-        if is_last and len(data) < HEADER_SIZE:
-            # Created but never completed (a crash right after the file appeared).
-            cut = _cut(path, data, 0, "segment header is truncated", repair)
+        if is_last and _header_never_written(data, first):
+            # Created but never completed: the file appeared (its size even reached the disk)
+            # but its header did not, and no record follows it.
+            cut = _cut(path, data, 0, "segment header never reached the disk", repair)
             if repair:
                 path.unlink()
                 with contextlib.suppress(OSError):
@@ -241,11 +256,18 @@ def _walk(
 
 def _cut(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> TornTail:
     saved: Path | None = None
+    if repair:
+        # Never overwrite an earlier cut kept at the same offset: number the copies.
+        saved = path.with_name(f"{path.name}.torn-{offset}")
+        n = 1
+        while saved.exists():
+            n += 1
+            saved = path.with_name(f"{path.name}.torn-{offset}-{n}")
     if repair and offset == 0:
-        saved = path.with_name(f"{path.name}.torn-0")
+        assert saved is not None
         saved.write_bytes(data)
     elif repair:
-        saved = path.with_name(f"{path.name}.torn-{offset}")
+        assert saved is not None
         with open(saved, "wb") as handle:
             handle.write(data[offset:])
             handle.flush()

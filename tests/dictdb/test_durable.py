@@ -571,11 +571,6 @@ def test_off_writes_without_fsync_until_close(tmp_path: Path, segment_io: Segmen
 # -- failure -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DurableLog.close() marks the log closed only after its final flush; writes "
-    "that return while that flush runs (everysec/off writers do not wait) are never written",
-)
 def test_every_write_that_returned_before_close_returned_survives_reopen(tmp_path: Path) -> None:
     """A writer thread racing close(): whatever returned successfully before close() returned
     must be in the log (close flushes "everything submitted"). A tiny GIL switch interval

@@ -9,6 +9,7 @@ files by the path behind the descriptor.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -488,3 +489,60 @@ def test_reopening_after_a_crash_inside_a_new_segments_header_continues(
     submit(log, [op(3)])
     log.close()
     assert [1, 2, 3] == on_disk(tmp_path)
+
+
+def test_close_writes_what_was_submitted_while_its_final_flush_ran(
+    tmp_path: Path, calls: Calls
+) -> None:
+    log, _ = open_log(tmp_path, fsync="always")
+    submit(log, [op(1)])
+    log.flush(sync=False)  # written, not yet durable: close's flush will fsync it
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow(fd: int) -> None:
+        entered.set()
+        gate.wait(10)
+
+    calls.before_fsync = slow
+    closer = threading.Thread(target=log.close)
+    closer.start()
+    assert entered.wait(5)
+    accepted = True
+    try:
+        submit(log, [op(2)])  # close() has not returned: either refused, or written by it
+    except LogFailedError:
+        accepted = False
+    gate.set()
+    closer.join(10)
+    calls.before_fsync = None
+    assert ([1, 2] if accepted else [1]) == on_disk(tmp_path)
+
+
+def test_a_closed_log_never_writes_again(tmp_path: Path, calls: Calls) -> None:
+    log, _ = open_log(tmp_path, fsync="always")
+    submit(log, [op(1)])
+    log.flush(sync=False)
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow(fd: int) -> None:
+        calls.before_fsync = None
+        entered.set()
+        gate.wait(10)
+
+    calls.before_fsync = slow
+    closer = threading.Thread(target=log.close)
+    closer.start()
+    assert entered.wait(5)
+    accepted = True
+    try:
+        submit(log, [op(2)])
+    except LogFailedError:
+        accepted = False
+    gate.set()
+    closer.join(10)
+    after_close = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    if accepted:  # a writer of the "always" policy then waits for its operation
+        with contextlib.suppress(LogFailedError):
+            log.wait_durable(2)
+    assert after_close == {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert ([1, 2] if accepted else [1]) == on_disk(tmp_path)

@@ -60,10 +60,11 @@ def frames(path: Path) -> list[tuple[int, int]]:
     return [(start, stop) for start, stop, _ in iter_frames(path.read_bytes(), HEADER_SIZE)]
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "zstd"])
+def base(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Base:
+    """The log, written uncompressed or with zstd-compressed frames."""
     root = tmp_path_factory.mktemp("base") / "db"
-    db = DictDB.open(root, fsync="always", segment_size=SEGMENT_SIZE)
+    db = DictDB.open(root, fsync="always", segment_size=SEGMENT_SIZE, compress=request.param)
     table = db.create_table("t")
     i = 0
     while True:
@@ -462,3 +463,56 @@ def test_after_lsn_skips_whole_segments_but_keeps_continuity(base: Base) -> None
     for after in (0, 1, base.ops[len(base.ops) // 2].lsn, base.ops[-1].lsn):
         ops, _, _ = read_wal(base.root / "wal", after_lsn=after)
         assert [op for op in base.ops if op.lsn > after] == ops
+
+
+def test_two_repairs_at_the_same_offset_keep_both_cut_copies(
+    base: Base, copy: Callable[[], Path]
+) -> None:
+    """Crash, repair, append, crash again at the same place: each cut is kept for inspection
+    (the second repair must not overwrite the first one's copy)."""
+    root = copy()
+    seg = wal_file(root, base.segments[-1])
+    start, end = base.tail
+    first_cut = seg.read_bytes()[start : end - 1]
+    rewrite(seg, lambda d: d.__delitem__(slice(end - 1, None)))
+    with DictDB.open(root, fsync="always", segment_size=SEGMENT_SIZE) as db:
+        db.get_table("t").insert({"id": "second", "pad": "s" * 50})
+    whole = seg.read_bytes()
+    second_cut = whole[start : len(whole) - 3]
+    rewrite(seg, lambda d: d.__delitem__(slice(len(whole) - 3, None)))
+    assert read_wal(root / "wal", repair=True)[0] == base.kept
+    kept = sorted(p.read_bytes() for p in seg.parent.glob(f"{seg.name}.torn-*"))
+    assert sorted([first_cut, second_cut]) == kept
+
+
+def test_a_reopen_after_a_failed_open_on_damage_works_once_repaired_by_hand(
+    base: Base, copy: Callable[[], Path]
+) -> None:
+    """RecoveryError leaves every file as it was (nothing cut, nothing saved aside)."""
+    root = copy()
+    seg = wal_file(root, base.segments[-1])
+    pristine = seg.read_bytes()
+    flip_payload_byte(seg, base.last_frames[1])
+    assert_refused(root, base.segments[-1], base.last_frames[1][0])
+    assert [] == list(seg.parent.glob("*.torn-*"))
+    seg.write_bytes(pristine)
+    append_and_reread(root, base.ops)
+
+
+@pytest.mark.parametrize(
+    ("written", "size"),
+    [(0, HEADER_SIZE), (0, 4096), (10, HEADER_SIZE), (10, 4096)],
+    ids=["zeros-24", "zeros-4096", "part-then-zeros-24", "part-then-zeros-4096"],
+)
+def test_a_new_last_segment_whose_header_never_reached_the_disk_is_repaired(
+    base: Base, copy: Callable[[], Path], written: int, size: int
+) -> None:
+    """A crash right after a rotation, on a filesystem that persisted the file's size but not
+    its data: the last segment reads as zeros (after the part of the header that made it).
+    Like a truncated header, this is an interrupted creation, not damage."""
+    root = copy()
+    seg = wal_file(root, base.segments[-1])
+    header = seg.read_bytes()[:HEADER_SIZE]
+    seg.write_bytes(header[:written] + bytes(size - written))
+    before_last = read_wal(base.root / "wal")[1][-2].last_lsn
+    append_and_reread(root, [op for op in base.ops if op.lsn <= before_last])
