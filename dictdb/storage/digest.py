@@ -56,6 +56,17 @@ def of_plain_records(records: list[Any]) -> TableDigest:
     return len(records), total & _MASK
 
 
+def of_plain_records_encoding(records: list[Any]) -> tuple[TableDigest, bytes]:
+    """`of_plain_records` and the JSON array of the same rows, each row encoded once."""
+    total = 0
+    chunks = []
+    for start in range(0, len(records), CHUNK):
+        parts = list(map(_dumps, records[start : start + CHUNK]))
+        total += sum(map(_crc32, parts))
+        chunks.append(b",".join(parts))
+    return (len(records), total & _MASK), b"[" + b",".join(chunks) + b"]"
+
+
 def adjust(digest: TableDigest, removed: list[int], added: list[int]) -> TableDigest:
     """A table digest after rows with hashes *removed* left and rows *added* arrived."""
     count, total = digest

@@ -212,20 +212,27 @@ def _encode_tables(
     file_format: str,
     digest: _digest.StateDigest | None,
 ) -> tuple[bytes, _digest.StateDigest]:
-    if digest is None:
-        digest = {
-            name: _digest.of_plain_records(tdoc["records"]) for name, tdoc in doc_tables.items()
-        }
     if file_format == "json":
         # Assembled by hand so that rows are encoded CHUNK rows per C call: one orjson call
         # over a million rows would hold the GIL ~0.1-0.3 s and stall every writer thread.
+        # When the digest is computed from scratch, each row is encoded once for both.
+        computed: _digest.StateDigest = {}
         parts = [_dumps(header)[:-1], b',"tables":{']
         for n, (name, tdoc) in enumerate(doc_tables.items()):
             meta = {k: v for k, v in tdoc.items() if k != "records"}
             parts += [b"," if n else b"", _dumps(name), b":", _dumps(meta)[:-1]]
-            parts += [b',"records":', _json_array(tdoc["records"]), b"}"]
+            if digest is None:
+                computed[name], array = _digest.of_plain_records_encoding(tdoc["records"])
+            else:
+                array = _json_array(tdoc["records"])
+            parts += [b',"records":', array, b"}"]
+        digest = computed if digest is None else digest
         parts += [b'},"digest":', _dumps(_digest.to_document(digest))]
         return b"".join(parts), digest
+    if digest is None:
+        digest = {
+            name: _digest.of_plain_records(tdoc["records"]) for name, tdoc in doc_tables.items()
+        }
     doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
     return _encode_document(doc, file_format, len(header)), digest
 
