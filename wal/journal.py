@@ -22,6 +22,7 @@ from wal.errors import JournalError
 from wal.operation import Operation, OpTuple
 
 _W = len(Operation._fields)  # fields per operation in the flat list
+_FREE_STEP = _W * 20_000  # list slots dropped per step by free_released (a few ms)
 _new = tuple.__new__
 
 
@@ -41,7 +42,7 @@ class Journal:
             appends under a lock of its own passes that lock and appends with `append_held`.
     """
 
-    __slots__ = ("_last", "_last_ts", "_lock", "_ops", "_released", "retain")
+    __slots__ = ("_garbage", "_last", "_last_ts", "_lock", "_ops", "_released", "retain")
 
     def __init__(
         self,
@@ -56,6 +57,7 @@ class Journal:
         self.retain = retain
         self._lock = threading.RLock() if lock is None else lock
         self._ops: list[Any] = []
+        self._garbage: list[list[Any]] = []  # released runs, freed by free_released
         self._released = start_lsn
         self._last = start_lsn
         self._last_ts = start_ts
@@ -185,10 +187,13 @@ class Journal:
             self._released = self._last = lsn
             self._last_ts = ts
 
-    def release(self, up_to_lsn: int) -> int:
+    def release(self, up_to_lsn: int, *, defer_free: bool = False) -> int:
         """Forget the operations with ``lsn <= up_to_lsn``.
 
-        Releasing less than what is already released does nothing.
+        Releasing less than what is already released does nothing. With *defer_free* the
+        memory is handed back only by `free_released`, which an owner holding its own lock
+        around this call runs once it has let go: dropping a million operations takes tens
+        of milliseconds that no writer should wait for.
 
         Returns:
             How many operations were dropped.
@@ -202,6 +207,20 @@ class Journal:
             count = up_to_lsn - self._released
             if count <= 0:
                 return 0
-            del self._ops[: count * _W]
+            old = self._ops
+            self._ops = old[count * _W :]  # what stays: the operations after the cut
             self._released = up_to_lsn
-            return count
+            self._garbage.append(old)
+        if not defer_free:
+            self.free_released()
+        return count
+
+    def free_released(self) -> None:
+        """Drop the memory of released operations, a slice at a time (short GIL holds)."""
+        while True:
+            with self._lock:
+                if not self._garbage:
+                    return
+                old = self._garbage.pop()
+            while old:
+                del old[-_FREE_STEP:]

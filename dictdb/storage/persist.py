@@ -382,8 +382,9 @@ def _save(
             cursor is None or cursor.lsn <= lsn
         ):
             db._backup_cursor = BackupCursor(lsn, digest)
-            db._journal.release(lsn)
+            db._journal.release(lsn, defer_free=True)
             based = True
+    db._journal.free_released()  # outside the lock
     return path, lsn, based
 
 
@@ -727,7 +728,8 @@ def save_delta(
     with db._lock:
         if db._backup_cursor is cursor:
             db._backup_cursor = BackupCursor(comp_.to_lsn, digest)
-            db._journal.release(comp_.to_lsn)
+            db._journal.release(comp_.to_lsn, defer_free=True)
+    db._journal.free_released()  # outside the lock
     return path
 
 
