@@ -23,7 +23,7 @@ from dictdb.storage.catalog import BackupFile, scan
 from dictdb.storage.persist import read_document
 from dictdb.storage.restore import RestoreError, restore
 from wal import CREATE, DELETE, DROP, INSERT, UPDATE, WALError, from_plain
-from wal.recovery import RecoveryError, read_wal
+from wal.recovery import RecoveryError, iter_wal
 
 #: How fine a result is: one operation, the net change of one delta, or a snapshot's state.
 OPERATION: Final = "operation"
@@ -159,6 +159,17 @@ def _file_events(
                 yield Event(f.last_lsn, ts, DELETE, name, k, None, None, None, DELTA, source)
 
 
+def _log_operations(wal_dir: Path, after_lsn: int) -> Iterator[Any]:
+    # The log's operations, streamed a segment at a time.
+    try:
+        for _segment, ops, _torn in iter_wal(wal_dir, after_lsn=after_lsn):
+            yield from ops
+    except RecoveryError as exc:
+        raise RestoreError(
+            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+        ) from None
+
+
 def _wanted(k: Any, key: Any, keys: set[Any] | None) -> bool:
     if key is not _ANY and k != key:
         return False
@@ -262,13 +273,7 @@ def events(
     if log_from is not None:
         wal_dir = _log_dir(directory)
         assert wal_dir is not None
-        try:
-            ops, _segments, _torn = read_wal(wal_dir, repair=False, after_lsn=covered)
-        except RecoveryError as exc:
-            raise RestoreError(
-                f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-            ) from None
-        for op in ops:
+        for op in _log_operations(wal_dir, covered):
             if hi is not None and op.lsn > hi:
                 break
             if table is not None and op.table != table:
@@ -563,7 +568,11 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
     wal_dir = _log_dir(directory)
     if wal_dir is not None:
         try:
-            _ops, segments, torn = read_wal(wal_dir, repair=False)
+            segments: list[Any] = []
+            torn = None
+            for segment, _ops, seg_torn in iter_wal(wal_dir):  # one segment in memory at a time
+                segments.append(segment)
+                torn = seg_torn or torn
             segments_checked = len(segments)
             if torn is not None:
                 findings.append(

@@ -164,6 +164,22 @@ def read_wal(
     return ops, segments, torn
 
 
+def iter_wal(
+    directory: str | Path, *, after_lsn: int = 0
+) -> Iterator[tuple[SegmentInfo, list[Operation], TornTail | None]]:
+    """Read a WAL directory one segment at a time, read-only (a torn tail is reported, not
+    cut): memory stays bounded by one segment, whatever the log's length.
+
+    Yields:
+        Each segment, its operations after *after_lsn*, and its torn tail (last one only).
+
+    Raises:
+        RecoveryError: damage before the tail, a gap or an overlap.
+    """
+    for _, path, first, last, size, seg_ops, torn in _walk(Path(directory), False, after_lsn):
+        yield SegmentInfo(path, first, last, size), [o for o in seg_ops if o.lsn > after_lsn], torn
+
+
 def read_until_gap(
     directory: str | Path, *, after_lsn: int = 0
 ) -> tuple[list[Operation], RecoveryError | None]:
