@@ -186,6 +186,15 @@ WORKLOADS: tuple[Workload, ...] = (
         impls=("ours",),
     ),
     Workload(
+        "insert_row_indexed",
+        "insert",
+        "µs/row",
+        1e6,
+        0,
+        "Same as insert_row with two indexes present: a hash index on `name` and a sorted "
+        "index on `age` (sqlite3: `CREATE INDEX` on both columns before the inserts).",
+    ),
+    Workload(
         "insert_bulk",
         "insert",
         "µs/row",

@@ -132,8 +132,12 @@ class DictDBBench(_wstorage.DictDBStorage):
 
     # -- workloads -------------------------------------------------------------
 
-    def _insert_row(self, size: int, **db_kwargs: Any) -> Case:
+    def _insert_row(self, size: int, indexed: bool = False, **db_kwargs: Any) -> Case:
         _db, t = self._table(**db_kwargs)
+        if indexed:
+            create_index = self._api(t, "create_index")
+            create_index("name")
+            create_index("age", index_type="sorted")
         insert = self._api(t, "insert")
         rows = make_rows(size)
 
@@ -152,6 +156,9 @@ class DictDBBench(_wstorage.DictDBStorage):
 
     def insert_row(self, size: int, ops: int) -> Case:
         return self._insert_row(size)
+
+    def insert_row_indexed(self, size: int, ops: int) -> Case:
+        return self._insert_row(size, indexed=True)
 
     def insert_row_unjournaled(self, size: int, ops: int) -> Case:
         if self.impl != "ours":
@@ -325,6 +332,12 @@ class SQLiteBench(_wstorage.SQLiteStorage):
     def insert_row_unjournaled(self, size: int, ops: int) -> Case:
         raise NotSupportedError("n/a", "retain_journal is specific to ours")
 
+    def insert_row_indexed(self, size: int, ops: int) -> Case:
+        conn = self._conn()
+        self._index(conn, "name")
+        self._index(conn, "age")
+        return self.insert_row(size, ops)
+
     def insert_bulk(self, size: int, ops: int) -> Case:
         conn = self._conn()
         rows = sqlite_tuples(size)
@@ -415,6 +428,7 @@ class SQLiteBench(_wstorage.SQLiteStorage):
 WORKLOADS: tuple[str, ...] = (
     "insert_row",
     "insert_row_unjournaled",
+    "insert_row_indexed",
     "insert_bulk",
     "insert_bulk_explicit_keys",
     "upsert_update",
