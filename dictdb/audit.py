@@ -14,7 +14,7 @@ import datetime as _dt
 import decimal
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -29,6 +29,9 @@ from wal.recovery import RecoveryError, iter_wal
 OPERATION: Final = "operation"
 DELTA: Final = "delta"
 SNAPSHOT: Final = "snapshot"
+
+if TYPE_CHECKING:
+    from dictdb.database import DictDB
 
 Progress = Callable[[int, int], None]
 
@@ -406,15 +409,11 @@ class TableDiff:
 _MISSING: Final = object()
 
 
-def _point(directory: Path, point: Any) -> Any:
-    from dictdb.database import DictDB
-
+def _point(directory: Path, point: Any) -> DictDB:
+    # A diff point: "lsn:N", or a time `restore` accepts.
     if isinstance(point, str) and point.startswith("lsn:"):
         return restore(directory, lsn=int(point[4:]))
-    if isinstance(point, int) and not isinstance(point, bool) and point < 0:
-        raise ValueError("a point must be a time, or 'lsn:N'")
-    db: DictDB = restore(directory, at=point)
-    return db
+    return restore(directory, at=point)
 
 
 def diff(backup_dir: str | Path, a: Any, b: Any) -> dict[str, TableDiff]:

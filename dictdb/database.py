@@ -213,14 +213,8 @@ class DictDB:
         # The caller holds self._lock and has validated everything.
         meta = self._audit.get() if self._audit_depth else None
         op = (self._lsn + 1, _time(), kind, table, key, after, before, meta)
-        wal_log = self._wal
-        if wal_log is not None:
-            try:
-                wal_log.submit_one(op, _log_plain(op, plain))
-            except LogFailedError as exc:
-                raise self._log_failed(exc) from exc
-            if self._wal_sync:
-                self._lock._pending = op[0]  # type: ignore[attr-defined]
+        if self._wal is not None:
+            self._wal_submit_one(op, plain)
         self._apply(op, plain, instance)
         self._journal_append(op)
 
@@ -264,6 +258,17 @@ class DictDB:
             raise self._log_failed(exc) from exc
         if self._wal_sync:
             self._lock._pending = ops[-1][0]  # type: ignore[attr-defined]
+
+    def _wal_submit_one(self, op: OpTuple, plain: bool) -> None:
+        # `_wal_submit` for a one-operation statement, without building lists (the common
+        # case: every single-row insert of a durable database comes here).
+        assert self._wal is not None
+        try:
+            self._wal.submit_one(op, _log_plain(op, plain))
+        except LogFailedError as exc:
+            raise self._log_failed(exc) from exc
+        if self._wal_sync:
+            self._lock._pending = op[0]  # type: ignore[attr-defined]
 
     def _log_failed(self, exc: BaseException) -> StateError:
         # The log refused or lost a statement: from now on the database refuses every read

@@ -158,10 +158,10 @@ class Table:
         if self.schema is not None:
             validate_record(self.table_name, self.schema, row)
 
-    def _auto_key(self, taken: set[Any] | None = None) -> int:
+    def _auto_key(self) -> int:
         key = self._next_pk
         rows = self._rows
-        while key in rows or (taken is not None and key in taken):
+        while key in rows:
             key += 1
         return key
 

@@ -250,12 +250,8 @@ def plan_restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = No
 
 def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[RestorePlan, list[Any]]:
     # The plan, and the logged operations it replays (read once, used by `restore`).
-    if at is not None and lsn is not None:
-        raise ValueError("give at= or lsn=, not both")
-    if lsn is not None and (type(lsn) is not int or lsn < 0):
-        raise ValueError(f"lsn must be an int >= 0, got {lsn!r}")
     directory = Path(backup_dir)
-    ts = None if at is None else to_epoch(at)
+    ts = _target_time(at, lsn)
     catalog = scan(directory)
     log_dir = directory / "wal"
     segments = list_segments(log_dir)
@@ -311,11 +307,18 @@ def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[Restore
 
 def restore_snapshots(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
     """`restore` from snapshots and deltas alone (the durable log is not read)."""
+    directory = Path(backup_dir)
+    ts = _target_time(at, lsn)
+    return _carry_out(_plan(scan(directory), directory, lsn, ts))
+
+
+def _target_time(at: Any, lsn: int | None) -> float | None:
+    # Checks a restore target and returns the time one as epoch seconds.
     if at is not None and lsn is not None:
         raise ValueError("give at= or lsn=, not both")
-    directory = Path(backup_dir)
-    ts = None if at is None else to_epoch(at)
-    return _carry_out(_plan(scan(directory), directory, lsn, ts))
+    if lsn is not None and (type(lsn) is not int or lsn < 0):
+        raise ValueError(f"lsn must be an int >= 0, got {lsn!r}")
+    return None if at is None else to_epoch(at)
 
 
 def _carry_out(plan: RestorePlan) -> DictDB:
