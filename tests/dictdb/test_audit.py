@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,9 @@ from tests.dictdb._scripts.audit_dirs import (
     Built,
     build_durable_dir,
     build_snapshot_dir,
+    copy_dir,
+    flip_byte_in_row_data,
+    moved,
     typed,
 )
 
@@ -50,24 +52,6 @@ def snap(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture(scope="module")
 def durable(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return build_durable_dir(tmp_path_factory.mktemp("durable"))
-
-
-def copy_dir(built: Built, tmp_path: Path) -> Path:
-    target = tmp_path / "copy"
-    shutil.copytree(built.path, target)
-    return target
-
-
-def moved(built: Built, directory: Path, path: Path) -> Path:
-    """*path* (a file of *built*) inside the copy *directory*."""
-    return directory / path.relative_to(built.path)
-
-
-def flip_byte_in_row_data(path: Path) -> None:
-    """Flip one bit inside a record value (user 1's name), well past the header."""
-    data = bytearray(path.read_bytes())
-    data[data.index(b'"ann"') + 1] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 # -- expected values, from what the builders recorded -------------------------------------------

@@ -30,7 +30,10 @@ from tests.dictdb._scripts.audit_dirs import (
     Built,
     build_durable_dir,
     build_snapshot_dir,
+    copy_dir,
+    flip_byte_in_row_data,
     iso,
+    moved,
     typed,
 )
 from wal import from_plain, to_plain
@@ -79,22 +82,6 @@ def snap(tmp_path_factory: pytest.TempPathFactory) -> Built:
 @pytest.fixture(scope="module")
 def durable(tmp_path_factory: pytest.TempPathFactory) -> Built:
     return build_durable_dir(tmp_path_factory.mktemp("durable"))
-
-
-def copy_dir(built: Built, tmp_path: Path) -> Path:
-    target = tmp_path / "copy"
-    shutil.copytree(built.path, target)
-    return target
-
-
-def moved(built: Built, directory: Path, path: Path) -> Path:
-    return directory / path.relative_to(built.path)
-
-
-def flip_byte_in_row_data(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[data.index(b'"ann"') + 1] ^= 0x01
-    path.write_bytes(bytes(data))
 
 
 def listing(directory: Path) -> list[tuple[str, int]]:

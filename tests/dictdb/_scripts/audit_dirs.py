@@ -19,6 +19,7 @@ backup file (`Built.backups`).
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,3 +232,22 @@ def typed(value: Any) -> Any:
     if type(value) is list:
         return ("list", tuple(typed(v) for v in value))
     return (type(value).__name__, repr(value))
+
+
+def copy_dir(built: Built, tmp_path: Path) -> Path:
+    """A copy of *built*'s directory under *tmp_path* (tests damage copies, never the original)."""
+    target = tmp_path / "copy"
+    shutil.copytree(built.path, target)
+    return target
+
+
+def moved(built: Built, directory: Path, path: Path) -> Path:
+    """*path* (a file of *built*) inside the copy *directory*."""
+    return directory / path.relative_to(built.path)
+
+
+def flip_byte_in_row_data(path: Path) -> None:
+    """Flip one bit inside a record value (user 1's name), well past the header."""
+    data = bytearray(path.read_bytes())
+    data[data.index(b'"ann"') + 1] ^= 0x01
+    path.write_bytes(bytes(data))
