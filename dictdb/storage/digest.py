@@ -56,21 +56,46 @@ def of_plain_records(records: list[Any]) -> TableDigest:
     return len(records), total & _MASK
 
 
-def of_plain_records_encoding(records: list[Any]) -> tuple[TableDigest, bytes]:
-    """`of_plain_records` and the JSON array of the same rows, each row encoded once."""
+def of_plain_records_encoding(records: list[Any], out: list[bytes | memoryview]) -> TableDigest:
+    """`of_plain_records`, and the JSON array of the same rows appended to *out* in pieces.
+
+    The rows are encoded twice, each row alone for its hash (its bytes dropped at once) and
+    each chunk in one call for the array: measured at a million rows, that is ~40% faster
+    than encoding each row once and joining the pieces (a million small bytes kept alive).
+    """
     total = 0
-    chunks = []
+    out.append(b"[")
     for start in range(0, len(records), CHUNK):
-        parts = list(map(_dumps, records[start : start + CHUNK]))
-        total += sum(map(_crc32, parts))
-        chunks.append(b",".join(parts))
-    return (len(records), total & _MASK), b"[" + b",".join(chunks) + b"]"
+        part = records[start : start + CHUNK]
+        total += sum(map(_crc32, map(_dumps, part)))
+        if start:
+            out.append(b",")
+        out.append(memoryview(_dumps(part))[1:-1])
+    out.append(b"]")
+    return len(records), total & _MASK
 
 
-def adjust(digest: TableDigest, removed: list[int], added: list[int]) -> TableDigest:
-    """A table digest after rows with hashes *removed* left and rows *added* arrived."""
+def json_array(records: list[Any], out: list[bytes | memoryview]) -> None:
+    """``orjson.dumps(records)`` appended to *out* in pieces, CHUNK rows per C call (the
+    interpreter can switch threads in between: a writer never waits for a whole table)."""
+    out.append(b"[")
+    for start in range(0, len(records), CHUNK):
+        if start:
+            out.append(b",")
+        out.append(memoryview(_dumps(records[start : start + CHUNK]))[1:-1])
+    out.append(b"]")
+
+
+def hashes(plain_rows: list[Any]) -> tuple[int, int]:
+    """How many rows and the sum of their hashes, from their plain trees."""
+    return len(plain_rows), sum(map(_crc32, map(_dumps, plain_rows)))
+
+
+def adjust(digest: TableDigest, removed: tuple[int, int], added: tuple[int, int]) -> TableDigest:
+    """A table digest after rows left and rows arrived, each given as ``(count, sum of their
+    hashes)`` (see `hashes`)."""
     count, total = digest
-    return count - len(removed) + len(added), (total - sum(removed) + sum(added)) & _MASK
+    return count - removed[0] + added[0], (total - removed[1] + added[1]) & _MASK
 
 
 def to_document(digest: StateDigest) -> dict[str, list[Any]]:

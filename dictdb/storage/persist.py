@@ -48,7 +48,7 @@ import zstandard
 from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
-from dictdb.storage.files import seal, unseal, write_atomic
+from dictdb.storage.files import Parts, seal_parts, unseal, write_atomic
 from dictdb.table import Table, normalize_definition
 from dictdb.values import PK_TYPES, check_primary_key, own_record
 from wal import (
@@ -61,11 +61,11 @@ from wal import (
     Journal,
     check_plain,
     from_plain,
+    plain_items,
     to_plain,
 )
 from wal.codec import PICKLE
-from wal.compaction import Compaction, compact
-from wal.journal import unflatten
+from wal.compaction import Compaction, compact_flat
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -85,10 +85,21 @@ _INF: Final = float("inf")
 
 @attrs.define
 class BackupCursor:
-    """Where the next delta starts: the LSN and state digest of the last file written."""
+    """Where the next delta starts: the LSN and state digest of the last file written.
+
+    *plain* names the tables whose rows were all plain (no key in `Table._special`) at that
+    LSN: the next delta's before-images are rows of that moment, so for those tables they
+    need no walk to become plain trees. Empty is always safe.
+    """
 
     lsn: int
     digest: _digest.StateDigest
+    plain: frozenset[str] = frozenset()
+
+
+def _plain_tables(db: DictDB) -> frozenset[str]:
+    # The tables whose rows are all plain right now; the caller holds the database lock.
+    return frozenset(name for name, t in db._tables.items() if not t._special)
 
 
 def _check_format(file_format: str | None) -> str:
@@ -146,7 +157,9 @@ def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDige
                 ops = db._journal.read_flat(cursor.lsn + 1, lsn)  # a slice: the lock stays short
     digest = None
     if cursor is not None and ops is not None:
-        digest = _advance_digest(cursor.digest, compact(unflatten(ops), cursor.lsn + 1))
+        plain_now = frozenset(c.name for c in tables if not c.special)
+        comp = compact_flat(ops, cursor.lsn + 1)
+        digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now)
     return lsn, last_ts, tables, digest
 
 
@@ -190,7 +203,7 @@ def _encode_full(
     tables: list[_TableCut],
     file_format: str,
     digest: _digest.StateDigest | None,
-) -> tuple[bytes, _digest.StateDigest]:
+) -> tuple[Parts, _digest.StateDigest]:
     header = _header(
         "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(db)
     )
@@ -211,37 +224,32 @@ def _encode_tables(
     doc_tables: dict[str, Any],
     file_format: str,
     digest: _digest.StateDigest | None,
-) -> tuple[bytes, _digest.StateDigest]:
+) -> tuple[Parts, _digest.StateDigest]:
     if file_format == "json":
         # Assembled by hand so that rows are encoded CHUNK rows per C call: one orjson call
         # over a million rows would hold the GIL ~0.1-0.3 s and stall every writer thread.
         # When the digest is computed from scratch, each row is encoded once for both.
+        # The document stays in pieces (`Parts`) down to the file.
         computed: _digest.StateDigest = {}
-        parts = [_dumps(header)[:-1], b',"tables":{']
+        parts: list[bytes | memoryview] = [_dumps(header)[:-1], b',"tables":{']
         for n, (name, tdoc) in enumerate(doc_tables.items()):
             meta = {k: v for k, v in tdoc.items() if k != "records"}
             parts += [b"," if n else b"", _dumps(name), b":", _dumps(meta)[:-1]]
+            parts.append(b',"records":')
             if digest is None:
-                computed[name], array = _digest.of_plain_records_encoding(tdoc["records"])
+                computed[name] = _digest.of_plain_records_encoding(tdoc["records"], parts)
             else:
-                array = _json_array(tdoc["records"])
-            parts += [b',"records":', array, b"}"]
+                _digest.json_array(tdoc["records"], parts)
+            parts.append(b"}")
         digest = computed if digest is None else digest
         parts += [b'},"digest":', _dumps(_digest.to_document(digest))]
-        return b"".join(parts), digest
+        return parts, digest
     if digest is None:
         digest = {
             name: _digest.of_plain_records(tdoc["records"]) for name, tdoc in doc_tables.items()
         }
     doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
-    return _encode_document(doc, file_format, len(header)), digest
-
-
-def _json_array(items: list[Any]) -> bytes:
-    """``orjson.dumps(items)``, CHUNK items per call (the GIL is released in between)."""
-    chunk = _digest.CHUNK
-    encoded = (_dumps(items[i : i + chunk])[1:-1] for i in range(0, len(items), chunk))
-    return b"[" + b",".join(encoded) + b"]"
+    return [_encode_document(doc, file_format, len(header))], digest
 
 
 def _encode_document(doc: dict[str, Any], file_format: str, header_size: int) -> bytes:
@@ -266,12 +274,16 @@ def state_digest(db: DictDB) -> _digest.StateDigest:
 def _advance_digest(
     base: _digest.StateDigest,
     comp: Compaction,
-    plain_afters: Mapping[str, list[Any]] | None = None,
+    plain_before: frozenset[str],
+    plain_after: frozenset[str],
+    added: Mapping[str, tuple[int, int]] | None = None,
 ) -> _digest.StateDigest:
     """The state digest after a compacted run, from the digest before it (time ∝ changes).
 
-    *plain_afters*, when given, holds per table the plain trees of the non-None after-images
-    in `comp.changes` order (already built for a delta document; not built twice).
+    *plain_before* / *plain_after* name the tables whose rows were all plain at the start /
+    end of the run (their images are their own plain trees). *added*, when given, holds per
+    table the ``(count, sum of hashes)`` of the after-images (already computed for a delta
+    document; not twice).
     """
     digest = dict(base)
     for event in comp.ddl:
@@ -279,14 +291,23 @@ def _advance_digest(
             digest.pop(event.table, None)
         else:
             digest[event.table] = (0, 0)
-    for name, per_key in comp.changes.items():
-        removed = [_digest.row_hash(b) for b, _ in per_key.values() if b is not None]
-        if plain_afters is not None:
-            added = list(map(_crc32, map(_dumps, plain_afters[name])))
+    for name, ends in comp.afters.items():
+        removed = _digest.hashes(_plain_images(comp.befores[name], name in plain_before))
+        if added is not None:
+            arrived = added[name]
         else:
-            added = [_digest.row_hash(a) for _, a in per_key.values() if a is not None]
-        digest[name] = _digest.adjust(digest.get(name, (0, 0)), removed, added)
+            arrived = _digest.hashes(_plain_images(ends, name in plain_after))
+        digest[name] = _digest.adjust(digest.get(name, (0, 0)), removed, arrived)
     return digest
+
+
+def _plain_images(images: Mapping[Any, Any], plain: bool) -> list[Any]:
+    """The non-None images of a compacted table (`Compaction.befores` or `.afters` of one
+    table), as plain trees; *plain* says they all are already."""
+    found = list(images.values())
+    if None in found:
+        found = [image for image in found if image is not None]
+    return found if plain else plain_items(found)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +393,7 @@ def _save(
     lsn, last_ts, tables, known = _capture(db)
     _log_durable(db, lsn)
     body, digest = _encode_full(db, lsn, last_ts, tables, fmt, known)
-    write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
+    write_atomic(path, seal_parts(body, fmt, comp), overwrite=overwrite)
     based = False
     with db._lock:
         cursor = db._backup_cursor
@@ -381,7 +402,8 @@ def _save(
         if (as_base or (as_base is None and cursor is None)) and (
             cursor is None or cursor.lsn <= lsn
         ):
-            db._backup_cursor = BackupCursor(lsn, digest)
+            plain = frozenset(cut.name for cut in tables if not cut.special)
+            db._backup_cursor = BackupCursor(lsn, digest, plain)
             db._journal.release(lsn, defer_free=True)
             based = True
     db._journal.free_released()  # outside the lock
@@ -547,7 +569,7 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     last_ts = _num_field(path, doc, "last_op_ts")
     db._journal = Journal(retain=True, start_lsn=lsn, start_ts=last_ts, lock=db._lock)
     db._journal_append = db._journal.append_held
-    db._backup_cursor = BackupCursor(lsn, actual)
+    db._backup_cursor = BackupCursor(lsn, actual, _plain_tables(db))
     lineage, parent = _read_lineage(path, doc)
     if lineage is not None:
         db._lineage, db._parent = lineage, parent
@@ -720,14 +742,15 @@ def save_delta(
         flat = db._journal.read_flat(cursor.lsn + 1, db_lsn)  # a slice: the lock stays short
         table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
         lineage = _lineage_fields(db)
+        plain_now = _plain_tables(db)
     _log_durable(db, db_lsn)
-    comp_ = compact(unflatten(flat), cursor.lsn + 1)
-    doc, digest = _delta_document(comp_, cursor.digest, table_info, lineage)
+    comp_ = compact_flat(flat, cursor.lsn + 1)
+    doc, digest = _delta_document(comp_, cursor, plain_now, table_info, lineage)
     body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
-    write_atomic(path, seal(body, fmt, comp), overwrite=overwrite)
+    write_atomic(path, seal_parts(body, fmt, comp), overwrite=overwrite)
     with db._lock:
         if db._backup_cursor is cursor:
-            db._backup_cursor = BackupCursor(comp_.to_lsn, digest)
+            db._backup_cursor = BackupCursor(comp_.to_lsn, digest, plain_now)
             db._journal.release(comp_.to_lsn, defer_free=True)
     db._journal.free_released()  # outside the lock
     return path
@@ -735,7 +758,8 @@ def save_delta(
 
 def _delta_document(
     comp: Compaction,
-    base: _digest.StateDigest,
+    cursor: BackupCursor,
+    plain_now: frozenset[str],
     table_info: Mapping[str, tuple[str, int]],
     lineage: Mapping[str, Any],
 ) -> tuple[dict[str, Any], _digest.StateDigest]:
@@ -746,10 +770,13 @@ def _delta_document(
         else:
             ddl.append({"lsn": event.lsn, "op": "create", "table": event.table, **event.definition})
     tables: dict[str, Any] = {}
-    plain_afters: dict[str, list[Any]] = {}
-    for name, per_key in comp.changes.items():
-        upserts = plain_afters[name] = [to_plain(a) for _, a in per_key.values() if a is not None]
-        deletes = [to_plain(k) for k, (_, a) in per_key.items() if a is None]
+    added: dict[str, tuple[int, int]] = {}
+    for name, ends in comp.afters.items():
+        upserts = _plain_images(ends, name in plain_now)
+        deletes = []
+        if len(upserts) < len(ends):
+            deletes = [to_plain(k) for k, a in ends.items() if a is None]
+        added[name] = _digest.hashes(upserts)
         primary_key, next_pk = table_info.get(name, ("id", 1))
         tables[name] = {
             "primary_key": primary_key,
@@ -757,7 +784,7 @@ def _delta_document(
             "deletes": deletes,
             "next_pk": to_plain(next_pk),
         }
-    digest = _advance_digest(base, comp, plain_afters)
+    digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, added)
     header = _header(
         "delta",
         timestamp=time.time(),
@@ -818,7 +845,7 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
             db._apply((to_lsn, last_ts, kind, name, key, after, before, None), plain)
         db._lsn = to_lsn
         db._journal.skip_to(to_lsn, last_ts)
-        db._backup_cursor = BackupCursor(to_lsn, digest)
+        db._backup_cursor = BackupCursor(to_lsn, digest, _plain_tables(db))
     return touched
 
 
@@ -917,7 +944,7 @@ def _planned_digest(base: _digest.StateDigest, plan: list[_PlanStep]) -> _digest
         elif kind == CREATE:
             digest[name] = (0, 0)
         elif kind in (INSERT, UPDATE, DELETE):
-            removed = [] if before is None else [_digest.row_hash(before)]
-            added = [] if after is None else [_digest.row_hash(after)]
+            removed = (0, 0) if before is None else (1, _digest.row_hash(before))
+            added = (0, 0) if after is None else (1, _digest.row_hash(after))
             digest[name] = _digest.adjust(digest[name], removed, added)
     return digest

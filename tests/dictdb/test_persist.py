@@ -518,3 +518,61 @@ def test_a_pickle_delta_of_rows_sharing_a_nested_value_applies(tmp_path: Path, n
     restored = DictDB.load(full)
     persist.apply_delta(restored, delta)
     assert_same_db(live, restored)
+
+
+# -- the digest's shortcut for tables whose rows are all plain --------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["json", "pickle"])
+def test_deltas_stay_right_when_rows_turn_special_and_plain_again(tmp_path: Path, fmt: str) -> None:
+    # A delta hashes before-images without walking them when the table had only plain rows
+    # at the previous cut, and after-images when it has only plain rows now. Rows move
+    # between plain and tagged here at every cut, in both directions, in two tables.
+    when = dt.datetime(2024, 5, 6, 7, 8, 9, 10)
+    live = people(*({"id": i, "v": i} for i in range(6)))
+    live.create_table("other")
+    other = live.get_table("other")
+    other.insert({"id": 1, "v": decimal.Decimal("1.5")})
+    full = persist.save(live, tmp_path / f"full.{fmt}")
+    t = live.get_table("people")
+    steps = [
+        lambda: t.upsert({"id": 1, "v": when}),  # plain table turns special
+        lambda: (t.upsert({"id": 1, "v": 1}), t.upsert({"id": 2, "v": b"x"})),
+        lambda: (t.upsert({"id": 2, "v": 2}), other.upsert({"id": 1, "v": 1})),  # all plain
+        lambda: (t.delete(where=Field("id") == 3), other.upsert({"id": 1, "v": uuid.UUID(int=5)})),
+        lambda: (t.upsert({"id": 4, "v": [when]}), t.insert({"id": 9, "v": 9})),
+        lambda: other.upsert({"id": 1, "v": 1}),
+    ]
+    deltas = []
+    for n, step in enumerate(steps):
+        step()
+        path = persist.save_delta(live, tmp_path / f"d{n}.{fmt}")
+        assert path is not None
+        deltas.append(path)
+        # the digest the next delta starts from is the state's, computed from scratch
+        assert live._backup_cursor is not None
+        assert live._backup_cursor.digest == persist.state_digest(live)
+    restored = persist.load(full)
+    for path in deltas:
+        persist.apply_delta(restored, path)  # checks the digest of every step
+    assert_same_db(live, restored)
+    # and a full snapshot whose digest is advanced from the cursor agrees too
+    t.upsert({"id": 5, "v": when})
+    again = persist.save(live, tmp_path / f"again.{fmt}")
+    assert_same_db(live, persist.load(again))
+
+
+def test_the_cursor_knows_which_tables_are_all_plain(tmp_path: Path) -> None:
+    live = people({"id": 1, "v": 1})
+    live.create_table("tagged")
+    live.get_table("tagged").insert({"id": 1, "v": dt.date(2020, 1, 1)})
+    persist.save(live, tmp_path / "full.json")
+    assert live._backup_cursor is not None
+    assert live._backup_cursor.plain == {"people"}
+    tagged = live.get_table("tagged")
+    tagged.delete(where=Field("id") == 1)
+    tagged.insert({"id": 2, "v": "plain"})
+    live.get_table("people").upsert({"id": 1, "v": dt.date(2020, 1, 1)})
+    persist.save_delta(live, tmp_path / "d.json")
+    assert live._backup_cursor.plain == {"tagged"}
+    assert persist.load(tmp_path / "full.json")._backup_cursor.plain == {"people"}  # type: ignore[union-attr]

@@ -541,3 +541,32 @@ def test_a_write_failing_at_any_step_leaves_no_file_no_temp_and_the_old_file_int
     assert sorted(before) == sorted(after)  # no final name, no .tmp leftover
     assert before == after  # the older files are intact
     assert pending == len(db.journal)  # nothing released
+
+
+def test_a_snapshot_written_in_many_pieces_fails_cleanly_at_any_of_its_writes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inject: Callable[[str, int], dict[str, int]],
+) -> None:
+    # A large snapshot is written piece by piece (rows CHUNK at a time, never joined): made
+    # small here, so that a tiny table takes many writes, and each of them fails in turn.
+    from dictdb.storage import digest, files
+
+    monkeypatch.setattr(digest, "CHUNK", 2)
+    monkeypatch.setattr(files, "WRITE_FLOOR", 1)
+    db = DictDB()
+    db.create_table("t")
+    db.get_table("t").insert([{"v": i} for i in range(7)])
+    counts = inject("none", 0)
+    persist.save(db, tmp_path / "probe.json")
+    writes = counts["write"]
+    assert writes >= 10  # header, 4 chunks and their commas, trailer...
+    (tmp_path / "probe.json").unlink()
+    for n in range(1, writes + 1):
+        inject("write", n)
+        with pytest.raises(OSError, match=f"injected failure of write #{n}$"):
+            persist.save(db, tmp_path / "snap.json")
+        assert list(tmp_path.iterdir()) == []  # no final name, no temp file
+    inject("none", 0)
+    persist.save(db, tmp_path / "snap.json")
+    assert db_diff(db.to_dict(), persist.load(tmp_path / "snap.json").to_dict()) == []

@@ -13,7 +13,8 @@ from dictdb import DictDB, Field
 from tests.dictdb._scripts.strict import diff, records_diff
 from tests.dictdb._scripts.workload import random_statement
 from wal import CREATE, DROP
-from wal.compaction import Compaction, compact
+from wal.compaction import Compaction, compact, compact_flat
+from wal.operation import DELETE, INSERT, UPDATE
 
 
 def journal_from(db: DictDB, after_lsn: int = 0) -> list[wal.Operation]:
@@ -229,3 +230,84 @@ def test_the_compaction_of_a_suffix_applied_to_the_state_there_gives_the_final_s
             start = None if name in recreated else states[k][name].get(key)
             assert diff(start, before, f"{name}[{key!r}] before") == []
             assert diff(final[name].get(key), after, f"{name}[{key!r}] after") == []
+
+
+# -- compact_flat: the same fold over the journal's flat field list ---------------------------
+
+
+def flat_of(ops: list[Any]) -> list[Any]:
+    return [field for op in ops for field in tuple(op)]
+
+
+def same(a: Compaction, b: Compaction) -> None:
+    assert (a.from_lsn, a.to_lsn, a.ddl, a.last_ts) == (b.from_lsn, b.to_lsn, b.ddl, b.last_ts)
+    assert a.changes == b.changes
+    # the same keys in the same order (first appearance) per table; befores has the same keys
+    for name in a.afters:
+        assert list(a.afters[name]) == list(b.afters[name])
+        assert set(b.afters[name]) == set(b.befores[name]) == set(a.befores[name])
+
+
+@given(data=st.data(), steps=st.integers(1, 30))
+def test_compact_flat_equals_compact_on_any_suffix_of_a_real_journal(
+    data: st.DataObject, steps: int
+) -> None:
+    db = DictDB()
+    for _ in range(steps):
+        random_statement(data, db)
+    k = data.draw(st.integers(0, db.lsn), label="k")
+    ops = journal_from(db, k)
+    same(compact(ops, k + 1), compact_flat(db.journal.read_flat(k + 1), k + 1))
+
+
+def item(lsn: int, kind: str, key: int, after: Any, before: Any, table: str = "t") -> Any:
+    return (lsn, float(lsn), kind, table, key, after, before, None)
+
+
+def test_the_one_table_fast_path_keeps_the_first_before_and_the_last_after() -> None:
+    v = [{"id": 1, "v": n} for n in range(4)]
+    ops = [
+        item(1, UPDATE, 1, v[1], v[0]),
+        item(2, INSERT, 2, {"id": 2}, None),
+        item(3, UPDATE, 1, v[2], v[1]),
+        item(4, DELETE, 2, None, {"id": 2}),  # inserted then deleted: no change at all
+        item(5, DELETE, 1, None, v[2]),
+        item(6, INSERT, 1, v[3], None),
+        item(7, INSERT, 3, {"id": 3}, None),
+    ]
+    comp = compact_flat(flat_of(ops), 1)
+    same(compact(ops, 1), comp)
+    assert comp.changes == {"t": {1: (v[0], v[3]), 3: (None, {"id": 3})}}
+    assert (comp.to_lsn, comp.last_ts) == (7, 7.0)
+
+
+def test_the_fast_path_reads_inserts_as_absent_before_and_deletes_as_absent_after() -> None:
+    # Field values the contract says are None, but are not: both folds ignore them alike.
+    ops = [item(1, INSERT, 1, {"id": 1}, {"stale": 1}), item(2, DELETE, 2, {"x": 1}, {"id": 2})]
+    comp = compact_flat(flat_of(ops), 1)
+    same(compact(ops, 1), comp)
+    assert comp.changes == {"t": {1: (None, {"id": 1}), 2: ({"id": 2}, None)}}
+
+
+def test_compact_flat_refuses_a_gap_and_a_wrong_start_like_compact() -> None:
+    ops = [item(n, INSERT, n, {"id": n}, None) for n in (1, 2, 4)]
+    with pytest.raises(wal.JournalError, match="operation 4 found where 3 was expected"):
+        compact_flat(flat_of(ops), 1)
+    with pytest.raises(wal.JournalError, match="operation 1 found where 2 was expected"):
+        compact_flat(flat_of(ops[:2]), 2)
+
+
+def test_compact_flat_of_nothing_is_an_empty_run() -> None:
+    comp = compact_flat([], 5)
+    assert (comp.from_lsn, comp.to_lsn, comp.ddl, comp.changes) == (5, 4, (), {})
+
+
+def test_two_tables_or_ddl_take_the_general_fold() -> None:
+    ops = [
+        item(1, INSERT, 1, {"id": 1}, None, "a"),
+        item(2, INSERT, 1, {"id": 1}, None, "b"),
+        (3, 3.0, DROP, "a", None, None, {"primary_key": "id"}, None),
+    ]
+    comp = compact_flat(flat_of(ops), 1)
+    same(compact(ops, 1), comp)
+    assert comp.changes == {"b": {1: (None, {"id": 1})}}
