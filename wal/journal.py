@@ -6,15 +6,22 @@ made a range durable release it, which frees the memory. With ``retain=False`` t
 only numbers operations and keeps none (history off).
 
 Memory layout: the retained operations are stored *flat*, their eight fields one after the
-other in a single list, not as one tuple each. A tuple holding a dict stays tracked by
-CPython's cyclic garbage collector, so a million retained operation tuples meant a million
-more objects for every collection to walk: measured +0.8 µs per insert (ARCHITECTURE.md,
-"Journal cost"). One flat list is one tracked object.
+other in a list, not as one tuple each. A tuple holding a dict stays tracked by CPython's
+cyclic garbage collector, so a million retained operation tuples meant a million more objects
+for every collection to walk: measured +0.8 µs per insert (ARCHITECTURE.md, "Journal cost").
+
+The flat list is split into *blocks* where a consumer cuts (`cut`, e.g. a backup taking its
+consistent cut): appends go to the last block, and releasing up to a cut drops whole blocks,
+so nothing is copied. With one flat list, a release had to copy what stays into a new list;
+when writers had added half a million operations during a backup, that new list was a young
+five-million-slot object that the next garbage collection walked while writers waited (60 ms
+measured). A release that is not at a cut blanks the released slots of the first block.
 """
 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -42,7 +49,17 @@ class Journal:
             appends under a lock of its own passes that lock and appends with `append_held`.
     """
 
-    __slots__ = ("_garbage", "_last", "_last_ts", "_lock", "_ops", "_released", "retain")
+    __slots__ = (
+        "_blocks",
+        "_garbage",
+        "_last",
+        "_last_ts",
+        "_lock",
+        "_released",
+        "_starts",
+        "_tail",
+        "retain",
+    )
 
     def __init__(
         self,
@@ -56,11 +73,17 @@ class Journal:
             raise JournalError(f"start_lsn must be >= 0, got {start_lsn}")
         self.retain = retain
         self._lock = threading.RLock() if lock is None else lock
-        self._ops: list[Any] = []
-        self._garbage: list[list[Any]] = []  # released runs, freed by free_released
+        self._garbage: list[list[Any]] = []  # released blocks, freed by free_released
         self._released = start_lsn
         self._last = start_lsn
         self._last_ts = start_ts
+        self._reset(start_lsn)
+
+    def _reset(self, lsn: int) -> None:
+        # One empty block whose first slot is operation lsn + 1. Caller holds the lock.
+        self._tail: list[Any] = []
+        self._blocks: list[list[Any]] = [self._tail]
+        self._starts: list[int] = [lsn + 1]  # the LSN in slot 0 of each block
 
     @property
     def last_lsn(self) -> int:
@@ -84,7 +107,7 @@ class Journal:
 
     def __len__(self) -> int:
         """How many operations are held."""
-        return len(self._ops) // _W
+        return self._last - self._released if self.retain else 0
 
     def append(self, op: OpTuple | Operation) -> None:
         """Append the next operation.
@@ -107,9 +130,18 @@ class Journal:
         self._last = lsn
         self._last_ts = op[1]
         if self.retain:
-            self._ops.extend(op)
+            self._tail.extend(op)
         else:
             self._released = lsn
+
+    def cut(self) -> None:
+        """Start a new block after the newest operation: a later `release` up to this point
+        drops whole blocks (no copy, no long lock hold)."""
+        with self._lock:
+            if self._tail:
+                self._tail = []
+                self._blocks.append(self._tail)
+                self._starts.append(self._last + 1)
 
     def extend(self, ops: Iterable[OpTuple | Operation]) -> None:
         """Append several operations atomically: all of them, or none if one is out of order.
@@ -124,15 +156,8 @@ class Journal:
                 if op[0] != expected:
                     raise JournalError(f"operation {op[0]} does not follow {expected - 1}")
                 expected += 1
-            if not batch:
-                return
-            self._last = batch[-1][0]
-            self._last_ts = batch[-1][1]
-            if self.retain:
-                for op in batch:
-                    self._ops.extend(op)
-            else:
-                self._released = self._last
+            for op in batch:
+                self.append_held(op)
 
     def read(self, from_lsn: int, to_lsn: int | None = None) -> list[Operation]:
         """Copy out the operations with ``from_lsn <= lsn <= to_lsn``.
@@ -150,10 +175,10 @@ class Journal:
         return unflatten(self.read_flat(from_lsn, to_lsn))
 
     def read_flat(self, from_lsn: int, to_lsn: int | None = None) -> list[Any]:
-        """`read`, as the raw flat list of fields (see `unflatten`).
+        """`read`, as a flat list of fields (see `unflatten`).
 
-        A plain list slice: the cheapest way to copy a range out while holding a lock that
-        writers wait for; build the `Operation` views after releasing it.
+        Plain list slices, one per block: the cheapest way to copy a range out while holding
+        a lock that writers wait for; build the `Operation` views after releasing it.
 
         Raises:
             JournalError: as `read`.
@@ -168,8 +193,18 @@ class Journal:
                 )
             if end > self._last:
                 raise JournalError(f"operation {end} is beyond the journal's last {self._last}")
-            start = (from_lsn - self._released - 1) * _W
-            return self._ops[start : start + (end - from_lsn + 1) * _W]
+            blocks, starts = self._blocks, self._starts
+            b = bisect_right(starts, from_lsn) - 1
+            last_b = bisect_right(starts, end) - 1
+            lo = (from_lsn - starts[b]) * _W
+            hi = (end + 1 - starts[last_b]) * _W
+            if b == last_b:
+                return blocks[b][lo:hi]
+            out = blocks[b][lo:]
+            for i in range(b + 1, last_b):
+                out += blocks[i]
+            out += blocks[last_b][:hi]
+            return out
 
     def skip_to(self, lsn: int, ts: float) -> None:
         """Declare operations up to *lsn* applied elsewhere: release all, continue after *lsn*.
@@ -183,17 +218,21 @@ class Journal:
         with self._lock:
             if lsn < self._last:
                 raise JournalError(f"cannot skip back from {self._last} to {lsn}")
-            self._ops.clear()
+            for block in self._blocks:
+                block.clear()
+            self._reset(lsn)
             self._released = self._last = lsn
             self._last_ts = ts
 
     def release(self, up_to_lsn: int, *, defer_free: bool = False) -> int:
         """Forget the operations with ``lsn <= up_to_lsn``.
 
-        Releasing less than what is already released does nothing. With *defer_free* the
-        memory is handed back only by `free_released`, which an owner holding its own lock
-        around this call runs once it has let go: dropping a million operations takes tens
-        of milliseconds that no writer should wait for.
+        Releasing less than what is already released does nothing. Releasing up to the last
+        operation or to a `cut` drops whole blocks; elsewhere, the released part of a block is
+        blanked under the lock (time ∝ that part). With *defer_free* the memory of whole
+        released blocks is handed back only by `free_released`, which an owner holding its
+        own lock around this call runs once it has let go: dropping a million operations
+        takes tens of milliseconds that no writer should wait for.
 
         Returns:
             How many operations were dropped.
@@ -207,20 +246,47 @@ class Journal:
             count = up_to_lsn - self._released
             if count <= 0:
                 return 0
-            old = self._ops
-            self._ops = old[count * _W :]  # what stays: the operations after the cut
             self._released = up_to_lsn
-            self._garbage.append(old)
+            if up_to_lsn == self._last:
+                self._garbage.extend(self._blocks)
+                self._reset(up_to_lsn)
+            else:
+                # whole blocks: those before the one holding operation up_to_lsn + 1
+                whole = bisect_right(self._starts, up_to_lsn + 1) - 1
+                if whole:
+                    self._garbage.extend(self._blocks[:whole])
+                    del self._blocks[:whole]
+                    del self._starts[:whole]
+                # Blank the released slots of the first block (none when releasing up to a
+                # cut) so that what they held can be freed; the positions stay.
+                first = self._blocks[0]
+                done = _released_slots(first)
+                upto = (up_to_lsn + 1 - self._starts[0]) * _W
+                if upto > done:
+                    first[done:upto] = [None] * (upto - done)
         if not defer_free:
             self.free_released()
         return count
 
     def free_released(self) -> None:
-        """Drop the memory of released operations, a slice at a time (short GIL holds)."""
+        """Drop the memory of released blocks, a slice at a time (short GIL holds)."""
         while True:
             with self._lock:
                 if not self._garbage:
                     return
-                old = self._garbage.pop()
-            while old:
-                del old[-_FREE_STEP:]
+                block = self._garbage.pop()
+            while block:
+                del block[-_FREE_STEP:]
+
+
+def _released_slots(block: list[Any]) -> int:
+    # How many leading slots of a first block were already blanked (lsn fields are never
+    # None in a live slot), by bisection over operation boundaries.
+    lo, hi = 0, len(block) // _W
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if block[mid * _W] is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo * _W

@@ -13,7 +13,7 @@ SHA-256. A CRC-32 per row misses a wrong row with probability 2**-32.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -56,33 +56,36 @@ def of_plain_records(records: list[Any]) -> TableDigest:
     return len(records), total & _MASK
 
 
-def of_plain_records_encoding(records: list[Any], out: list[bytes | memoryview]) -> TableDigest:
-    """`of_plain_records`, and the JSON array of the same rows appended to *out* in pieces.
+def of_plain_chunks_encoding(
+    chunks: Iterable[list[Any]], out: list[bytes | memoryview]
+) -> TableDigest:
+    """`of_plain_records` over rows given CHUNK at a time, and the JSON array of the same rows
+    appended to *out* in pieces.
 
     The rows are encoded twice, each row alone for its hash (its bytes dropped at once) and
     each chunk in one call for the array: measured at a million rows, that is ~40% faster
     than encoding each row once and joining the pieces (a million small bytes kept alive).
     """
-    total = 0
+    count = total = 0
     out.append(b"[")
-    for start in range(0, len(records), CHUNK):
-        part = records[start : start + CHUNK]
-        total += sum(map(_crc32, map(_dumps, part)))
-        if start:
+    for n, chunk in enumerate(chunks):
+        count += len(chunk)
+        total += sum(map(_crc32, map(_dumps, chunk)))
+        if n:
             out.append(b",")
-        out.append(memoryview(_dumps(part))[1:-1])
+        out.append(memoryview(_dumps(chunk))[1:-1])
     out.append(b"]")
-    return len(records), total & _MASK
+    return count, total & _MASK
 
 
-def json_array(records: list[Any], out: list[bytes | memoryview]) -> None:
-    """``orjson.dumps(records)`` appended to *out* in pieces, CHUNK rows per C call (the
-    interpreter can switch threads in between: a writer never waits for a whole table)."""
+def json_array(chunks: Iterable[list[Any]], out: list[bytes | memoryview]) -> None:
+    """The JSON array of rows given CHUNK at a time, appended to *out* in pieces (one orjson
+    call per chunk: the interpreter can switch threads in between)."""
     out.append(b"[")
-    for start in range(0, len(records), CHUNK):
-        if start:
+    for n, chunk in enumerate(chunks):
+        if n:
             out.append(b",")
-        out.append(memoryview(_dumps(records[start : start + CHUNK]))[1:-1])
+        out.append(memoryview(_dumps(chunk))[1:-1])
     out.append(b"]")
 
 

@@ -5,11 +5,11 @@ Full snapshot (``type: "full"``)::
     {"format": "dictdb", "version": 1, "type": "full", "lsn": 120, "timestamp": <epoch>,
      "last_op_ts": <epoch of operation 120>,
      "tables": {"users": {"primary_key": "id", "schema": null | {field: type name},
-                          "next_pk": 43, "special": [indexes of records holding tags],
+                          "next_pk": 43,
                           "records": [
      {"id": 1, "name": "Alice"},
      ...
-     ]}},
+     ], "special": [indexes of records holding tags]}},
      "digest": {"users": [42, "<sum hex>"]},
      "checksum": "sha256:<hex>"}
 
@@ -36,8 +36,8 @@ from __future__ import annotations
 import io
 import time
 import zlib
-from collections.abc import Mapping
-from itertools import chain
+from collections.abc import Iterator, Mapping
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -49,6 +49,7 @@ from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
 from dictdb.storage.files import Parts, seal_parts, unseal, write_atomic
+from dictdb.storage.gcshelter import Shelter
 from dictdb.table import Table, normalize_definition
 from dictdb.values import PK_TYPES, check_primary_key, own_record
 from wal import (
@@ -134,18 +135,24 @@ def _lineage_fields(db: DictDB) -> dict[str, Any]:
     return {"lineage": db._lineage, "parent": None if parent is None else list(parent)}
 
 
-def _capture(db: DictDB) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None]:
+def _capture(
+    db: DictDB, shelter: Shelter | None = None
+) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None]:
     # A consistent cut: one short lock hold copies the row maps (rows themselves are never
-    # mutated in place, so sharing them is safe); encoding happens outside the lock. When the
-    # journal holds everything since the backup cursor and that is less work than hashing
-    # every row, the state digest is advanced from the cursor's (time ∝ changes).
+    # mutated in place, so sharing them is safe); encoding happens outside the lock. The
+    # copies go under the *shelter* at once (see `gcshelter`). When the journal holds
+    # everything since the backup cursor and that is less work than hashing every row, the
+    # state digest is advanced from the cursor's (time ∝ changes).
     with db._lock:
         lsn = db._lsn
         tables = [
             _TableCut(name, t.definition(), t._next_pk, t._rows.copy(), frozenset(t._special))
             for name, t in db._tables.items()
         ]
+        if shelter is not None:
+            shelter.freeze()
         last_ts = db._journal.last_ts
+        db._journal.cut()  # releasing up to this snapshot will drop whole blocks
         cursor = db._backup_cursor
         ops = None
         if cursor is not None and cursor.lsn > db._journal.released_lsn - 1:
@@ -207,6 +214,8 @@ def _encode_full(
     header = _header(
         "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(db)
     )
+    if file_format == "json":
+        return _encode_full_json(header, tables, digest)
     doc_tables: dict[str, Any] = {}
     for cut in tables:
         records, positions = _plain_records(cut)
@@ -216,40 +225,62 @@ def _encode_full(
             "special": positions,
             "records": records,
         }
-    return _encode_tables(header, doc_tables, file_format, digest)
-
-
-def _encode_tables(
-    header: dict[str, Any],
-    doc_tables: dict[str, Any],
-    file_format: str,
-    digest: _digest.StateDigest | None,
-) -> tuple[Parts, _digest.StateDigest]:
-    if file_format == "json":
-        # Assembled by hand so that rows are encoded CHUNK rows per C call: one orjson call
-        # over a million rows would hold the GIL ~0.1-0.3 s and stall every writer thread.
-        # When the digest is computed from scratch, each row is encoded once for both.
-        # The document stays in pieces (`Parts`) down to the file.
-        computed: _digest.StateDigest = {}
-        parts: list[bytes | memoryview] = [_dumps(header)[:-1], b',"tables":{']
-        for n, (name, tdoc) in enumerate(doc_tables.items()):
-            meta = {k: v for k, v in tdoc.items() if k != "records"}
-            parts += [b"," if n else b"", _dumps(name), b":", _dumps(meta)[:-1]]
-            parts.append(b',"records":')
-            if digest is None:
-                computed[name] = _digest.of_plain_records_encoding(tdoc["records"], parts)
-            else:
-                _digest.json_array(tdoc["records"], parts)
-            parts.append(b"}")
-        digest = computed if digest is None else digest
-        parts += [b'},"digest":', _dumps(_digest.to_document(digest))]
-        return parts, digest
     if digest is None:
         digest = {
             name: _digest.of_plain_records(tdoc["records"]) for name, tdoc in doc_tables.items()
         }
     doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
     return [_encode_document(doc, file_format, len(header))], digest
+
+
+def _encode_full_json(
+    header: dict[str, Any], tables: list[_TableCut], digest: _digest.StateDigest | None
+) -> tuple[Parts, _digest.StateDigest]:
+    # Assembled by hand, in pieces (`Parts`) down to the file, from the row maps CHUNK rows
+    # at a time: one orjson call over a million rows would hold the GIL ~0.1-0.3 s and stall
+    # every writer, and a list of every row would be one more million-entry container for
+    # the garbage collector to walk while writers wait (see ARCHITECTURE.md, writer stalls).
+    # "special" comes after "records" in each table: it is found on the way.
+    computed: _digest.StateDigest = {}
+    parts: list[bytes | memoryview] = [_dumps(header)[:-1], b',"tables":{']
+    for n, cut in enumerate(tables):
+        meta = {**cut.definition, "next_pk": to_plain(cut.next_pk)}
+        parts += [b"," if n else b"", _dumps(cut.name), b":", _dumps(meta)[:-1]]
+        parts.append(b',"records":')
+        positions: list[int] = []
+        chunks = _record_chunks(cut, positions)
+        if digest is None:
+            computed[cut.name] = _digest.of_plain_chunks_encoding(chunks, parts)
+        else:
+            _digest.json_array(chunks, parts)
+        parts += [b',"special":', _dumps(positions), b"}"]
+    digest = computed if digest is None else digest
+    parts += [b'},"digest":', _dumps(_digest.to_document(digest))]
+    return parts, digest
+
+
+def _record_chunks(cut: _TableCut, positions: list[int]) -> Iterator[list[Any]]:
+    """The rows of *cut* as plain trees, CHUNK at a time; the positions of tagged rows are
+    appended to *positions* on the way."""
+    chunk = _digest.CHUNK
+    if not cut.special:
+        values = iter(cut.rows.values())
+        while block := list(islice(values, chunk)):
+            yield block
+        return
+    special = cut.special
+    items = iter(cut.rows.items())
+    start = 0
+    while pairs := list(islice(items, chunk)):
+        block = []
+        for i, (key, row) in enumerate(pairs, start):
+            if key in special:
+                positions.append(i)
+                block.append(to_plain(row))
+            else:
+                block.append(row)
+        start += len(pairs)
+        yield block
 
 
 def _encode_document(doc: dict[str, Any], file_format: str, header_size: int) -> bytes:
@@ -390,9 +421,12 @@ def _save(
         compression = "zstd"
     comp = _check_compression(compression)
     path = _final_path(filename, comp)
-    lsn, last_ts, tables, known = _capture(db)
-    _log_durable(db, lsn)
-    body, digest = _encode_full(db, lsn, last_ts, tables, fmt, known)
+    with Shelter() as shelter:
+        lsn, last_ts, tables, known = _capture(db, shelter)
+        _log_durable(db, lsn)
+        body, digest = _encode_full(db, lsn, last_ts, tables, fmt, known)
+        plain = frozenset(cut.name for cut in tables if not cut.special)
+        del tables  # the copies: freed here, not after the write
     write_atomic(path, seal_parts(body, fmt, comp), overwrite=overwrite)
     based = False
     with db._lock:
@@ -402,7 +436,6 @@ def _save(
         if (as_base or (as_base is None and cursor is None)) and (
             cursor is None or cursor.lsn <= lsn
         ):
-            plain = frozenset(cut.name for cut in tables if not cut.special)
             db._backup_cursor = BackupCursor(lsn, digest, plain)
             db._journal.release(lsn, defer_free=True)
             based = True
@@ -740,6 +773,7 @@ def save_delta(
             return None
         db_lsn = db._lsn
         flat = db._journal.read_flat(cursor.lsn + 1, db_lsn)  # a slice: the lock stays short
+        db._journal.cut()
         table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
         lineage = _lineage_fields(db)
         plain_now = _plain_tables(db)

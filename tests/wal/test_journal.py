@@ -211,3 +211,86 @@ def test_four_threads_appending_under_the_lock_leave_gap_free_lsns() -> None:
     assert list(range(1, 4 * per_thread + 1)) == [o.lsn for o in ops]
     assert 4 * per_thread == len({o.key for o in ops})
     assert 4 * per_thread == journal.last_lsn == len(journal)
+
+
+# -- blocks: cuts, releases at and between cuts, reads across blocks --------------------------
+
+
+@given(
+    actions=st.lists(
+        st.one_of(
+            st.tuples(st.just("append"), st.integers(1, 5)),
+            st.tuples(st.just("cut"), st.just(0)),
+            st.tuples(st.just("release"), st.integers(0, 100)),
+            st.tuples(st.just("skip"), st.integers(0, 3)),
+        ),
+        max_size=40,
+    ),
+    data=st.data(),
+)
+def test_cuts_and_releases_anywhere_keep_reads_exact(
+    actions: list[tuple[str, int]], data: st.DataObject
+) -> None:
+    # A model: the held LSNs are released+1..last, whatever the blocks look like.
+    journal, last, released = Journal(), 0, 0
+    for action, n in actions:
+        if action == "append":
+            for _ in range(n):
+                last += 1
+                journal.append(op(last, last))
+        elif action == "cut":
+            journal.cut()
+        elif action == "release":
+            target = min(n, last)
+            journal.release(target, defer_free=data.draw(st.booleans()))
+            released = max(released, target)
+        else:
+            last += n
+            journal.skip_to(last, 1.0)
+            released = last
+        assert (last, released, last - released) == (
+            journal.last_lsn,
+            journal.released_lsn,
+            len(journal),
+        )
+        if last > released:
+            lo = data.draw(st.integers(released + 1, last))
+            hi = data.draw(st.integers(lo, last))
+            got = journal.read(lo, hi)
+            assert list(range(lo, hi + 1)) == [o.lsn for o in got]
+            assert [{"id": k} for k in range(lo, hi + 1)] == [o.after for o in got]
+    journal.free_released()
+
+
+def test_a_release_at_a_cut_drops_whole_blocks_and_copies_nothing() -> None:
+    journal = filled(10)
+    journal.cut()
+    for lsn in range(11, 16):
+        journal.append(op(lsn, lsn))
+    kept_block = journal._blocks[-1]  # the block after the cut
+    journal.release(10, defer_free=True)
+    assert [kept_block] == journal._blocks  # the same list object, not a copy
+    assert [11] == journal._starts
+    assert len(journal._garbage) == 1
+    assert len(journal._garbage[0]) == 10 * 8
+    journal.free_released()
+    assert [] == journal._garbage
+    assert list(range(11, 16)) == [o.lsn for o in journal.read(11)]
+
+
+def test_a_release_between_cuts_blanks_the_released_slots_so_their_rows_can_be_freed() -> None:
+    journal = filled(6)
+    journal.release(4)
+    block = journal._blocks[0]
+    assert [None] * (4 * 8) == block[: 4 * 8]
+    assert [5, 6] == [o.lsn for o in journal.read(5)]
+    journal.release(5)  # blanks only what is new
+    assert [None] * (5 * 8) == block[: 5 * 8]
+    assert 6 == block[5 * 8]
+
+
+def test_a_cut_with_nothing_new_adds_no_block() -> None:
+    journal = filled(3)
+    journal.cut()
+    journal.cut()
+    assert 2 == len(journal._blocks)
