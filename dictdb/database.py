@@ -62,16 +62,6 @@ _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
 
-def _log_plain(op: OpTuple, plain: bool) -> bool:
-    # Whether a durable-log record needs no tags: rows plain (the write path knows), a key and
-    # meta that JSON carries exactly. DDL records are always tagged (rare, and a schema field
-    # named like a tag must be escaped).
-    if not plain or op[7] is not None or op[2] in (CREATE, DROP):
-        return False
-    key = op[4]
-    return type(key) is str or (type(key) is int and _INT64_MIN <= key <= _INT64_MAX)
-
-
 class _AuditBlock:
     __slots__ = ("_db", "_meta", "_token")
 
@@ -213,8 +203,16 @@ class DictDB:
         # The caller holds self._lock and has validated everything.
         meta = self._audit.get() if self._audit_depth else None
         op = (self._lsn + 1, _time(), kind, table, key, after, before, meta)
-        if self._wal is not None:
-            self._wal_submit_one(op, plain)
+        wal = self._wal
+        if wal is not None:
+            # The single-operation submit, inline: this is every single-row write of a
+            # durable database (each call saved here is ~0.05 µs of a ~1.5 µs insert).
+            try:
+                wal.submit_one(op, plain)
+            except LogFailedError as exc:
+                raise self._log_failed(exc) from exc
+            if self._wal_sync:
+                self._lock._pending = op[0]  # type: ignore[attr-defined]
         self._apply(op, plain, instance)
         self._journal_append(op)
 
@@ -251,24 +249,12 @@ class DictDB:
         # Queue a statement in the durable log; with fsync="always" the lock's outermost
         # release then waits until it is on disk (group commit, dictdb.durable).
         assert self._wal is not None
-        wal_plain = [_log_plain(op, p) for op, p in zip(ops, plains, strict=True)]
         try:
-            self._wal.submit(ops, wal_plain)
+            self._wal.submit(ops, plains)
         except LogFailedError as exc:
             raise self._log_failed(exc) from exc
         if self._wal_sync:
             self._lock._pending = ops[-1][0]  # type: ignore[attr-defined]
-
-    def _wal_submit_one(self, op: OpTuple, plain: bool) -> None:
-        # `_wal_submit` for a one-operation statement, without building lists (the common
-        # case: every single-row insert of a durable database comes here).
-        assert self._wal is not None
-        try:
-            self._wal.submit_one(op, _log_plain(op, plain))
-        except LogFailedError as exc:
-            raise self._log_failed(exc) from exc
-        if self._wal_sync:
-            self._lock._pending = op[0]  # type: ignore[attr-defined]
 
     def _log_failed(self, exc: BaseException) -> StateError:
         # The log refused or lost a statement: from now on the database refuses every read

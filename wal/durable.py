@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from wal.directory import fsync_directory
 from wal.errors import WALError
-from wal.framing import encode_batch, encode_frame, encode_header, segment_name
+from wal.framing import WIDTH, encode_flat, encode_frame, encode_header, segment_name
 from wal.operation import Operation, OpTuple
 from wal.recovery import SegmentInfo, TornTail, list_segments, read_wal
 
@@ -70,16 +70,19 @@ class DurableLog:
         self.compress = compress
         self.flush_interval = flush_interval
         self._owner_lock = lock  # guards _pending_* (the owner holds it when submitting)
-        self._pending_ops: list[OpTuple | Operation] = []
-        self._pending_plain: list[bool] = []
+        # Pending operations, flat (`WIDTH` fields each, like the payload): one tracked list,
+        # not one tuple per operation for the garbage collector to walk; and the positions
+        # in it of those whose images may need tags.
+        self._pending_ops: list[Any] = []
+        self._pending_tagged: list[int] = []
         self._cond = threading.Condition()  # guards the fields below
         self._io_lock = threading.Lock()  # one writer of the file at a time
         self._durable_lsn = last_lsn
         self._written_lsn = last_lsn
-        self._submitted_lsn = last_lsn
         self._flushing = False
         self._failed: BaseException | None = None
         self._closing = False  # no new statements (set first by close)
+        self._refusing = False  # failed or closing: `submit` raises
         self._closed = False
         self._last_fsync = time.monotonic()
         self._fd: int | None = None
@@ -173,14 +176,21 @@ class DurableLog:
     def submit(self, ops: Sequence[OpTuple | Operation], plain: Sequence[bool]) -> None:
         """Queue one statement's operations (the caller holds the owner's lock).
 
+        Args:
+            ops: the operations, consecutive LSNs following what was submitted before.
+            plain: per operation, True when its after- and before-images need no tags (the
+                key, meta and kind are checked when the batch is encoded).
+
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self._failed is not None or self._closing:
+        if self._refusing:
             raise self._failure()
-        self._pending_ops.extend(ops)
-        self._pending_plain.extend(plain)
-        self._submitted_lsn = ops[-1][0]
+        pending = self._pending_ops
+        base = len(pending) // WIDTH
+        for op in ops:
+            pending.extend(op)
+        self._pending_tagged.extend(base + i for i, p in enumerate(plain) if not p)
 
     def submit_one(self, op: OpTuple | Operation, plain: bool) -> None:
         """`submit` for a one-operation statement (the common case; no lists to build).
@@ -188,22 +198,22 @@ class DurableLog:
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self._failed is not None or self._closing:
+        if self._refusing:
             raise self._failure()
-        self._pending_ops.append(op)
-        self._pending_plain.append(plain)
-        self._submitted_lsn = op[0]
+        if not plain:
+            self._pending_tagged.append(len(self._pending_ops) // WIDTH)
+        self._pending_ops.extend(op)
 
     def _failure(self) -> LogFailedError:
         if self._closing and self._failed is None:
             return LogFailedError("the durable log is closed")
         return LogFailedError(f"the durable log failed earlier: {self._failed!r}")
 
-    def _take(self) -> tuple[list[OpTuple | Operation], list[bool]]:
+    def _take(self) -> tuple[list[Any], list[int]]:
         with self._owner_lock:
-            ops, plain = self._pending_ops, self._pending_plain
-            self._pending_ops, self._pending_plain = [], []
-        return ops, plain
+            ops, tagged = self._pending_ops, self._pending_tagged
+            self._pending_ops, self._pending_tagged = [], []
+        return ops, tagged
 
     def wait_durable(self, lsn: int) -> None:
         """Return once operations up to *lsn* are on disk (group commit).
@@ -253,12 +263,12 @@ class DurableLog:
         # recorded in self._failed.
         if self._failed is not None:
             return
-        ops, plain = self._take()
+        ops, tagged = self._take()
         try:
             with self._io_lock:
                 if ops:
-                    self._append_frame(ops, plain)
-                    self._written_lsn = ops[-1][0]
+                    self._append_frame(ops, tagged)
+                    self._written_lsn = ops[-WIDTH]
                 if sync and self._fd is not None and self._durable_lsn < self._written_lsn:
                     os.fsync(self._fd)
                     self._last_fsync = time.monotonic()
@@ -267,13 +277,14 @@ class DurableLog:
         except BaseException as exc:
             with self._cond:
                 self._failed = exc
+                self._refusing = True
                 self._cond.notify_all()
 
-    def _append_frame(self, ops: list[OpTuple | Operation], plain: list[bool]) -> None:
-        first = ops[0][0]
+    def _append_frame(self, flat: list[Any], tagged: list[int]) -> None:
+        first = flat[0]
         if self._fd is None or self._segment_bytes >= self.segment_size:
             self._rotate(first)
-        frame = encode_frame(encode_batch(ops, plain), zstd=self.compress)
+        frame = encode_frame(encode_flat(flat, tagged), zstd=self.compress)
         view = memoryview(frame)
         assert self._fd is not None
         while view:
@@ -356,6 +367,7 @@ class DurableLog:
         # it is held, so none is half-way): everything accepted is then in the final flush.
         with self._owner_lock:
             self._closing = True
+            self._refusing = True
         try:
             self.flush(sync=True)
         finally:

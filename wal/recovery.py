@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from wal.codec import ZSTD_MAGIC
 from wal.directory import fsync_directory
 from wal.errors import WALError
 from wal.framing import (
-    FRAME_HEADER_SIZE,
     HEADER_SIZE,
     FrameError,
     decode_batch,
@@ -80,15 +80,17 @@ class TornTail:
 _REMOVED = -1  # size reported for a segment the repair deleted
 
 
+# Where a frame may start: its flags byte (offset 4) is 0 and its payload (offset 9) opens a
+# JSON array whose first value is an LSN, or the flags byte is 1 and the payload opens a
+# zstandard frame. JSON text never holds a NUL byte, so an uncompressed payload cannot fake
+# the first form.
+_FRAME_START = re.compile(rb"\x00.{4}\[[1-9]|\x01.{4}" + re.escape(ZSTD_MAGIC), re.DOTALL)
+
+
 def _next_valid_frame(data: bytes, start: int) -> int | None:
     """The offset of the first frame at or after *start* whose header and CRC check out."""
-    candidates: set[int] = set()
-    for marker in (b"[[", ZSTD_MAGIC):
-        at = data.find(marker, start + FRAME_HEADER_SIZE)
-        while at != -1:
-            candidates.add(at - FRAME_HEADER_SIZE)
-            at = data.find(marker, at + 1)
-    for offset in sorted(candidates):
+    for match in _FRAME_START.finditer(data, start + 4):
+        offset = match.start() - 4
         try:
             next(iter_frames(data, offset))
         except (FrameError, StopIteration):

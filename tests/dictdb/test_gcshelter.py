@@ -84,8 +84,11 @@ def test_objects_frozen_by_the_application_stay_frozen(
     count = gc.get_freeze_count()
     seen = spy_on_encoding(monkeypatch)
     persist.save(db_with_rows(), tmp_path / "s.json")
-    assert seen == [{"frozen": count, "copies_tracked": [True]}]  # the shelter stood aside
-    assert gc.get_freeze_count() == count
+    # The shelter stood aside: the copies stayed young, nothing more was frozen (the count
+    # only drops as frozen objects die), nothing was unfrozen.
+    assert [True] == seen[0]["copies_tracked"]
+    assert 0 < seen[0]["frozen"] <= count
+    assert 0 < gc.get_freeze_count() <= count
     assert not tracked(theirs)
 
 

@@ -283,12 +283,13 @@ def test_group_commit_shares_fsyncs_between_concurrent_writers(
     threads, per_thread = 8, 25
     late: list[tuple[int, int]] = []
     start = threading.Barrier(threads)
+    submitted = [0]  # the last LSN submitted, under the owner's lock
 
     def writer() -> None:
         start.wait()
         for _ in range(per_thread):
             with log._owner_lock:
-                lsn = log._submitted_lsn + 1
+                lsn = submitted[0] = submitted[0] + 1
                 log.submit([op(lsn)], [True])
             log.wait_durable(lsn)
             if log.durable_lsn < lsn:

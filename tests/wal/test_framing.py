@@ -126,12 +126,13 @@ def test_a_short_header_is_torn(size: int) -> None:
     ("header", "reason"),
     [
         (raw_header(magic=b"DICTDBWX"), "bad magic"),
-        (raw_header(version=2), "unknown WAL format version 2"),
+        (raw_header(version=3), "unknown WAL format version 3"),
+        (raw_header(version=1), "unknown WAL format version 1"),
         (raw_header(version=0), "unknown WAL format version 0"),
         (raw_header(first_lsn=0), "segment header names LSN 0"),
         (encode_header(5)[:20] + b"\x00\x00\x00\x00", "checksum mismatch"),
     ],
-    ids=["magic", "version-2", "version-0", "lsn-0", "crc"],
+    ids=["magic", "version-3", "version-1", "version-0", "lsn-0", "crc"],
 )
 def test_a_bad_header_is_corrupt(header: bytes, reason: str) -> None:
     with pytest.raises(FrameError) as info:
@@ -391,7 +392,7 @@ def test_plain_encoding_of_operation_records_equals_tagged_encoding(
 
 
 def test_decode_batch_turns_an_int_timestamp_into_a_float() -> None:
-    (op,) = decode_batch(b'[[1,5,"insert","t",1,{"id":1},null,null]]')
+    (op,) = decode_batch(b'[1,5,"insert","t",1,{"id":1},null,null]')
     assert (float, 5.0) == (type(op.ts), op.ts)
 
 
@@ -402,15 +403,15 @@ def test_decode_batch_turns_an_int_timestamp_into_a_float() -> None:
         b"[]",
         b"{}",
         b"[1]",
-        b'[[1,0.0,"insert","t",1,null,null]]',
-        b'[["1",0.0,"insert","t",1,null,null,null]]',
-        b'[[1,"0","insert","t",1,null,null,null]]',
-        b'[[1,0.0,7,"t",1,null,null,null]]',
-        b'[[1,0.0,"insert",7,1,null,null,null]]',
-        b'[[1,0.0,"insert","t",1,null,null,null],[3,0.0,"insert","t",2,null,null,null]]',
-        b'[[2,0.0,"insert","t",1,null,null,null],[1,0.0,"insert","t",2,null,null,null]]',
-        b'[[1,0.0,"insert","t",{"$int":"x"},null,null,null]]',
-        b'[[true,0.0,"insert","t",1,null,null,null]]',
+        b'[1,0.0,"insert","t",1,null,null]',
+        b'["1",0.0,"insert","t",1,null,null,null]',
+        b'[1,"0","insert","t",1,null,null,null]',
+        b'[1,0.0,7,"t",1,null,null,null]',
+        b'[1,0.0,"insert",7,1,null,null,null]',
+        b'[1,0.0,"insert","t",1,null,null,null,3,0.0,"insert","t",2,null,null,null]',
+        b'[2,0.0,"insert","t",1,null,null,null,1,0.0,"insert","t",2,null,null,null]',
+        b'[1,0.0,"insert","t",{"$int":"x"},null,null,null]',
+        b'[true,0.0,"insert","t",1,null,null,null]',
     ],
     ids=[
         "not-json",
@@ -433,6 +434,42 @@ def test_a_malformed_batch_is_refused(payload: bytes) -> None:
         decode_batch(payload)
 
 
-def test_a_batch_holds_whole_ops_as_json_arrays_of_8_fields() -> None:
+def test_a_batch_holds_whole_ops_as_one_flat_json_array_of_8_fields_each() -> None:
     op = (3, 1.25, "update", "t", "k", {"id": "k", "v": 1}, {"id": "k"}, None)
-    assert [list(op)] == orjson.loads(encode_batch([op], [True]))
+    nxt = (4, 1.25, "delete", "t", "k", None, {"id": "k", "v": 1}, None)
+    assert [*op, *nxt] == orjson.loads(encode_batch([op, nxt], [True, True]))
+
+
+def test_a_payload_of_the_old_nested_shape_is_refused() -> None:
+    with pytest.raises(WALError, match="not a multiple of 8"):
+        decode_batch(b'[[1,0.0,"insert","t",1,null,null,null]]')
+
+
+@pytest.mark.parametrize(
+    ("key", "meta", "kind", "tagged"),
+    [
+        ("k", None, "insert", False),
+        (2**63 - 1, None, "insert", False),
+        (-(2**63), None, "insert", False),
+        (2**63, None, "insert", True),  # JSON has it, but not as a 64-bit int
+        (b"k", None, "insert", True),
+        (uuid.UUID(int=1), None, "insert", True),
+        (dt.date(2020, 1, 1), None, "insert", True),
+        ("k", {"at": dt.date(2020, 1, 1)}, "insert", True),  # meta may hold any value
+        (None, None, "create", True),  # definitions are always tagged
+        (None, None, "drop", True),
+    ],
+)
+def test_the_log_decides_itself_when_a_key_meta_or_kind_needs_tags(
+    key: Any, meta: Any, kind: str, tagged: bool
+) -> None:
+    # The owner only vouches for the images (plain=True); a key, a meta or a DDL record
+    # that needs tags gets them anyway, alone or among plain operations, and comes back.
+    # a definition that reads like a tag unless it is escaped
+    after = {"$date": "2020-01-01"} if kind == "create" else {"id": 1}
+    before = {"$int": "5"} if kind == "drop" else None
+    odd = (2, 1.5, kind, "t", key, after, before, meta)
+    ops = [(1, 1.5, "insert", "t", 1, {"id": 1}, None, None), odd]
+    payload = encode_batch(ops, [True, True])
+    assert tagged == (orjson.loads(payload)[8:] != list(odd))
+    assert [] == diff([list(op) for op in ops], [list(op) for op in decode_batch(payload)])
