@@ -27,6 +27,7 @@ from dictdb.errors import (
     ValueDomainError,
 )
 from dictdb.schema import normalize_schema, schema_to_names, validate_record
+from dictdb.storage.digest import row_hash
 from dictdb.table import Table, normalize_definition
 from dictdb.values import check_primary_key, copy_row, own_record
 from wal import (
@@ -151,6 +152,12 @@ class DictDB:
         # (dictdb.storage.restore). `_parent` is (lineage, LSN) this history forked from.
         self._lineage = uuid.uuid4().hex
         self._parent: tuple[str, int] | None = None
+        # Since which LSN each table's `_pre` map holds the digest hashes of the rows its
+        # updates and deletes replaced (their before-images at that cut), so that a delta
+        # need not read those rows again: they are scattered over the whole heap by then,
+        # ~1 µs each to hash at a million rows, against ~0.2 µs at write time while the old
+        # row is in cache. None: not tracked (no backup chain yet).
+        self._pre_from: int | None = None
 
     # -- the one mutation path -------------------------------------------------------------
 
@@ -163,6 +170,9 @@ class DictDB:
         lsn, _, kind, name, key, after = op[:6]
         if kind in (INSERT, UPDATE):
             table = self._tables[name]
+            pre = table._pre
+            if pre is not None and kind == UPDATE and key not in pre:
+                pre[key] = row_hash(op[6], key not in table._special)
             if table._indexes:  # the only index cost of a table without indexes
                 table._index_write(key, after)
             table._rows[key] = after
@@ -174,6 +184,9 @@ class DictDB:
                 table._next_pk = key + 1
         elif kind == DELETE:
             table = self._tables[name]
+            pre = table._pre
+            if pre is not None and key not in pre:
+                pre[key] = row_hash(op[6], key not in table._special)
             if table._indexes:
                 table._index_delete(key)
             del table._rows[key]
@@ -189,6 +202,15 @@ class DictDB:
         else:  # pragma: no cover - kinds are checked before an operation gets here
             raise ReplayError(f"unknown operation kind {kind!r}")
         self._lsn = lsn
+
+    def _cut_pre(self, lsn: int) -> tuple[int | None, dict[str, dict[Any, int] | None]]:
+        """Start tracking before-image hashes afresh from *lsn* (a backup cut; the caller
+        holds the lock); return since when the previous maps tracked, and them by table."""
+        old = self._pre_from, {name: t._pre for name, t in self._tables.items()}
+        self._pre_from = lsn
+        for table in self._tables.values():
+            table._pre = {}
+        return old
 
     def _commit(
         self,

@@ -72,6 +72,7 @@ class Table:
         "_next_pk",
         "_next_position",
         "_positions",
+        "_pre",
         "_rows",
         "_special",
         "primary_key",
@@ -82,6 +83,7 @@ class Table:
     _db: DictDB
     _rows: dict[Any, Record]
     _special: set[Any]
+    _pre: dict[Any, int] | None
     _next_pk: int
     _indexes: dict[str, Index]
     _positions: dict[Any, int]
@@ -109,6 +111,9 @@ class Table:
         self.schema = schema
         self._rows = {}
         self._special = set()  # keys of rows that are not plain (dictdb.values.own_record)
+        # Keys changed since the last backup cut → the state-digest hash of their row at
+        # the cut (DictDB._pre_from); None while no backup chain is tracked.
+        self._pre = None if db._pre_from is None else {}
         self._next_pk = 1
         # Secondary indexes (dictdb.index), maintained by DictDB._apply while non-empty, and
         # with them each row's insertion rank, to give index-found rows in table order.

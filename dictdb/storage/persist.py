@@ -33,6 +33,7 @@ moves it too, and the journal is released up to it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 import zlib
@@ -153,6 +154,7 @@ def _capture(
             shelter.freeze()
         last_ts = db._journal.last_ts
         db._journal.cut()  # releasing up to this snapshot will drop whole blocks
+        pre_from, pre = db._cut_pre(lsn)
         cursor = db._backup_cursor
         ops = None
         if cursor is not None and cursor.lsn > db._journal.released_lsn - 1:
@@ -166,7 +168,8 @@ def _capture(
     if cursor is not None and ops is not None:
         plain_now = frozenset(c.name for c in tables if not c.special)
         comp = compact_flat(ops, cursor.lsn + 1)
-        digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now)
+        known = pre if pre_from == cursor.lsn else None
+        digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, known)
     return lsn, last_ts, tables, digest
 
 
@@ -307,14 +310,17 @@ def _advance_digest(
     comp: Compaction,
     plain_before: frozenset[str],
     plain_after: frozenset[str],
+    pre: Mapping[str, Mapping[Any, int] | None] | None,
     added: Mapping[str, tuple[int, int]] | None = None,
 ) -> _digest.StateDigest:
     """The state digest after a compacted run, from the digest before it (time ∝ changes).
 
     *plain_before* / *plain_after* name the tables whose rows were all plain at the start /
-    end of the run (their images are their own plain trees). *added*, when given, holds per
-    table the ``(count, sum of hashes)`` of the after-images (already computed for a delta
-    document; not twice).
+    end of the run (their images are their own plain trees). *pre*, when given, holds per
+    table the hashes of the before-images recorded at write time (`DictDB._pre_from` is the
+    run's start): those rows are not read again. *added*, when given, holds per table the
+    ``(count, sum of hashes)`` of the after-images (already computed for a delta document;
+    not twice).
     """
     digest = dict(base)
     for event in comp.ddl:
@@ -323,13 +329,26 @@ def _advance_digest(
         else:
             digest[event.table] = (0, 0)
     for name, ends in comp.afters.items():
-        removed = _digest.hashes(_plain_images(comp.befores[name], name in plain_before))
+        hashes = None if pre is None else pre.get(name)
+        removed = _removed(comp.befores[name], name in plain_before, hashes)
         if added is not None:
             arrived = added[name]
         else:
             arrived = _digest.hashes(_plain_images(ends, name in plain_after))
         digest[name] = _digest.adjust(digest.get(name, (0, 0)), removed, arrived)
     return digest
+
+
+def _removed(
+    befores: Mapping[Any, Any], plain: bool, hashes: Mapping[Any, int] | None
+) -> tuple[int, int]:
+    """``(count, sum of hashes)`` of a table's non-None before-images: looked up in *hashes*
+    (recorded at write time) when given, else computed from the rows."""
+    if hashes is not None:
+        keys = [key for key, before in befores.items() if before is not None]  # no row read
+        with contextlib.suppress(KeyError):  # defensive: every such key was recorded
+            return len(keys), sum(map(hashes.__getitem__, keys))
+    return _digest.hashes(_plain_images(befores, plain))
 
 
 def _plain_images(images: Mapping[Any, Any], plain: bool) -> list[Any]:
@@ -603,6 +622,7 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     db._journal = Journal(retain=True, start_lsn=lsn, start_ts=last_ts, lock=db._lock)
     db._journal_append = db._journal.append_held
     db._backup_cursor = BackupCursor(lsn, actual, _plain_tables(db))
+    db._cut_pre(lsn)
     lineage, parent = _read_lineage(path, doc)
     if lineage is not None:
         db._lineage, db._parent = lineage, parent
@@ -774,12 +794,14 @@ def save_delta(
         db_lsn = db._lsn
         flat = db._journal.read_flat(cursor.lsn + 1, db_lsn)  # a slice: the lock stays short
         db._journal.cut()
+        pre_from, pre = db._cut_pre(db_lsn)
         table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
         lineage = _lineage_fields(db)
         plain_now = _plain_tables(db)
     _log_durable(db, db_lsn)
     comp_ = compact_flat(flat, cursor.lsn + 1)
-    doc, digest = _delta_document(comp_, cursor, plain_now, table_info, lineage)
+    known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
+    doc, digest = _delta_document(comp_, cursor, plain_now, known, table_info, lineage)
     body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
     write_atomic(path, seal_parts(body, fmt, comp), overwrite=overwrite)
     with db._lock:
@@ -794,6 +816,7 @@ def _delta_document(
     comp: Compaction,
     cursor: BackupCursor,
     plain_now: frozenset[str],
+    pre: Mapping[str, Mapping[Any, int] | None] | None,
     table_info: Mapping[str, tuple[str, int]],
     lineage: Mapping[str, Any],
 ) -> tuple[dict[str, Any], _digest.StateDigest]:
@@ -818,7 +841,7 @@ def _delta_document(
             "deletes": deletes,
             "next_pk": to_plain(next_pk),
         }
-    digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, added)
+    digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, added)
     header = _header(
         "delta",
         timestamp=time.time(),
@@ -880,6 +903,7 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
         db._lsn = to_lsn
         db._journal.skip_to(to_lsn, last_ts)
         db._backup_cursor = BackupCursor(to_lsn, digest, _plain_tables(db))
+        db._cut_pre(to_lsn)
     return touched
 
 

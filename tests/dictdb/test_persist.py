@@ -576,3 +576,93 @@ def test_the_cursor_knows_which_tables_are_all_plain(tmp_path: Path) -> None:
     persist.save_delta(live, tmp_path / "d.json")
     assert live._backup_cursor.plain == {"tagged"}
     assert persist.load(tmp_path / "full.json")._backup_cursor.plain == {"people"}  # type: ignore[union-attr]
+
+
+# -- before-image hashes recorded at write time ------------------------------------------------
+
+
+def hashed_rows(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every row the state digest hashes from here on (through `digest.hashes`)."""
+    from dictdb.storage import digest
+
+    seen: list[Any] = []
+    real = digest.hashes
+
+    def spy(rows: list[Any]) -> tuple[int, int]:
+        seen.extend(rows)
+        return real(rows)
+
+    monkeypatch.setattr(digest, "hashes", spy)
+    return seen
+
+
+def test_a_delta_does_not_read_the_rows_its_updates_and_deletes_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = people(*({"id": i, "v": i} for i in range(10)))
+    persist.save(live, tmp_path / "full.json")
+    t = live.get_table("people")
+    replaced = [t._rows[k] for k in (1, 2, 3)]
+    t.upsert({"id": 1, "v": "one"})
+    t.upsert({"id": 1, "v": "uno"})  # a second change of the same key
+    t.update({"v": "two"}, where=Field("id") == 2)
+    t.delete(where=Field("id") == 3)
+    t.insert({"id": 20, "v": 20})
+    seen = hashed_rows(monkeypatch)
+    persist.save_delta(live, tmp_path / "d.json")
+    assert not any(row is old for row in seen for old in replaced)
+    assert [t._rows[1], t._rows[2], t._rows[20]] == seen  # the after-images only
+    assert live._backup_cursor is not None
+    assert persist.state_digest(live) == live._backup_cursor.digest
+
+
+def test_after_a_failed_delta_the_next_one_reads_the_replaced_rows_and_is_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write-time hashes cover the run since the last cut; a failed delta cut a new run
+    # but moved no cursor, so the next delta (from the old cursor) must not trust them.
+    live = people(*({"id": i, "v": i} for i in range(10)))
+    full = persist.save(live, tmp_path / "full.json")
+    t = live.get_table("people")
+    t.upsert({"id": 1, "v": "one"})
+    old_two = t._rows[2]
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "injected fsync failure")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="injected"):
+        persist.save_delta(live, tmp_path / "d1.json")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    t.upsert({"id": 2, "v": "two"})
+    seen = hashed_rows(monkeypatch)
+    delta = persist.save_delta(live, tmp_path / "d2.json")
+    assert delta is not None
+    assert any(row is old_two for row in seen)  # computed from the rows this time
+    restored = persist.load(full)
+    persist.apply_delta(restored, delta)
+    assert_same_db(live, restored)
+
+
+def test_write_time_hashes_follow_tables_dropped_and_created_between_cuts(tmp_path: Path) -> None:
+    live = people(*({"id": i, "v": i} for i in range(5)))
+    full = persist.save(live, tmp_path / "full.json")
+    live.get_table("people").upsert({"id": 1, "v": dt.date(2021, 1, 1)})
+    live.drop_table("people")
+    live.create_table("people")
+    fresh = live.get_table("people")
+    fresh.insert({"id": 1, "v": "new"})
+    fresh.upsert({"id": 1, "v": "newer"})
+    live.create_table("other")
+    live.get_table("other").insert({"id": 1, "v": 1})
+    d1 = persist.save_delta(live, tmp_path / "d1.json")
+    live.get_table("other").upsert({"id": 1, "v": uuid.UUID(int=3)})
+    live.get_table("other").delete(where=Field("id") == 1)
+    fresh.delete(where=Field("id") == 1)
+    d2 = persist.save_delta(live, tmp_path / "d2.json")
+    restored = persist.load(full)
+    for delta in (d1, d2):
+        assert delta is not None
+        persist.apply_delta(restored, delta)
+    assert_same_db(live, restored)

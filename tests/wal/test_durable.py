@@ -308,6 +308,49 @@ def test_group_commit_shares_fsyncs_between_concurrent_writers(
     assert fsyncs < total, f"{fsyncs} fsyncs for {total} acknowledged operations"
 
 
+def test_a_group_commit_leader_yields_to_woken_writers_but_a_lone_writer_never_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calls: Calls
+) -> None:
+    import wal.durable
+
+    sleeps: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(wal.durable.time, "sleep", sleep)
+    log, _ = open_log(tmp_path, fsync="always")
+    for lsn in range(1, 21):  # one writer: nobody else to wait for
+        with log._owner_lock:
+            log.submit([op(lsn)], [True])
+        log.wait_durable(lsn)
+    assert [] == sleeps
+    calls.before_fsync = lambda fd: real_sleep(0.003)  # a slow disk: writers pile up
+    threads, per_thread = 4, 10
+    submitted = [20]
+    start = threading.Barrier(threads)
+
+    def writer() -> None:
+        start.wait()
+        for _ in range(per_thread):
+            with log._owner_lock:
+                lsn = submitted[0] = submitted[0] + 1
+                log.submit([op(lsn)], [True])
+            log.wait_durable(lsn)
+
+    pool = [threading.Thread(target=writer) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(30)
+    log.close()
+    assert sleeps  # leaders that found others waiting let them submit first
+    assert {wal.durable.DurableLog.GROUP_COMMIT_DELAY} == set(sleeps)
+    assert list(range(1, 61)) == on_disk(tmp_path)
+
+
 def test_everysec_writes_in_the_background_and_fsyncs_within_about_a_second(
     tmp_path: Path, calls: Calls
 ) -> None:
