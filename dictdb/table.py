@@ -227,6 +227,8 @@ class Table:
                 if key in self._rows:
                     key = self._auto_key()
                 row[pk_name] = key
+                if key > 9223372036854775807:  # past int64 (after a huge explicit key)
+                    plain = False  # the row now holds a value that needs a tag
             else:
                 if type(key) not in PK_TYPES:  # before any lookup: [1] is unhashable
                     check_primary_key(name, pk_name, key)
@@ -266,13 +268,15 @@ class Table:
                 explicit.add(key)
             keys: list[Any] = []
             next_key = self._next_pk
-            for row in owned:
+            for position, row in enumerate(owned):
                 key = row.get(pk_name)
                 if key is None:
                     while next_key in rows or next_key in explicit:
                         next_key += 1
                     key = row[pk_name] = next_key
                     next_key += 1
+                    if key > 9223372036854775807:  # past int64: the row needs a tag
+                        plains[position] = False
                 keys.append(key)
             if self.schema is not None:
                 for row in owned:

@@ -187,8 +187,8 @@ class DurableLog:
 
         Args:
             ops: the operations, consecutive LSNs following what was submitted before.
-            plain: per operation, True when its after- and before-images need no tags (the
-                key, meta and kind are checked when the batch is encoded).
+            plain: per operation, True when its after- and before-images and its meta need
+                no tags (the key is checked when the batch is encoded).
 
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.

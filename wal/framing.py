@@ -44,7 +44,7 @@ import orjson
 
 from wal.codec import compress, decompress, from_plain, to_plain
 from wal.errors import WALError
-from wal.operation import CREATE, DROP, Operation, OpTuple
+from wal.operation import Operation, OpTuple
 
 MAGIC: Final = b"DICTDBWL"
 VERSION: Final = 2
@@ -186,28 +186,35 @@ def encode_batch(ops: Sequence[OpTuple | Operation], plain: Sequence[bool]) -> b
 
     Args:
         ops: the operations, consecutive LSNs.
-        plain: per operation, True when its after- and before-images need no tags (the write
-            path knows); see `encode_flat`.
+        plain: per operation, True when its after- and before-images and its meta need no
+            tags (the write path knows); see `encode_flat`.
     """
     return encode_flat(
         [field for op in ops for field in op], [i for i, p in enumerate(plain) if not p]
     )
 
 
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
-
-
 def encode_flat(flat: list[Any], tagged: Collection[int]) -> bytes:
     """`encode_batch` for operations given flat, `WIDTH` fields each, one after the other.
 
     *tagged* holds the positions (0 = the first operation of *flat*) of the operations whose
-    after- or before-image may need tags. The rest are dumped as they are, at C speed,
-    unless their key, meta or kind asks otherwise: that is checked here, column by column.
+    after-image, before-image or meta may need tags (the owner knows: a create's definition,
+    say). The rest are dumped as they are, at C speed, unless their key asks otherwise:
+    keys are checked here, by type column-wise; an int key past what JSON numbers carry
+    makes the fast dump fail, and then every operation is written tagged.
     """
-    need = set(tagged) | _needing_tags(flat)
-    if not need:
-        return orjson.dumps(flat)
+    need = set(tagged)
+    keys = flat[4::WIDTH]
+    if not _UNTAGGED_KEYS.issuperset(map(type, keys)):
+        need.update(i for i, key in enumerate(keys) if type(key) not in _UNTAGGED_KEYS)
+    try:
+        return orjson.dumps(_tag(flat, need) if need else flat)
+    except orjson.JSONEncodeError:  # an int key beyond 64 bits
+        return orjson.dumps(_tag(flat, range(len(keys))))
+
+
+def _tag(flat: list[Any], need: Collection[int]) -> list[Any]:
+    # *flat* with the operations at positions *need* in tagged form.
     out: list[Any] = []
     for i in range(len(flat) // WIDTH):
         fields = flat[i * WIDTH : (i + 1) * WIDTH]
@@ -217,35 +224,12 @@ def encode_flat(flat: list[Any], tagged: Collection[int]) -> bytes:
             out.append(to_plain(meta))
         else:
             out.extend(fields)
-    return orjson.dumps(out)
+    return out
 
 
-def _needing_tags(flat: list[Any]) -> set[int]:
-    # Positions of operations whose key, meta or kind needs the tagged form: a key JSON does
-    # not carry exactly (only str and 64-bit ints do), any meta (audit metadata may hold any
-    # domain value), a create or drop (a definition may hold fields named like tags).
-    count = len(flat) // WIDTH
-    need: set[int] = set()
-    metas = flat[7::WIDTH]
-    if metas.count(None) != count:
-        need.update(i for i, meta in enumerate(metas) if meta is not None)
-    kinds = flat[2::WIDTH]
-    if CREATE in kinds or DROP in kinds:
-        need.update(i for i, kind in enumerate(kinds) if kind in (CREATE, DROP))
-    keys = flat[4::WIDTH]
-    types = set(map(type, keys))
-    if types == {int}:
-        if min(keys) >= _INT64_MIN and max(keys) <= _INT64_MAX:
-            return need
-    elif types <= {str}:
-        return need
-    need.update(
-        i
-        for i, key in enumerate(keys)
-        if not (type(key) is str or (type(key) is int and _INT64_MIN <= key <= _INT64_MAX))
-        and kinds[i] not in (CREATE, DROP)  # already in, with their None keys
-    )
-    return need
+# Key types JSON carries as they are (None: create and drop records have no key). An int
+# between 2**63 and 2**64 is written as a number and read back exactly by orjson.
+_UNTAGGED_KEYS: Final = frozenset({str, int, type(None)})
 
 
 def decode_batch(payload: bytes) -> list[Operation]:
