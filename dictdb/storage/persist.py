@@ -663,7 +663,7 @@ def _load_table(
         next_pk = None
     if type(records) is not list or type(positions) is not list or type(next_pk) is not int:
         raise CorruptFileError(path, f"table {name!r}: malformed records/special/next_pk")
-    if not all(type(r) is dict for r in records):
+    if not _DICT_TYPE.issuperset(map(type, records)):  # C-level: ~4x a generator's speed
         raise CorruptFileError(path, f"table {name!r}: every record must be an object")
     if len(set(positions)) != len(positions) or not all(
         type(i) is int and 0 <= i < len(records) for i in positions
@@ -696,7 +696,8 @@ def _load_table(
         raise CorruptFileError(
             path, f"table {name!r}: a record lacks primary key {primary_key!r}"
         ) from None
-    if not PK_TYPES.issuperset(map(type, keys)):
+    key_types = set(map(type, keys))
+    if not PK_TYPES.issuperset(key_types):
         raise CorruptFileError(path, f"table {name!r}: a primary key has a refused type")
     table_rows = dict(zip(keys, rows, strict=True))
     if len(table_rows) != len(rows):
@@ -707,7 +708,10 @@ def _load_table(
                 validate_record(name, schema, row)
             except SchemaValidationError as exc:
                 raise CorruptFileError(path, str(exc)) from None
-    max_int = max((k for k in keys if type(k) is int), default=0)
+    if key_types == {int}:
+        max_int = max(keys, default=0)
+    else:
+        max_int = max((k for k in keys if type(k) is int), default=0)
     if next_pk <= max_int:
         raise CorruptFileError(path, f"table {name!r}: next_pk {next_pk} <= largest key {max_int}")
     table = Table._blank()
@@ -720,6 +724,7 @@ def _load_table(
 
 _FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
 _STR_TYPE: Final = frozenset({str})
+_DICT_TYPE: Final = frozenset({dict})
 
 
 def _flat_plain(records: list[dict[str, Any]], file_format: str, primary_key: str) -> bool:
