@@ -137,8 +137,8 @@ def encode_frame(payload: bytes, *, zstd: bool = False) -> bytes:
         flags = FLAG_ZSTD
     if not 0 < len(payload) <= MAX_PAYLOAD:
         raise WALError(f"payload of {len(payload)} bytes cannot be framed")
-    body = bytes((flags,)) + payload
-    return _FRAME.pack(len(payload), flags, _crc(body)) + payload
+    crc = _crc(payload, _crc(bytes((flags,))))  # of the flags byte and the payload, uncopied
+    return _FRAME.pack(len(payload), flags, crc) + payload
 
 
 def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes]]:
