@@ -107,7 +107,7 @@ def write_atomic(path: Path, data: bytes | Parts, *, overwrite: bool = True) -> 
 
 #: Pieces smaller than this are joined before they are written (one write call per piece of
 #: at least this size; a small file is one write).
-WRITE_FLOOR: Final = 1 << 14
+WRITE_FLOOR: Final = 1 << 16
 
 
 def _coalesced(parts: Parts) -> Iterator[bytes | memoryview]:
