@@ -275,15 +275,15 @@ def test_always_every_acknowledged_op_was_fsynced(tmp_path: Path, calls: Calls) 
     log.close()
 
 
-def test_group_commit_shares_fsyncs_between_concurrent_writers(
-    tmp_path: Path, calls: Calls
-) -> None:
-    log, _ = open_log(tmp_path, fsync="always", segment_size=1 << 20)
-    calls.before_fsync = lambda fd: time.sleep(0.003)
-    threads, per_thread = 8, 25
+def write_concurrently(
+    log: DurableLog, threads: int, per_thread: int, after_lsn: int
+) -> list[tuple[int, int]]:
+    """*threads* threads each submit *per_thread* one-operation statements (LSNs following
+    *after_lsn*) and wait until each is durable; returns ``(lsn, durable_lsn)`` for every
+    wait that returned too early (none, if group commit keeps its promise)."""
     late: list[tuple[int, int]] = []
     start = threading.Barrier(threads)
-    submitted = [0]  # the last LSN submitted, under the owner's lock
+    submitted = [after_lsn]  # the last LSN submitted, under the owner's lock
 
     def writer() -> None:
         start.wait()
@@ -300,6 +300,16 @@ def test_group_commit_shares_fsyncs_between_concurrent_writers(
         t.start()
     for t in pool:
         t.join(30)
+    return late
+
+
+def test_group_commit_shares_fsyncs_between_concurrent_writers(
+    tmp_path: Path, calls: Calls
+) -> None:
+    log, _ = open_log(tmp_path, fsync="always", segment_size=1 << 20)
+    calls.before_fsync = lambda fd: time.sleep(0.003)
+    threads, per_thread = 8, 25
+    late = write_concurrently(log, threads, per_thread, after_lsn=0)
     total = threads * per_thread
     fsyncs = calls.count
     log.close()
@@ -328,23 +338,7 @@ def test_a_group_commit_leader_yields_to_woken_writers_but_a_lone_writer_never_w
         log.wait_durable(lsn)
     assert [] == sleeps
     calls.before_fsync = lambda fd: real_sleep(0.003)  # a slow disk: writers pile up
-    threads, per_thread = 4, 10
-    submitted = [20]
-    start = threading.Barrier(threads)
-
-    def writer() -> None:
-        start.wait()
-        for _ in range(per_thread):
-            with log._owner_lock:
-                lsn = submitted[0] = submitted[0] + 1
-                log.submit([op(lsn)], [True])
-            log.wait_durable(lsn)
-
-    pool = [threading.Thread(target=writer) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(30)
+    assert [] == write_concurrently(log, 4, 10, after_lsn=20)
     log.close()
     assert sleeps  # leaders that found others waiting let them submit first
     assert {wal.durable.DurableLog.GROUP_COMMIT_DELAY} == set(sleeps)
