@@ -22,7 +22,7 @@ from dictdb.index import Index, IndexNotFoundError, candidates, make_index
 from dictdb.query import Field, Predicate, as_predicate
 from dictdb.schema import Schema, normalize_schema, schema_to_names, validate_record
 from dictdb.select import Columns, OrderBy, run_select
-from dictdb.values import PK_TYPES, Record, check_primary_key, copy_row, own_record
+from dictdb.values import INT64_MAX, PK_TYPES, Record, check_primary_key, copy_row, own_record
 from wal import DELETE, INSERT, UPDATE
 
 if TYPE_CHECKING:
@@ -227,7 +227,7 @@ class Table:
                 if key in self._rows:
                     key = self._auto_key()
                 row[pk_name] = key
-                if key > 9223372036854775807:  # past int64 (after a huge explicit key)
+                if key > INT64_MAX:  # an auto key past int64 (after a huge explicit key)
                     plain = False  # the row now holds a value that needs a tag
             else:
                 if type(key) not in PK_TYPES:  # before any lookup: [1] is unhashable
@@ -275,7 +275,7 @@ class Table:
                         next_key += 1
                     key = row[pk_name] = next_key
                     next_key += 1
-                    if key > 9223372036854775807:  # past int64: the row needs a tag
+                    if key > INT64_MAX:  # past int64: the row needs a tag
                         plains[position] = False
                 keys.append(key)
             if self.schema is not None:

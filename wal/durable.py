@@ -91,7 +91,6 @@ class DurableLog:
         self._crowd = 0  # how many were waiting when the last group commit ended
         self._failed: BaseException | None = None
         self._closing = False  # no new statements (set first by close)
-        self._refusing = False  # failed or closing: `submit` raises
         self._closed = False
         self._last_fsync = time.monotonic()
         self._fd: int | None = None
@@ -193,7 +192,7 @@ class DurableLog:
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self._refusing:
+        if self._failed is not None or self._closing:
             raise self._failure()
         pending = self._pending_ops
         base = len(pending) // WIDTH
@@ -207,7 +206,7 @@ class DurableLog:
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self._refusing:
+        if self._failed is not None or self._closing:
             raise self._failure()
         if not plain:
             self._pending_tagged.append(len(self._pending_ops) // WIDTH)
@@ -300,7 +299,6 @@ class DurableLog:
         except BaseException as exc:
             with self._cond:
                 self._failed = exc
-                self._refusing = True
                 self._cond.notify_all()
 
     def _append_frame(self, flat: list[Any], tagged: list[int]) -> None:
@@ -390,7 +388,6 @@ class DurableLog:
         # it is held, so none is half-way): everything accepted is then in the final flush.
         with self._owner_lock:
             self._closing = True
-            self._refusing = True
         try:
             self.flush(sync=True)
         finally:

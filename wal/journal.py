@@ -246,7 +246,7 @@ class Journal:
             count = up_to_lsn - self._released
             if count <= 0:
                 return 0
-            self._released = up_to_lsn
+            before, self._released = self._released, up_to_lsn
             if up_to_lsn == self._last:
                 self._garbage.extend(self._blocks)
                 self._reset(up_to_lsn)
@@ -260,7 +260,7 @@ class Journal:
                 # Blank the released slots of the first block (none when releasing up to a
                 # cut) so that what they held can be freed; the positions stay.
                 first = self._blocks[0]
-                done = _released_slots(first)
+                done = max(0, (before + 1 - self._starts[0]) * _W)  # blanked by earlier releases
                 upto = (up_to_lsn + 1 - self._starts[0]) * _W
                 if upto > done:
                     first[done:upto] = [None] * (upto - done)
@@ -277,16 +277,3 @@ class Journal:
                 block = self._garbage.pop()
             while block:
                 del block[-_FREE_STEP:]
-
-
-def _released_slots(block: list[Any]) -> int:
-    # How many leading slots of a first block were already blanked (lsn fields are never
-    # None in a live slot), by bisection over operation boundaries.
-    lo, hi = 0, len(block) // _W
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if block[mid * _W] is None:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo * _W

@@ -13,7 +13,7 @@ SHA-256. A CRC-32 per row misses a wrong row with probability 2**-32.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import orjson
@@ -62,22 +62,23 @@ def of_plain_records(records: list[Any]) -> TableDigest:
 def of_plain_chunks_encoding(
     chunks: Iterable[list[Any]], out: list[bytes | memoryview]
 ) -> TableDigest:
-    """`of_plain_records` over rows given CHUNK at a time, and the JSON array of the same rows
-    appended to *out* in pieces.
+    """`of_plain_records` over rows given CHUNK at a time, and `json_array` of the same rows
+    appended to *out*.
 
     The rows are encoded twice, each row alone for its hash (its bytes dropped at once) and
     each chunk in one call for the array: measured at a million rows, that is ~40% faster
     than encoding each row once and joining the pieces (a million small bytes kept alive).
     """
     count = total = 0
-    out.append(b"[")
-    for n, chunk in enumerate(chunks):
-        count += len(chunk)
-        total += sum(map(_crc32, map(_dumps, chunk)))
-        if n:
-            out.append(b",")
-        out.append(memoryview(_dumps(chunk))[1:-1])
-    out.append(b"]")
+
+    def hashed() -> Iterator[list[Any]]:
+        nonlocal count, total
+        for chunk in chunks:
+            count += len(chunk)
+            total += sum(map(_crc32, map(_dumps, chunk)))
+            yield chunk
+
+    json_array(hashed(), out)
     return count, total & _MASK
 
 

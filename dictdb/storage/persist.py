@@ -33,7 +33,6 @@ moves it too, and the journal is released up to it.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import time
 import zlib
@@ -343,11 +342,11 @@ def _removed(
     befores: Mapping[Any, Any], plain: bool, hashes: Mapping[Any, int] | None
 ) -> tuple[int, int]:
     """``(count, sum of hashes)`` of a table's non-None before-images: looked up in *hashes*
-    (recorded at write time) when given, else computed from the rows."""
+    (recorded at write time: every key whose first operation in the run replaced a row is
+    there) when given, else computed from the rows."""
     if hashes is not None:
         keys = [key for key, before in befores.items() if before is not None]  # no row read
-        with contextlib.suppress(KeyError):  # defensive: every such key was recorded
-            return len(keys), sum(map(hashes.__getitem__, keys))
+        return len(keys), sum(map(hashes.__getitem__, keys))
     return _digest.hashes(_plain_images(befores, plain))
 
 
