@@ -22,6 +22,8 @@ MAX_COLUMNS = 4
 
 
 def fmt(value: float) -> str:
+    """Three significant digits without scientific notation for the usual ranges (also the
+    report's tables: `benchmarks._report` imports it)."""
     if value >= 100:
         return f"{value:,.0f}"
     if value >= 10:

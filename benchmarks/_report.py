@@ -8,19 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import _catalog as cat
+from benchmarks._charts import fmt  # standalone (stdlib) module: charts and tables agree
 
 Row = dict[str, Any]
-
-
-def fmt(value: float) -> str:
-    """Three significant digits without scientific notation for the usual ranges."""
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    if value >= 1:
-        return f"{value:.2f}"
-    return f"{value:#.3g}"
 
 
 def _index(results: list[Row]) -> dict[tuple[str, str, int], Row]:

@@ -150,6 +150,13 @@ def _reference_version(python: Path) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def _pip_install(python: Path, *args: str) -> list[str]:
+    """The argv of a quiet, non-interactive ``pip install`` with *python*, giving up fast
+    when the network is out (one retry, 15 s timeouts)."""
+    quiet = ["--quiet", "--disable-pip-version-check", "--no-input"]
+    return [str(python), "-m", "pip", "install", *quiet, "--retries", "1", "--timeout", "15", *args]
+
+
 def ensure_reference_venv(venv: Path = REFERENCE_VENV) -> tuple[Path | None, str]:
     """Create the reference venv when missing; return (python, message)."""
     python = _venv_python(venv)
@@ -160,21 +167,7 @@ def ensure_reference_venv(venv: Path = REFERENCE_VENV) -> tuple[Path | None, str
     print(f"creating reference venv at {venv} ({REFERENCE_REQUIREMENT}) ...", flush=True)
     steps = [
         [sys.executable, "-m", "venv", str(venv)],
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--retries",
-            "1",
-            "--timeout",
-            "15",
-            "--ignore-requires-python",
-            REFERENCE_REQUIREMENT,
-        ],
+        _pip_install(python, "--ignore-requires-python", REFERENCE_REQUIREMENT),
     ]
     for argv in steps:
         try:
@@ -255,20 +248,7 @@ def _install_matplotlib(python: Path, venv: Path) -> str | None:
     if marker.exists() and time.time() - marker.stat().st_mtime < MATPLOTLIB_RETRY_S:
         return f"an earlier install failed ({marker.read_text().strip()}); delete {marker}"
     print(f"installing {MATPLOTLIB_REQUIREMENT} into {venv} (charts) ...", flush=True)
-    argv = [
-        str(python),
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--retries",
-        "1",
-        "--timeout",
-        "15",
-        MATPLOTLIB_REQUIREMENT,
-    ]
+    argv = _pip_install(python, MATPLOTLIB_REQUIREMENT)
     try:
         proc = subprocess.run(
             argv, env=_clean_env(), capture_output=True, text=True, timeout=600, check=False

@@ -335,3 +335,25 @@ def predicates(fields: tuple[str, ...] = QUERY_FIELDS) -> st.SearchStrategy[Any]
         ),
         max_leaves=5,
     )
+
+
+def plain_json(
+    text_size: int = 10, container_size: int = 3, max_leaves: int = 8
+) -> st.SearchStrategy[Any]:
+    """JSON values that `wal.codec` keeps as they are (no tags needed): what the durable log
+    may dump without tagging."""
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=text_size),
+    )
+    keys = st.text(max_size=6).filter(lambda k: not k.startswith("$"))
+    return st.recursive(
+        leaves,
+        lambda c: st.one_of(
+            st.lists(c, max_size=container_size), st.dictionaries(keys, c, max_size=container_size)
+        ),
+        max_leaves=max_leaves,
+    )

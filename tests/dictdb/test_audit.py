@@ -31,8 +31,6 @@ from dictdb.audit import (
 from tests.dictdb._scripts.audit_dirs import (
     Backup,
     Built,
-    build_durable_dir,
-    build_snapshot_dir,
     copy_dir,
     flip_byte_in_row_data,
     moved,
@@ -44,14 +42,7 @@ ABSENT = "<absent>"
 # -- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def snap(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_snapshot_dir(tmp_path_factory.mktemp("snap"))
-
-
-@pytest.fixture(scope="module")
-def durable(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_durable_dir(tmp_path_factory.mktemp("durable"))
+# `snap` and `durable`: tests/dictdb/conftest.py (module scope).
 
 
 # -- expected values, from what the builders recorded -------------------------------------------

@@ -27,34 +27,9 @@ from dictdb import BackupManager, DictDB, restore
 from dictdb.storage import persist
 from dictdb.storage.catalog import NAME_PATTERN
 from tests.dictdb._scripts.strict import db_diff
+from tests.dictdb.test_backup import Failures, wait_until
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-class Failures:
-    """An `on_backup_failure` callback that records its calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[BaseException, int]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, error: BaseException, consecutive_failures: int) -> None:
-        with self.lock:
-            self.calls.append((error, consecutive_failures))
-
-    @property
-    def counts(self) -> list[int]:
-        with self.lock:
-            return [n for _, n in self.calls]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
 
 
 def assert_clean(directory: Path) -> None:
@@ -304,31 +279,16 @@ def test_backup_dir_replaced_by_a_file_before_the_first_backup(
     assert isinstance(failures.calls[0][0], OSError)
 
 
-def test_backup_dir_replaced_by_a_file_between_fulls(tmp_path: Path) -> None:
-    directory = tmp_path / "backups"
-    failures = Failures()
-    db = new_db()
-    manager = BackupManager(db, directory, on_backup_failure=failures)
-    assert manager.backup_now() is not None
-
-    def fail() -> None:
-        shutil.rmtree(directory)
-        directory.write_text("not a directory")
-
-    def heal() -> None:
-        directory.unlink()
-        directory.mkdir()
-
-    run_failing_then_recovering(directory, db, manager, failures, fail, heal)
-
-
-def test_incremental_backup_after_the_directory_was_wiped_starts_a_new_full(
-    tmp_path: Path,
+@pytest.mark.parametrize("incremental", [False, True], ids=["fulls", "incremental"])
+def test_backup_dir_replaced_by_a_file_then_restored_recovers_with_a_new_full(
+    tmp_path: Path, incremental: bool
 ) -> None:
+    # Between fulls; and in incremental mode, the directory wiped under the chain: the next
+    # success starts a new full.
     directory = tmp_path / "backups"
     failures = Failures()
     db = new_db()
-    manager = BackupManager(db, directory, incremental=True, on_backup_failure=failures)
+    manager = BackupManager(db, directory, incremental=incremental, on_backup_failure=failures)
     assert manager.backup_now() is not None
 
     def fail() -> None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,13 +34,7 @@ from tests.dictdb._scripts.strict import db_diff
 CHOICES = [("json", None), ("pickle", "zstd"), ("json", "zstd"), ("pickle", None)]
 
 
-@pytest.fixture(autouse=True)
-def _quiet_dictdb_logs() -> Iterator[None]:
-    logger = logging.getLogger("dictdb")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_dictdb_logs")  # tests/dictdb/conftest.py
 
 
 def writer(db: DictDB, k: int, stop: threading.Event, manager: BackupManager) -> None:

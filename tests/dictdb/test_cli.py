@@ -28,8 +28,6 @@ from dictdb import DictDB, cli, restore
 from dictdb.storage.restore import plan_restore
 from tests.dictdb._scripts.audit_dirs import (
     Built,
-    build_durable_dir,
-    build_snapshot_dir,
     copy_dir,
     flip_byte_in_row_data,
     iso,
@@ -74,14 +72,7 @@ def strict_json(value: Any) -> str:
 # -- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def snap(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_snapshot_dir(tmp_path_factory.mktemp("snap"))
-
-
-@pytest.fixture(scope="module")
-def durable(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return build_durable_dir(tmp_path_factory.mktemp("durable"))
+# `snap` and `durable`: tests/dictdb/conftest.py (module scope).
 
 
 def listing(directory: Path) -> list[tuple[str, int]]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,13 +51,7 @@ def expected_at(points: list[Point], ts: float) -> Point | None:
     return max(before, key=lambda p: p.lsn) if before else None
 
 
-@pytest.fixture(autouse=True)
-def _quiet_dictdb_logs() -> Iterator[None]:
-    logger = logging.getLogger("dictdb")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    yield
-    logger.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_dictdb_logs")  # tests/dictdb/conftest.py
 
 
 # -- random histories -----------------------------------------------------------------------------

@@ -304,23 +304,6 @@ def test_every_flipped_bit_of_a_frame_followed_by_another_is_refused(
 # -- batches -----------------------------------------------------------------------------------
 
 
-def plain_json() -> st.SearchStrategy[Any]:
-    """JSON values that `wal.codec` keeps as they are (no tags needed)."""
-    scalars = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-(2**63), 2**63 - 1),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=10),
-    )
-    keys = st.text(max_size=6).filter(lambda k: not k.startswith("$"))
-    return st.recursive(
-        scalars,
-        lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(keys, c, max_size=3)),
-        max_leaves=8,
-    )
-
-
 KINDS = st.sampled_from(["insert", "update", "delete", "create", "drop"])
 
 
@@ -374,7 +357,7 @@ def test_each_tagged_kind_round_trips_type_for_type() -> None:
     assert [] == diff(list(op), list(decoded))
 
 
-@given(batches(plain_json()))
+@given(batches(s.plain_json()))
 def test_plain_encoding_equals_tagged_encoding_for_plain_ops(ops: list[Operation]) -> None:
     as_tuples = [tuple(op) for op in ops]
     tagged = encode_batch(as_tuples, [False] * len(ops))
@@ -384,7 +367,7 @@ def test_plain_encoding_equals_tagged_encoding_for_plain_ops(ops: list[Operation
     assert [list(op) for op in ops] == [list(op) for op in decode_batch(tagged)]
 
 
-@given(batches(plain_json()))
+@given(batches(s.plain_json()))
 def test_plain_encoding_of_operation_records_equals_tagged_encoding(
     ops: list[Operation],
 ) -> None:

@@ -43,23 +43,6 @@ SEGMENT_SIZE = 4096
 NEVER = 3600.0  # the flusher's interval: it only runs when woken
 
 
-def plain_json() -> st.SearchStrategy[Any]:
-    """Rows of plain JSON (what `encode_batch` may dump without tags)."""
-    scalars = st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(-(2**63), 2**63 - 1),
-        st.floats(allow_nan=False, allow_infinity=False),
-        st.text(max_size=30),
-    )
-    keys = st.text(max_size=6).filter(lambda k: not k.startswith("$"))
-    return st.recursive(
-        scalars,
-        lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(keys, c, max_size=4)),
-        max_leaves=10,
-    )
-
-
 def stream(directory: Path) -> list[tuple[str, bytes]]:
     """Every segment file's name and bytes, in LSN order."""
     return [(path.name, path.read_bytes()) for _, path in list_segments(directory)]
@@ -164,7 +147,11 @@ class DurableLogMachine(RuleBasedStateMachine):
     @rule(
         statements=st.lists(
             st.tuples(
-                st.lists(plain_json(), min_size=1, max_size=4),
+                st.lists(
+                    s.plain_json(text_size=30, container_size=4, max_leaves=10),
+                    min_size=1,
+                    max_size=4,
+                ),
                 st.lists(s.domain_values(max_leaves=3), max_size=2),
                 st.sampled_from([0, 60, 600]),
             ),

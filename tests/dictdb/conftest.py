@@ -1,0 +1,36 @@
+"""Fixtures shared by several test modules of `tests/dictdb`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tests.dictdb._scripts.audit_dirs import Built, build_durable_dir, build_snapshot_dir
+
+
+@pytest.fixture
+def quiet_dictdb_logs() -> Iterator[None]:
+    """Silence the `dictdb` logger for a test that provokes failures on purpose."""
+    logger = logging.getLogger("dictdb")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    yield
+    logger.setLevel(level)
+
+
+# The audit and CLI tests read the same kinds of directories; each module builds its own
+# (module scope), since some tests damage copies and timings differ.
+
+
+@pytest.fixture(scope="module")
+def snap(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """A backup directory of full snapshots and deltas."""
+    return build_snapshot_dir(tmp_path_factory.mktemp("snap"))
+
+
+@pytest.fixture(scope="module")
+def durable(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """A durable database directory: log, snapshots and deltas."""
+    return build_durable_dir(tmp_path_factory.mktemp("durable"))
