@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import orjson
 
+from dictdb.storage.files import Pieces
 from wal import to_plain
 
 _MASK: Final = (1 << 64) - 1
@@ -40,11 +41,14 @@ def row_hash(row: Mapping[str, Any], plain: bool = False) -> int:
 
 
 #: Rows per C-level loop: between chunks the interpreter can switch threads, so hashing or
-#: encoding a million rows never holds the GIL long enough to stall writers (~2-5 ms each).
-#: Not smaller: with 1,000-row chunks a full snapshot in a background thread (the
-#: BackupManager's) got ~8% of the CPU against one inserting thread (a 14 s backup of 1M
-#: rows instead of 1.6 s, 6.3M inserts meanwhile); with 20,000 the two share it.
-CHUNK: Final = 20_000
+#: encoding a million rows never holds the GIL long enough to stall writers (~0.3 ms each).
+#: Small enough that a chunk's rows are still in the CPU cache when its second pass (the
+#: array encoding, after the hashes) reads them again: on a heap fragmented by an earlier
+#: database's rows, 20,000-row chunks made a full JSON save of a million rows ~35% slower
+#: (encoding 550 ms against 400). (Small chunks once seemed to starve a backup thread against
+#: a writer: that was the many GIL releases of hashing and writing medium-sized pieces, see
+#: `dictdb.storage.files.PIECE_FLOOR`.)
+CHUNK: Final = 2_000
 
 
 def of_plain_records(records: list[Any]) -> TableDigest:
@@ -59,9 +63,7 @@ def of_plain_records(records: list[Any]) -> TableDigest:
     return len(records), total & _MASK
 
 
-def of_plain_chunks_encoding(
-    chunks: Iterable[list[Any]], out: list[bytes | memoryview]
-) -> TableDigest:
+def of_plain_chunks_encoding(chunks: Iterable[list[Any]], out: Pieces) -> TableDigest:
     """`of_plain_records` over rows given CHUNK at a time, and `json_array` of the same rows
     appended to *out*.
 
@@ -82,7 +84,7 @@ def of_plain_chunks_encoding(
     return count, total & _MASK
 
 
-def json_array(chunks: Iterable[list[Any]], out: list[bytes | memoryview]) -> None:
+def json_array(chunks: Iterable[list[Any]], out: Pieces) -> None:
     """The JSON array of rows given CHUNK at a time, appended to *out* in pieces (one orjson
     call per chunk: the interpreter can switch threads in between)."""
     out.append(b"[")

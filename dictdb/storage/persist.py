@@ -48,7 +48,7 @@ import zstandard
 from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
-from dictdb.storage.files import Parts, seal_parts, unseal, write_atomic
+from dictdb.storage.files import Pieces, SealedFile, unseal, write_sealed
 from dictdb.storage.gcshelter import Shelter
 from dictdb.table import Table, normalize_definition
 from dictdb.values import PK_TYPES, check_primary_key, own_record
@@ -212,12 +212,15 @@ def _encode_full(
     tables: list[_TableCut],
     file_format: str,
     digest: _digest.StateDigest | None,
-) -> tuple[Parts, _digest.StateDigest]:
+    out: Pieces,
+) -> _digest.StateDigest:
+    """Encode the snapshot of *tables* into *out*; return its state digest (*digest* when
+    known, else computed on the way)."""
     header = _header(
         "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(db)
     )
     if file_format == "json":
-        return _encode_full_json(header, tables, digest)
+        return _encode_full_json(header, tables, digest, out)
     doc_tables: dict[str, Any] = {}
     for cut in tables:
         records, positions = _plain_records(cut)
@@ -232,22 +235,27 @@ def _encode_full(
             name: _digest.of_plain_records(tdoc["records"]) for name, tdoc in doc_tables.items()
         }
     doc = {**header, "tables": doc_tables, "digest": _digest.to_document(digest)}
-    return [_encode_document(doc, file_format, len(header))], digest
+    out.append(_encode_document(doc, file_format, len(header)))
+    return digest
 
 
 def _encode_full_json(
-    header: dict[str, Any], tables: list[_TableCut], digest: _digest.StateDigest | None
-) -> tuple[Parts, _digest.StateDigest]:
-    # Assembled by hand, in pieces (`Parts`) down to the file, from the row maps CHUNK rows
-    # at a time: one orjson call over a million rows would hold the GIL ~0.1-0.3 s and stall
-    # every writer, and a list of every row would be one more million-entry container for
-    # the garbage collector to walk while writers wait (see ARCHITECTURE.md, writer stalls).
-    # "special" comes after "records" in each table: it is found on the way.
+    header: dict[str, Any],
+    tables: list[_TableCut],
+    digest: _digest.StateDigest | None,
+    parts: Pieces,
+) -> _digest.StateDigest:
+    # Assembled by hand into *parts* (on their way to the file while the next ones are
+    # encoded), from the row maps CHUNK rows at a time: one orjson call over a million rows
+    # would hold the GIL ~0.1-0.3 s and stall every writer, and a list of every row would be
+    # one more million-entry container for the garbage collector to walk while writers wait
+    # (see ARCHITECTURE.md, writer stalls). "special" comes after "records" in each table: it
+    # is found on the way.
     computed: _digest.StateDigest = {}
-    parts: list[bytes | memoryview] = [_dumps(header)[:-1], b',"tables":{']
+    parts.extend([_dumps(header)[:-1], b',"tables":{'])
     for n, cut in enumerate(tables):
         meta = {**cut.definition, "next_pk": to_plain(cut.next_pk)}
-        parts += [b"," if n else b"", _dumps(cut.name), b":", _dumps(meta)[:-1]]
+        parts.extend([b"," if n else b"", _dumps(cut.name), b":", _dumps(meta)[:-1]])
         parts.append(b',"records":')
         positions: list[int] = []
         chunks = _record_chunks(cut, positions)
@@ -255,10 +263,10 @@ def _encode_full_json(
             computed[cut.name] = _digest.of_plain_chunks_encoding(chunks, parts)
         else:
             _digest.json_array(chunks, parts)
-        parts += [b',"special":', _dumps(positions), b"}"]
+        parts.extend([b',"special":', _dumps(positions), b"}"])
     digest = computed if digest is None else digest
-    parts += [b'},"digest":', _dumps(_digest.to_document(digest))]
-    return parts, digest
+    parts.extend([b'},"digest":', _dumps(_digest.to_document(digest))])
+    return digest
 
 
 def _record_chunks(cut: _TableCut, positions: list[int]) -> Iterator[list[Any]]:
@@ -439,13 +447,12 @@ def _save(
         compression = "zstd"
     comp = _check_compression(compression)
     path = _final_path(filename, comp)
-    with Shelter() as shelter:
+    with SealedFile(path, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
         lsn, last_ts, tables, known = _capture(db, shelter)
         _log_durable(db, lsn)
-        body, digest = _encode_full(db, lsn, last_ts, tables, fmt, known)
+        digest = _encode_full(db, lsn, last_ts, tables, fmt, known, sealed.out)
         plain = frozenset(cut.name for cut in tables if not cut.special)
-        del tables  # the copies: freed here, not after the write
-    write_atomic(path, seal_parts(body, fmt, comp), overwrite=overwrite)
+        del tables  # the copies: freed here, before the last write and the fsync
     based = False
     with db._lock:
         cursor = db._backup_cursor
@@ -807,7 +814,7 @@ def save_delta(
     known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
     doc, digest = _delta_document(comp_, cursor, plain_now, known, table_info, lineage)
     body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
-    write_atomic(path, seal_parts(body, fmt, comp), overwrite=overwrite)
+    write_sealed(path, body, fmt, comp, overwrite=overwrite)
     with db._lock:
         if db._backup_cursor is cursor:
             db._backup_cursor = BackupCursor(comp_.to_lsn, digest, plain_now)

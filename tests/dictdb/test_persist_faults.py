@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import hashlib
 import json
 import os
 import pickle
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dictdb import DictDB
 from dictdb.errors import CorruptFileError
@@ -548,12 +553,13 @@ def test_a_snapshot_written_in_many_pieces_fails_cleanly_at_any_of_its_writes(
     monkeypatch: pytest.MonkeyPatch,
     inject: Callable[[str, int], dict[str, int]],
 ) -> None:
-    # A large snapshot is written piece by piece (rows CHUNK at a time, never joined): made
-    # small here, so that a tiny table takes many writes, and each of them fails in turn.
+    # A large snapshot is written piece by piece (rows CHUNK at a time, joined into pieces of
+    # PIECE_FLOOR bytes): both made small here,
+    # so that a tiny table takes many writes, and each of them fails in turn.
     from dictdb.storage import digest, files
 
     monkeypatch.setattr(digest, "CHUNK", 2)
-    monkeypatch.setattr(files, "WRITE_FLOOR", 1)
+    monkeypatch.setattr(files, "PIECE_FLOOR", 1)
     db = DictDB()
     db.create_table("t")
     db.get_table("t").insert([{"v": i} for i in range(7)])
@@ -570,3 +576,152 @@ def test_a_snapshot_written_in_many_pieces_fails_cleanly_at_any_of_its_writes(
     inject("none", 0)
     persist.save(db, tmp_path / "snap.json")
     assert db_diff(db.to_dict(), persist.load(tmp_path / "snap.json").to_dict()) == []
+
+
+# -- few, large pieces: a backup thread must not give the GIL away for every small buffer ------
+
+
+class _CountingSha256:
+    """hashlib.sha256 that records the size of every `update`, and in which thread."""
+
+    calls: ClassVar[list[tuple[int, str]]] = []
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._real = _REAL_SHA256(data)
+
+    def update(self, data: Any) -> None:
+        _CountingSha256.calls.append((len(data), threading.current_thread().name))
+        self._real.update(data)
+
+    def hexdigest(self) -> str:
+        return str(self._real.hexdigest())
+
+
+_REAL_SHA256 = hashlib.sha256
+
+
+@pytest.mark.parametrize("zstd", [False, True])
+def test_a_large_snapshot_is_hashed_and_written_in_pieces_of_at_least_the_floor(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    inject: Callable[[str, int], dict[str, int]],
+    zstd: bool,
+) -> None:
+    # Each hash update or write of a large buffer releases the GIL, and each release costs a
+    # backup thread up to a switch interval against a busy writer: so the rows, encoded a
+    # few at a time, are gathered into pieces of PIECE_FLOOR bytes before hashing/writing;
+    # and a helper thread hashes and writes them while the next ones are encoded.
+    from dictdb.storage import digest, files
+
+    floor = 4096
+    monkeypatch.setattr(digest, "CHUNK", 10)
+    monkeypatch.setattr(files, "PIECE_FLOOR", floor)
+    _CountingSha256.calls = []
+    db = DictDB()
+    db.create_table("t").insert([{"name": f"user{i}", "age": i % 90} for i in range(3000)])
+    counts = inject("none", 0)
+    with monkeypatch.context() as patch:
+        patch.setattr(hashlib, "sha256", _CountingSha256)
+        path = persist.save(db, tmp_path / "snap.json", compression="zstd" if zstd else None)
+    sizes = [size for size, _ in _CountingSha256.calls]
+    assert len(sizes) > 10  # the snapshot is large against the floor
+    assert all(size >= floor for size in sizes[:-1])  # only the last piece may be smaller
+    threads = {name for _, name in _CountingSha256.calls[:-1]}
+    if zstd:
+        assert counts["write"] == 1  # one compressed frame, written at the end
+        assert threads == {threading.current_thread().name}
+    else:
+        total = path.stat().st_size
+        assert counts["write"] == len(sizes)  # the trailer rides with the last piece
+        assert counts["write"] <= total // floor + 1
+        assert threads == {"dictdb-write"}  # the helper: it overlaps the encoding
+    assert db_diff(db.to_dict(), persist.load(path).to_dict()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_a_failure_while_encoding_a_streamed_snapshot_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The helper thread is already writing the temp file when the encoder fails.
+    from dictdb.storage import digest, files
+
+    monkeypatch.setattr(digest, "CHUNK", 10)
+    monkeypatch.setattr(files, "PIECE_FLOOR", 1024)
+    db = DictDB()
+    db.create_table("t").insert([{"v": i} for i in range(2000)])
+    old = persist.save(db, tmp_path / "snap.json")
+    before = old.read_bytes()
+    db.get_table("t").insert({"v": -1})
+    real = digest.json_array
+    written: list[int] = []
+
+    def failing(chunks: Any, out: Any) -> None:
+        def rows() -> Iterator[Any]:
+            for n, chunk in enumerate(chunks):
+                if n == 150:
+                    written.extend(p.stat().st_size for p in tmp_path.glob(".*.tmp"))
+                    raise RuntimeError("encoder failed")
+                yield chunk
+
+        real(rows(), out)
+
+    monkeypatch.setattr(digest, "json_array", failing)
+    with pytest.raises(RuntimeError, match="encoder failed"):
+        persist.save(db, tmp_path / "snap.json", as_base=False)
+    assert len(written) == 1  # one temp file, being written
+    assert written[0] > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["snap.json"]  # no temp file left
+    assert old.read_bytes() == before
+
+
+@given(st.lists(st.binary(max_size=300), max_size=40), st.integers(1, 600))
+def test_pieces_hand_on_exactly_what_was_appended_in_pieces_of_at_least_the_floor(
+    items: list[bytes], floor: int
+) -> None:
+    from dictdb.storage import files
+
+    real, files.PIECE_FLOOR = files.PIECE_FLOOR, floor  # type: ignore[misc]
+    try:
+        parts: list[Any] = []
+        pieces = files.Pieces(parts.append)
+        sources = [bytearray(item) for item in items]
+        for n, source in enumerate(sources):
+            pieces.append(memoryview(source) if n % 2 else source)
+        handed = [part.obj if isinstance(part, memoryview) else part for part in parts]
+        large = [source for source in sources if len(source) >= floor]
+        assert all(any(part is source for part in handed) for source in large)  # uncopied
+        parts = [bytes(part) for part in parts]
+        for source in sources:  # small buffers were copied: changing them now is harmless
+            if len(source) < floor:
+                source[:] = b"x" * len(source)
+        rest = bytes(pieces.rest())
+    finally:
+        files.PIECE_FLOOR = real  # type: ignore[misc]
+    assert b"".join([*parts, rest]) == b"".join(items)
+    assert all(len(part) >= floor for part in parts)
+    assert len(rest) < floor
+    assert bytes(pieces.rest()) == b""
+
+
+@given(
+    st.lists(st.binary(max_size=200), max_size=30),
+    st.integers(1, 500),
+    st.sampled_from(["json", "pickle"]),
+    st.sampled_from([None, "zstd"]),
+)
+def test_a_sealed_file_holds_exactly_the_sealed_content(
+    items: list[bytes], floor: int, file_format: str, compression: str | None
+) -> None:
+    from dictdb.storage import files
+
+    real, files.PIECE_FLOOR = files.PIECE_FLOOR, floor  # type: ignore[misc]
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "f"
+            with files.SealedFile(path, file_format, compression) as sealed:
+                sealed.out.extend(items)
+            data = path.read_bytes()
+            assert os.listdir(folder) == ["f"]
+    finally:
+        files.PIECE_FLOOR = real  # type: ignore[misc]
+    assert data == files.seal(b"".join(items), file_format, compression)

@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dictdb import BackupManager, DictDB, RestoreError, list_backups, plan_restore, restore
-from dictdb.storage import persist
+from dictdb.storage import files, persist
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 
@@ -252,19 +252,20 @@ def test_full_racing_a_delta_of_another_manager_does_not_wedge_the_chain(
     b = BackupManager(db, tmp_path, incremental=True)
     assert b.backup_now() is not None
     t.insert({"v": 1})
-    real = persist.write_atomic
     armed = [True]
 
-    def write_atomic(*args: Any, **kwargs: Any) -> None:
-        if armed[0]:  # while a's full is being written, b writes a delta
-            armed[0] = False
-            t.insert({"v": 2})
-            assert b.backup_delta() is not None
-        real(*args, **kwargs)
+    class Racing(files.SealedFile):
+        def publish(self) -> None:
+            if armed[0]:  # while a's full is being written, b writes a delta
+                armed[0] = False
+                t.insert({"v": 2})
+                assert b.backup_delta() is not None
+            super().publish()
 
-    monkeypatch.setattr(persist, "write_atomic", write_atomic)
+    monkeypatch.setattr(persist, "SealedFile", Racing)
     assert a.backup_full() is not None
-    monkeypatch.setattr(persist, "write_atomic", real)
+    assert not armed[0]
+    monkeypatch.setattr(persist, "SealedFile", files.SealedFile)
     for i in range(3):
         t.insert({"v": 10 + i})
         a.backup_now()
