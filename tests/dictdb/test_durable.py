@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SEGMENT_SIZE = 4096
 _real_fsync = os.fsync
 _real_write = os.write
+_real_writev = os.writev
 
 
 def is_segment(fd: int) -> bool:
@@ -59,7 +60,8 @@ def is_segment(fd: int) -> bool:
 
 
 class SegmentIO:
-    """Counts ``os.fsync`` on segment files; hooks may block or fail fsyncs and writes."""
+    """Counts ``os.fsync`` on segment files; hooks may block or fail fsyncs and writes (a
+    writev reaches ``before_write`` as its buffers joined)."""
 
     def __init__(self) -> None:
         self.fsyncs = 0
@@ -80,12 +82,18 @@ class SegmentIO:
             self.before_write(fd, data)
         return _real_write(fd, data)
 
+    def writev(self, fd: int, buffers: Any) -> int:
+        if self.before_write is not None and is_segment(fd):
+            self.before_write(fd, b"".join(buffers))
+        return _real_writev(fd, buffers)
+
 
 @pytest.fixture
 def segment_io(monkeypatch: pytest.MonkeyPatch) -> SegmentIO:
     io = SegmentIO()
     monkeypatch.setattr(os, "fsync", io.fsync)
     monkeypatch.setattr(os, "write", io.write)
+    monkeypatch.setattr(os, "writev", io.writev)
     return io
 
 

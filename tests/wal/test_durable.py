@@ -21,15 +21,16 @@ from typing import Any
 
 import pytest
 
-from wal.durable import DurableLog, LogFailedError
+from wal.durable import BATCH, DurableLog, LogFailedError
 from wal.errors import WALError
-from wal.framing import HEADER_SIZE, encode_header, segment_name
+from wal.framing import HEADER_SIZE, decode_batch, encode_header, iter_frames, segment_name
 from wal.operation import Operation, OpTuple
 from wal.recovery import list_segments, read_wal
 
 SEGMENT_SIZE = 4096
 _real_fsync = os.fsync
 _real_write = os.write
+_real_writev = os.writev
 
 
 def op(lsn: int, value: Any = None, pad: int = 0) -> OpTuple:
@@ -57,8 +58,8 @@ def is_segment(fd: int) -> bool:
 
 
 class Calls:
-    """Records ``os.fsync``/``os.write`` calls on segment files; hooks can delay, block or
-    fail them."""
+    """Records ``os.fsync``/``os.write``/``os.writev`` calls on segment files; hooks can delay,
+    block or fail them (a writev reaches ``before_write`` as its buffers joined)."""
 
     def __init__(self) -> None:
         self.fsyncs: list[tuple[str, float]] = []
@@ -81,6 +82,13 @@ class Calls:
                 return int(result)
         return _real_write(fd, data)
 
+    def writev(self, fd: int, buffers: Any) -> int:
+        if self.before_write is not None and is_segment(fd):
+            result = self.before_write(fd, b"".join(buffers))
+            if result is not None:
+                return int(result)
+        return _real_writev(fd, buffers)
+
     @property
     def count(self) -> int:
         with self.lock:
@@ -92,6 +100,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     recorder = Calls()
     monkeypatch.setattr(os, "fsync", recorder.fsync)
     monkeypatch.setattr(os, "write", recorder.write)
+    monkeypatch.setattr(os, "writev", recorder.writev)
     return recorder
 
 
@@ -584,3 +593,118 @@ def test_a_closed_log_never_writes_again(tmp_path: Path, calls: Calls) -> None:
             log.wait_durable(2)
     assert after_close == {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert ([1, 2] if accepted else [1]) == on_disk(tmp_path)
+
+
+# -- batches encoded by writers, frames written together ---------------------------------------
+
+
+def frames(directory: Path) -> list[list[int]]:
+    """The LSNs of each frame on disk, segment by segment, frame by frame."""
+    out = []
+    for info in list_segments(directory):
+        data = info[1].read_bytes()
+        for _, _, payload in iter_frames(data, HEADER_SIZE):
+            out.append([o.lsn for o in decode_batch(payload)])
+    return out
+
+
+@pytest.mark.parametrize("policy", ["always", "everysec", "off"])
+def test_frames_hold_whole_statements_whatever_their_sizes(tmp_path: Path, policy: str) -> None:
+    # Writers encode pending statements once they hold BATCH operations: a frame must never
+    # split a statement (recovery could then keep half of one).
+    sizes = [1, BATCH - 1, 2, 1, BATCH + 7, 3, 1] + [1] * (2 * BATCH) + [BATCH, 5]
+    log, _ = open_log(tmp_path, fsync=policy, segment_size=1 << 20, flush_interval=3600)
+    statements = []
+    lsn = 0
+    for size in sizes:
+        statement = [op(lsn + i + 1) for i in range(size)]
+        lsn += size
+        submit(log, statement)
+        statements.append([o[0] for o in statement])
+    log.close()
+    written = frames(tmp_path)
+    assert [n for frame in written for n in frame] == list(range(1, lsn + 1))
+    where = {n: i for i, frame in enumerate(written) for n in frame}
+    for statement in statements:
+        assert len({where[n] for n in statement}) == 1, statement
+    if policy != "always":  # nothing was written before close: writers' batches + the rest
+        assert max(len(frame) for frame in written) < 2 * BATCH + 8
+        assert len(written) > 3
+
+
+def test_a_writer_that_cannot_encode_its_batch_fails_the_log(tmp_path: Path) -> None:
+    log, _ = open_log(tmp_path, fsync="everysec", flush_interval=3600)
+    for lsn in range(1, 11):
+        submit(log, [op(lsn)])
+    log.flush()
+    for lsn in range(11, 10 + BATCH):
+        submit(log, [op(lsn)])
+    bad = (10 + BATCH, 1.0, "insert", "t", 1, {"id": 1, "v": object()}, None, None)
+    with pytest.raises(LogFailedError, match="failed"):
+        submit(log, [bad])  # the batch is full now: this writer encodes it, and fails
+    assert log.failed is not None
+    with pytest.raises(LogFailedError):
+        submit(log, [op(11 + BATCH)])
+    with pytest.raises(LogFailedError):
+        log.close()
+    reopened, ops = open_log(tmp_path)
+    assert list(range(1, 11)) == [o.lsn for o in ops]  # what was flushed before
+    reopened.close()
+
+
+def test_frames_written_a_few_bytes_at_a_time_arrive_whole(tmp_path: Path, calls: Calls) -> None:
+    # One flush writes many frames with os.writev, which may write less than asked.
+    log, _ = open_log(tmp_path, fsync="everysec", segment_size=1 << 20, flush_interval=3600)
+    sizes: list[int] = []
+
+    def short(fd: int, data: Any) -> int:
+        size = 1 + len(sizes) % 7 * 13  # 1 to 79 bytes per call
+        sizes.append(size)
+        return _real_write(fd, bytes(data)[:size])
+
+    for lsn in range(1, 3 * BATCH + 40):
+        submit(log, [op(lsn, pad=lsn % 5)])
+    calls.before_write = short
+    log.flush()
+    calls.before_write = None
+    assert len(sizes) > 100
+    log.close()
+    assert list(range(1, 3 * BATCH + 40)) == on_disk(tmp_path)
+    assert 4 == len(frames(tmp_path))  # three writers' batches and the rest
+
+
+def test_one_flush_of_many_frames_rotates_segments_between_frames(tmp_path: Path) -> None:
+    log, _ = open_log(tmp_path, fsync="off", flush_interval=3600)  # 4096-byte segments
+    last = 4 * BATCH
+    for lsn in range(1, last + 1):
+        submit(log, [op(lsn, pad=10)])
+    log.flush()
+    log.close()
+    segments = list_segments(tmp_path)
+    assert len(segments) > 1
+    written = frames(tmp_path)
+    assert [n for frame in written for n in frame] == list(range(1, last + 1))
+    firsts = [frame[0] for frame in written]
+    assert all(first in firsts for first, _ in segments)  # each segment starts at a frame
+    reopened, ops = open_log(tmp_path)
+    assert list(range(1, last + 1)) == [o.lsn for o in ops]
+    reopened.close()
+
+
+def test_a_write_that_makes_no_progress_fails_the_log_instead_of_spinning(
+    tmp_path: Path, calls: Calls
+) -> None:
+    log, _ = open_log(tmp_path, fsync="always")
+    submit(log, [op(1)])
+    log.wait_durable(1)
+    calls.before_write = lambda fd, data: 0
+    submit(log, [op(2)])
+    with pytest.raises(LogFailedError):
+        log.wait_durable(2)
+    assert isinstance(log.failed, OSError)
+    calls.before_write = None
+    with pytest.raises(LogFailedError):
+        log.close()
+    reopened, ops = open_log(tmp_path)
+    assert [1] == [o.lsn for o in ops]
+    reopened.close()
