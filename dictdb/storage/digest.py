@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import repeat
 from typing import Any, Final
 
 import orjson
@@ -52,52 +53,98 @@ CHUNK: Final = 2_000
 
 
 def of_plain_records(records: list[Any]) -> TableDigest:
-    """The digest of a table from its rows as plain trees (`wal.to_plain` applied).
-
-    Streams: each row's bytes are hashed and dropped (keeping a million small bytes objects
-    alive costs more than encoding them), CHUNK rows per C-level loop.
-    """
-    total = 0
-    for start in range(0, len(records), CHUNK):
-        total += sum(map(_crc32, map(_dumps, records[start : start + CHUNK])))
-    return len(records), total & _MASK
-
-
-def of_plain_chunks_encoding(chunks: Iterable[list[Any]], out: Pieces) -> TableDigest:
-    """`of_plain_records` over rows given CHUNK at a time, and `json_array` of the same rows
-    appended to *out*.
-
-    The rows are encoded twice, each row alone for its hash (its bytes dropped at once) and
-    each chunk in one call for the array: measured at a million rows, that is ~40% faster
-    than encoding each row once and joining the pieces (a million small bytes kept alive).
-    """
-    count = total = 0
-
-    def hashed() -> Iterator[list[Any]]:
-        nonlocal count, total
-        for chunk in chunks:
-            count += len(chunk)
-            total += sum(map(_crc32, map(_dumps, chunk)))
-            yield chunk
-
-    json_array(hashed(), out)
+    """The digest of a table from its rows as plain trees (`wal.to_plain` applied), CHUNK
+    rows per C-level loop (each row's bytes are hashed and dropped: keeping a million small
+    bytes objects alive costs more than encoding them)."""
+    count, total = hashes(records)
     return count, total & _MASK
 
 
-def json_array(chunks: Iterable[list[Any]], out: Pieces) -> None:
+def of_plain_chunks_encoding(
+    chunks: Iterable[list[Any]], out: Pieces, *, scattered: bool = False
+) -> TableDigest:
+    """`of_plain_records` over rows given CHUNK at a time, and `json_array` of the same rows
+    appended to *out* (see `json_array` for *scattered*)."""
+    sums = [0, 0]
+    json_array(chunks, out, sums, scattered=scattered)
+    return sums[0], sums[1] & _MASK
+
+
+def json_array(
+    chunks: Iterable[list[Any]],
+    out: Pieces,
+    sums: list[int] | None = None,
+    *,
+    scattered: bool = False,
+) -> None:
     """The JSON array of rows given CHUNK at a time, appended to *out* in pieces (one orjson
-    call per chunk: the interpreter can switch threads in between)."""
+    call per chunk: the interpreter can switch threads in between). With *sums*, also add
+    the rows' count and the sum of their hashes to ``sums[0]`` and ``sums[1]``.
+
+    Rows are hashed chunk by chunk, each row encoded alone, just before the chunk's array
+    encoding reads them again from the CPU cache. *scattered* rows (a delta's changed rows,
+    spread over the heap) are instead hashed from the chunk's encoding
+    (`_sum_from_encoding`): one pass over them. Measured: on a fresh million-row table, the
+    first way saves ~50 ms of a ~400 ms save; on a delta of 10,000 changed rows, the
+    second saves ~3 ms of ~13.
+    """
     out.append(b"[")
     for n, chunk in enumerate(chunks):
         if n:
             out.append(b",")
-        out.append(memoryview(_dumps(chunk))[1:-1])
+        if sums is None:
+            data = _dumps(chunk)
+        elif scattered:
+            data = _dumps(chunk)
+            cut = _sum_from_encoding(chunk, data)
+            sums[1] += _sum_by_row(chunk) if cut is None else cut
+        else:
+            sums[1] += _sum_by_row(chunk)
+            data = _dumps(chunk)
+        if sums is not None:
+            sums[0] += len(chunk)
+        out.append(memoryview(data)[1:-1])
     out.append(b"]")
 
 
 def hashes(plain_rows: list[Any]) -> tuple[int, int]:
     """How many rows and the sum of their hashes, from their plain trees."""
-    return len(plain_rows), sum(map(_crc32, map(_dumps, plain_rows)))
+    return len(plain_rows), sum(map(_sum_by_row, chunked(plain_rows)))
+
+
+def chunked(rows: list[Any]) -> Iterator[list[Any]]:
+    """*rows* CHUNK at a time."""
+    for start in range(0, len(rows), CHUNK):
+        yield rows[start : start + CHUNK]
+
+
+def _sum_by_row(rows: list[Any]) -> int:
+    # The sum of the hashes of *rows* (plain trees), each encoded alone: one C-level loop.
+    return sum(map(_crc32, map(_dumps, rows)))
+
+
+_ROW_SEP: Final = b',{"'
+_ROW_OPEN_CRC: Final = _crc32(b'{"')
+
+
+def _sum_from_encoding(rows: list[Any], data: bytes) -> int | None:
+    """The sum of the hashes of *rows* (dicts, as plain trees), given ``data`` =
+    ``orjson.dumps(rows)``: cut into the rows' own bytes instead of encoding each row again;
+    None when it cannot be cut.
+
+    In that array, each row is ``{"`` (an object whose first key is a string) followed by
+    the rest of its bytes, and rows are separated by ``,{"``. Every boundary between two
+    non-empty rows is one occurrence of that separator; more occur only inside rows (an
+    array of objects, or a string that ends with ``,{``). So when ``{}`` appears nowhere (no
+    empty row) and the separator appears exactly ``len(rows) - 1`` times, the occurrences
+    are the boundaries, and each piece between them is a row's bytes after its ``{"``:
+    hashed from the CRC of ``{"`` on.
+    """
+    n = len(rows)
+    if n and data.count(_ROW_SEP) == n - 1 and data.startswith(b'[{"') and b"{}" not in data:
+        pieces = data[3:-1].split(_ROW_SEP)
+        return sum(map(_crc32, pieces, repeat(_ROW_OPEN_CRC, n)))
+    return None
 
 
 def adjust(digest: TableDigest, removed: tuple[int, int], added: tuple[int, int]) -> TableDigest:

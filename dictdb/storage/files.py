@@ -304,14 +304,6 @@ def seal(body: bytes, file_format: str, compression: str | None) -> bytes:
     return compress(data) if compression == "zstd" else data
 
 
-def write_sealed(
-    path: Path, body: bytes, file_format: str, compression: str | None, *, overwrite: bool
-) -> None:
-    """Publish `seal` (*body*, ...) under *path* atomically and durably (see `SealedFile`)."""
-    with SealedFile(path, file_format, compression, overwrite=overwrite) as sealed:
-        sealed.out.append(body)
-
-
 def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> bytes:
     """Check a file's trailer and return the bytes to decode.
 

@@ -48,7 +48,7 @@ import zstandard
 from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
-from dictdb.storage.files import Pieces, SealedFile, unseal, write_sealed
+from dictdb.storage.files import Pieces, SealedFile, unseal
 from dictdb.storage.gcshelter import Shelter
 from dictdb.table import Table, normalize_definition
 from dictdb.values import PK_TYPES, check_primary_key, own_record
@@ -812,9 +812,10 @@ def save_delta(
     _log_durable(db, db_lsn)
     comp_ = compact_flat(flat, cursor.lsn + 1)
     known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
-    doc, digest = _delta_document(comp_, cursor, plain_now, known, table_info, lineage)
-    body = _encode_document(doc, fmt, _DELTA_HEADER_SIZE)
-    write_sealed(path, body, fmt, comp, overwrite=overwrite)
+    with SealedFile(path, fmt, comp, overwrite=overwrite) as sealed:
+        digest = _encode_delta(
+            comp_, cursor, plain_now, known, table_info, lineage, fmt, sealed.out
+        )
     with db._lock:
         if db._backup_cursor is cursor:
             db._backup_cursor = BackupCursor(comp_.to_lsn, digest, plain_now)
@@ -823,36 +824,17 @@ def save_delta(
     return path
 
 
-def _delta_document(
+def _encode_delta(
     comp: Compaction,
     cursor: BackupCursor,
     plain_now: frozenset[str],
     pre: Mapping[str, Mapping[Any, int] | None] | None,
     table_info: Mapping[str, tuple[str, int]],
     lineage: Mapping[str, Any],
-) -> tuple[dict[str, Any], _digest.StateDigest]:
-    ddl: list[dict[str, Any]] = []
-    for event in comp.ddl:
-        if event.kind == DROP:
-            ddl.append({"lsn": event.lsn, "op": "drop", "table": event.table})
-        else:
-            ddl.append({"lsn": event.lsn, "op": "create", "table": event.table, **event.definition})
-    tables: dict[str, Any] = {}
-    added: dict[str, tuple[int, int]] = {}
-    for name, ends in comp.afters.items():
-        upserts = _plain_images(ends, name in plain_now)
-        deletes = []
-        if len(upserts) < len(ends):
-            deletes = [to_plain(k) for k, a in ends.items() if a is None]
-        added[name] = _digest.hashes(upserts)
-        primary_key, next_pk = table_info.get(name, ("id", 1))
-        tables[name] = {
-            "primary_key": primary_key,
-            "upserts": upserts,
-            "deletes": deletes,
-            "next_pk": to_plain(next_pk),
-        }
-    digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, added)
+    file_format: str,
+    out: Pieces,
+) -> _digest.StateDigest:
+    """Encode the delta document of *comp* into *out*; return the state digest after it."""
     header = _header(
         "delta",
         timestamp=time.time(),
@@ -861,8 +843,47 @@ def _delta_document(
         last_op_ts=comp.last_ts,
         **lineage,
     )
-    doc = {**header, "ddl": ddl, "tables": tables, "digest": _digest.to_document(digest)}
-    return doc, digest
+    ddl: list[dict[str, Any]] = []
+    for event in comp.ddl:
+        if event.kind == DROP:
+            ddl.append({"lsn": event.lsn, "op": "drop", "table": event.table})
+        else:
+            ddl.append({"lsn": event.lsn, "op": "create", "table": event.table, **event.definition})
+    tables: dict[str, dict[str, Any]] = {}
+    for name, ends in comp.afters.items():
+        upserts = _plain_images(ends, name in plain_now)
+        deletes = []
+        if len(upserts) < len(ends):
+            deletes = [to_plain(k) for k, a in ends.items() if a is None]
+        primary_key, next_pk = table_info.get(name, ("id", 1))
+        tables[name] = {
+            "primary_key": primary_key,
+            "upserts": upserts,
+            "deletes": deletes,
+            "next_pk": to_plain(next_pk),
+        }
+    added: dict[str, tuple[int, int]] = {}
+    if file_format != "json":
+        added = {name: _digest.hashes(table["upserts"]) for name, table in tables.items()}
+        digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, added)
+        doc = {**header, "ddl": ddl, "tables": tables, "digest": _digest.to_document(digest)}
+        out.append(_encode_document(doc, file_format, _DELTA_HEADER_SIZE))
+        return digest
+    # JSON, assembled by hand like the full snapshot's: the upserts are encoded a chunk at a
+    # time and hashed from that encoding (`scattered`: by the time of a delta, the changed
+    # rows are spread over the heap; reading them twice cost ~0.3 µs a row more). The same
+    # bytes as dumping the document whole.
+    out.extend([_dumps(header)[:-1], b',"ddl":', _dumps(ddl), b',"tables":{'])
+    for n, (name, table) in enumerate(tables.items()):
+        out.extend([b"," if n else b"", _dumps(name), b':{"primary_key":'])
+        out.extend([_dumps(table["primary_key"]), b',"upserts":'])
+        chunks = _digest.chunked(table["upserts"])
+        added[name] = _digest.of_plain_chunks_encoding(chunks, out, scattered=True)
+        out.extend([b',"deletes":', _dumps(table["deletes"]), b',"next_pk":'])
+        out.extend([_dumps(table["next_pk"]), b"}"])
+    digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, added)
+    out.extend([b'},"digest":', _dumps(_digest.to_document(digest))])
+    return digest
 
 
 def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None) -> int:

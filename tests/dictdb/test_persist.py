@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,11 @@ from hypothesis import strategies as st
 
 from dictdb import DictDB, Field, SchemaValidationError, ValueDomainError
 from dictdb.errors import CorruptFileError
-from dictdb.storage import persist
+from dictdb.storage import files, persist
 from dictdb.storage.files import seal
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
+from tests.strategies import plain_json
 
 #: (file_format, compression) pairs; a chain may mix them file by file.
 CHOICES = [("json", None), ("json", "zstd"), ("pickle", None), ("pickle", "zstd")]
@@ -80,6 +82,17 @@ def people(*rows: dict[str, Any], schema: dict[str, Any] | None = None) -> DictD
 # -- the property: full + deltas == live, at every cut ----------------------------------------
 
 
+def assert_plain_compact_json(path: Path) -> None:
+    """A JSON file (snapshot or delta, assembled in pieces) is exactly the compact encoding of
+    the document it holds, members in their order, and a newline."""
+    if not path.name.endswith((".json", ".json.zst")):
+        return
+    data = path.read_bytes()
+    if path.name.endswith(".zst"):
+        data = zstandard.ZstdDecompressor().decompress(data)
+    assert orjson.dumps(orjson.loads(data)) + b"\n" == data
+
+
 @given(data=st.data(), steps=st.integers(1, 40))
 def test_a_full_snapshot_plus_its_deltas_restores_the_live_database_at_every_cut(
     data: st.DataObject, steps: int
@@ -101,6 +114,7 @@ def test_a_full_snapshot_plus_its_deltas_restores_the_live_database_at_every_cut
                 kind = "new base"
             if kind == "new base":
                 full, deltas = persist.save(live, name, fmt, comp, as_base=True), []
+                assert_plain_compact_json(full)
                 restored = DictDB.load(full)
             elif kind == "export":  # a snapshot that is not a base leaves the chain alone
                 assert_same_db(live, DictDB.load(persist.save(live, name, fmt, comp)))
@@ -109,6 +123,7 @@ def test_a_full_snapshot_plus_its_deltas_restores_the_live_database_at_every_cut
                 if path is None:
                     assert restored.lsn == live.lsn
                 else:
+                    assert_plain_compact_json(path)
                     deltas.append(path)
                     persist.apply_delta(restored, path)
             if kind != "export":
@@ -582,17 +597,25 @@ def test_the_cursor_knows_which_tables_are_all_plain(tmp_path: Path) -> None:
 
 
 def hashed_rows(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every row the state digest hashes from here on (through `digest.hashes`)."""
+    """Every row the state digest hashes from here on (each goes through
+    `digest._sum_by_row` or a successful `digest._sum_from_encoding`)."""
     from dictdb.storage import digest
 
     seen: list[Any] = []
-    real = digest.hashes
+    by_row, from_encoding = digest._sum_by_row, digest._sum_from_encoding
 
-    def spy(rows: list[Any]) -> tuple[int, int]:
+    def spy_by_row(rows: list[Any]) -> int:
         seen.extend(rows)
-        return real(rows)
+        return by_row(rows)
 
-    monkeypatch.setattr(digest, "hashes", spy)
+    def spy_from_encoding(rows: list[Any], data: bytes) -> int | None:
+        total = from_encoding(rows, data)
+        if total is not None:
+            seen.extend(rows)
+        return total
+
+    monkeypatch.setattr(digest, "_sum_by_row", spy_by_row)
+    monkeypatch.setattr(digest, "_sum_from_encoding", spy_from_encoding)
     return seen
 
 
@@ -687,3 +710,78 @@ def test_auto_keys_past_64_bits_after_a_huge_explicit_key_do_not_block_backups(
     restored = persist.load(full)
     persist.apply_delta(restored, delta)
     assert_same_db(live, restored)
+
+
+# -- row hashes cut from a chunk's encoding -----------------------------------------------------
+
+_TRICKY_TEXT = st.sampled_from(['",{"', ",{", "{}", '},{"a":', "\\", '\\",{"', "x,{"])
+
+
+def _rows() -> st.SearchStrategy[list[dict[str, Any]]]:
+    values = st.one_of(
+        plain_json(),
+        _TRICKY_TEXT,
+        st.lists(st.dictionaries(st.text(max_size=3), _TRICKY_TEXT, max_size=2), max_size=3),
+    )
+    keys = st.one_of(st.text(max_size=4), _TRICKY_TEXT)
+    return st.lists(st.dictionaries(keys, values, max_size=4), max_size=12)
+
+
+@given(_rows())
+def test_row_hashes_cut_from_a_chunk_encoding_equal_each_row_encoded_alone(
+    rows: list[dict[str, Any]],
+) -> None:
+    # Rows may be empty, hold arrays of objects, or strings that end with ",{": then the
+    # encoding cannot be cut, and each row is encoded again; the sum is the same either way.
+    from dictdb.storage import digest
+
+    expected = sum(zlib.crc32(orjson.dumps(row)) for row in rows)
+    assert digest._sum_from_encoding(rows, orjson.dumps(rows)) in (expected, None)
+    assert (len(rows), expected) == digest.hashes(rows)
+    for scattered in (False, True):
+        pieces: list[Any] = []
+        sums = [0, 0]
+        out = files.Pieces(pieces.append)
+        digest.json_array(digest.chunked(rows), out, sums, scattered=scattered)
+        assert [len(rows), expected] == sums
+        assert orjson.dumps(rows) == b"".join([*map(bytes, pieces), out.rest()])
+
+
+def test_an_empty_row_and_a_string_ending_in_the_separator_do_not_fool_the_cut() -> None:
+    # The empty row hides one boundary and the string adds one occurrence: the count alone
+    # would match; the "{}" check refuses the cut.
+    from dictdb.storage import digest
+
+    rows: list[dict[str, Any]] = [{"a": "x,{"}, {}, {"b": 1}]
+    data = orjson.dumps(rows)
+    assert data.count(b',{"') == len(rows) - 1
+    assert digest._sum_from_encoding(rows, data) is None
+    cuttable = [{"a": "x{"}, {"b": 1}, {"c": [1]}]  # a brace, but no separator
+    expected = sum(zlib.crc32(orjson.dumps(row)) for row in cuttable)
+    assert expected == digest._sum_from_encoding(cuttable, orjson.dumps(cuttable))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 2000])
+def test_snapshots_and_deltas_assembled_chunk_by_chunk_are_plain_compact_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    from dictdb.storage import digest
+
+    monkeypatch.setattr(digest, "CHUNK", chunk)
+    db = DictDB()
+    t = db.create_table("t")
+    u = db.create_table("u", "code")
+    t.insert([{"v": i, "s": "x,{" if i % 3 else {}, "l": [{"a": 1}, {"b": []}]} for i in range(10)])
+    u.insert([{"code": f"c{i}", "when": dt.date(2020, 1, 1 + i)} for i in range(7)])
+    full = persist.save(db, tmp_path / "full.json", as_base=True)
+    assert_plain_compact_json(full)
+    t.update({"v": -1}, where=t.v < 5)
+    t.delete(where=t.v == 9)
+    u.insert({"code": "new", "when": dt.date(2021, 1, 1)})
+    db.create_table("w").insert({"x": 1})
+    delta = persist.save_delta(db, tmp_path / "d1.json")
+    assert delta is not None
+    assert_plain_compact_json(delta)
+    again = DictDB.load(full)
+    persist.apply_delta(again, delta)
+    assert_same_db(db, again)

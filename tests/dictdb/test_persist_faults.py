@@ -655,7 +655,7 @@ def test_a_failure_while_encoding_a_streamed_snapshot_leaves_nothing_behind(
     real = digest.json_array
     written: list[int] = []
 
-    def failing(chunks: Any, out: Any) -> None:
+    def failing(chunks: Any, out: Any, *rest: Any) -> None:
         def rows() -> Iterator[Any]:
             for n, chunk in enumerate(chunks):
                 if n == 150:
@@ -663,7 +663,7 @@ def test_a_failure_while_encoding_a_streamed_snapshot_leaves_nothing_behind(
                     raise RuntimeError("encoder failed")
                 yield chunk
 
-        real(rows(), out)
+        real(rows(), out, *rest)
 
     monkeypatch.setattr(digest, "json_array", failing)
     with pytest.raises(RuntimeError, match="encoder failed"):
