@@ -439,12 +439,7 @@ def test_an_fsync_failure_fails_the_log(tmp_path: Path, calls: Calls, policy: st
     assert [1, 2, 3] == on_disk(tmp_path)
 
 
-def test_a_short_write_then_a_write_error_leaves_a_torn_tail_that_reopen_repairs(
-    tmp_path: Path, calls: Calls
-) -> None:
-    log, _ = open_log(tmp_path, fsync="always")
-    submit(log, [op(1)])
-    log.wait_durable(1)
+def _half_then_no_space() -> Callable[[int, Any], Any]:
     state = {"n": 0}
 
     def short(fd: int, data: Any) -> int:
@@ -453,7 +448,25 @@ def test_a_short_write_then_a_write_error_leaves_a_torn_tail_that_reopen_repairs
             return _real_write(fd, bytes(data)[: len(data) // 2])
         raise OSError(errno.ENOSPC, "injected: no space left")
 
-    calls.before_write = short
+    return short
+
+
+def _no_progress() -> Callable[[int, Any], Any]:
+    return lambda fd, data: 0  # a write that writes nothing: must fail, not spin
+
+
+@pytest.mark.parametrize(
+    ("hook", "torn"),
+    [(_half_then_no_space, True), (_no_progress, False)],
+    ids=["short-write-then-error", "no-progress"],
+)
+def test_a_failed_segment_write_fails_the_log_and_reopen_repairs_the_tail(
+    tmp_path: Path, calls: Calls, hook: Callable[[], Callable[[int, Any], Any]], torn: bool
+) -> None:
+    log, _ = open_log(tmp_path, fsync="always")
+    submit(log, [op(1)])
+    log.wait_durable(1)
+    calls.before_write = hook()
     submit(log, [op(2, pad=200)])
     with pytest.raises(LogFailedError):
         log.wait_durable(2)
@@ -461,9 +474,9 @@ def test_a_short_write_then_a_write_error_leaves_a_torn_tail_that_reopen_repairs
     calls.before_write = None
     with pytest.raises(LogFailedError):
         log.close()
-    log, ops, torn = DurableLog.open(tmp_path, segment_size=SEGMENT_SIZE)
+    log, ops, cut = DurableLog.open(tmp_path, segment_size=SEGMENT_SIZE)
     assert [1] == [o.lsn for o in ops]
-    assert torn is not None
+    assert torn == (cut is not None)
     submit(log, [op(2)])
     log.close()
     assert [1, 2] == on_disk(tmp_path)
@@ -688,23 +701,4 @@ def test_one_flush_of_many_frames_rotates_segments_between_frames(tmp_path: Path
     assert all(first in firsts for first, _ in segments)  # each segment starts at a frame
     reopened, ops = open_log(tmp_path)
     assert list(range(1, last + 1)) == [o.lsn for o in ops]
-    reopened.close()
-
-
-def test_a_write_that_makes_no_progress_fails_the_log_instead_of_spinning(
-    tmp_path: Path, calls: Calls
-) -> None:
-    log, _ = open_log(tmp_path, fsync="always")
-    submit(log, [op(1)])
-    log.wait_durable(1)
-    calls.before_write = lambda fd, data: 0
-    submit(log, [op(2)])
-    with pytest.raises(LogFailedError):
-        log.wait_durable(2)
-    assert isinstance(log.failed, OSError)
-    calls.before_write = None
-    with pytest.raises(LogFailedError):
-        log.close()
-    reopened, ops = open_log(tmp_path)
-    assert [1] == [o.lsn for o in ops]
     reopened.close()
