@@ -57,7 +57,8 @@ PIECE_FLOOR: Final = 8 << 20
 
 class Pieces:
     """Gathers buffers into pieces of at least `PIECE_FLOOR` bytes, each handed to *sink*
-    when complete (a buffer that large alone is handed on as it is, uncopied).
+    when complete (a buffer that large, arriving when no piece is begun, is handed on as it
+    is, uncopied).
 
     A smaller buffer is copied into the current piece at once, so that its memory is free
     again for the next one (still in the CPU cache, no fresh pages to fault in).
@@ -70,13 +71,10 @@ class Pieces:
         self._current = bytearray()
 
     def append(self, data: Buffer) -> None:
-        if len(data) >= PIECE_FLOOR:
-            if self._current:
-                self._sink(self._current)
-                self._current = bytearray()
+        current = self._current
+        if not current and len(data) >= PIECE_FLOOR:
             self._sink(data)
             return
-        current = self._current
         current += data
         if len(current) >= PIECE_FLOOR:
             self._sink(current)
