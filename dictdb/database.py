@@ -59,10 +59,6 @@ class ReplayError(DictDBError, ValueError):
     """An operation that cannot be applied to this database (wrong LSN, missing table...)."""
 
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
-
-
 class _AuditBlock:
     __slots__ = ("_db", "_meta", "_token")
 
@@ -170,9 +166,10 @@ class DictDB:
         lsn, _, kind, name, key, after = op[:6]
         if kind in (INSERT, UPDATE):
             table = self._tables[name]
-            pre = table._pre
-            if pre is not None and kind == UPDATE and key not in pre:
-                pre[key] = row_hash(op[6], key not in table._special)
+            if kind == UPDATE:  # (inserts replace no row: they pay this comparison only)
+                pre = table._pre
+                if pre is not None and key not in pre:
+                    pre[key] = row_hash(op[6], key not in table._special)
             if table._indexes:  # the only index cost of a table without indexes
                 table._index_write(key, after)
             table._rows[key] = after

@@ -23,8 +23,8 @@ Record = dict[str, Any]
 
 # Checked by type alone (hot path); float, datetime, Decimal and containers need a closer look.
 _SHARED: Final = frozenset({str, int, bool, type(None), bytes, _dt.date, uuid.UUID})
-_INT64_MIN: Final = -(2**63)
-#: The largest int a plain row holds (JSON tools read 64-bit ints exactly).
+#: The ints a plain row holds (JSON tools read 64-bit ints exactly).
+INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 _INF: Final = float("inf")
 _CONTAINERS: Final = frozenset({list, dict})
@@ -74,7 +74,7 @@ def own_record(table: str, record: Any) -> tuple[Record, bool]:
         if t is str or t is bool or value is None:
             continue
         if t is int:
-            if _INT64_MIN <= value <= INT64_MAX:
+            if INT64_MIN <= value <= INT64_MAX:
                 continue
         elif t is float and -_INF < value < _INF:
             continue

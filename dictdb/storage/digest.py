@@ -92,17 +92,14 @@ def json_array(
     for n, chunk in enumerate(chunks):
         if n:
             out.append(b",")
-        if sums is None:
-            data = _dumps(chunk)
-        elif scattered:
-            data = _dumps(chunk)
-            cut = _sum_from_encoding(chunk, data)
-            sums[1] += _sum_by_row(chunk) if cut is None else cut
-        else:
+        if sums is not None and not scattered:
             sums[1] += _sum_by_row(chunk)
-            data = _dumps(chunk)
+        data = _dumps(chunk)
         if sums is not None:
             sums[0] += len(chunk)
+            if scattered:
+                cut = _sum_from_encoding(chunk, data)
+                sums[1] += _sum_by_row(chunk) if cut is None else cut
         out.append(memoryview(data)[1:-1])
     out.append(b"]")
 

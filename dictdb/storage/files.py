@@ -161,12 +161,12 @@ class _Temp:
                     os.unlink(keep)
 
 
-def write_atomic(path: Path, data: bytes | Iterable[Buffer], *, overwrite: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Publish *data* under *path* atomically and durably.
 
     Args:
         path: the final name.
-        data: the whole content, as one buffer or as consecutive pieces (one write each).
+        data: the whole content.
         overwrite: replace an existing file (True) or fail if one exists (False).
 
     Raises:
@@ -176,8 +176,7 @@ def write_atomic(path: Path, data: bytes | Iterable[Buffer], *, overwrite: bool 
     """
     temp = _Temp(path, overwrite)
     try:
-        for part in [data] if isinstance(data, bytes) else data:
-            temp.handle.write(part)
+        temp.handle.write(data)
     except BaseException:
         temp.discard()
         raise

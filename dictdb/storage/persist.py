@@ -51,7 +51,7 @@ from dictdb.storage import digest as _digest
 from dictdb.storage.files import Pieces, SealedFile, unseal
 from dictdb.storage.gcshelter import Shelter
 from dictdb.table import Table, normalize_definition
-from dictdb.values import PK_TYPES, check_primary_key, own_record
+from dictdb.values import INT64_MAX, INT64_MIN, PK_TYPES, check_primary_key, own_record
 from wal import (
     CREATE,
     DELETE,
@@ -79,8 +79,6 @@ FORMATS: Final = ("json", "pickle")
 _DELTA_HEADER_SIZE: Final = 10
 _dumps = orjson.dumps
 _crc32 = zlib.crc32
-_INT64_MIN: Final = -(2**63)
-_INT64_MAX: Final = 2**63 - 1
 _INF: Final = float("inf")
 
 
@@ -749,7 +747,7 @@ def _flat_plain(records: list[dict[str, Any]], file_format: str, primary_key: st
         for v in values:
             t = type(v)
             if t is int:
-                if not _INT64_MIN <= v <= _INT64_MAX:
+                if not INT64_MIN <= v <= INT64_MAX:
                     return False
             elif t is float:
                 if not -_INF < v < _INF:
