@@ -430,6 +430,11 @@ class DictDB:
             else:
                 raise ReplayError(f"operation {op.lsn}: unknown kind {kind!r}")
             owned = (op.lsn, op.ts, kind, name, op.key, after, op.before, op.meta)
+            if self._wal is not None:
+                # A durable database logs it first, like a live write (else the log would
+                # resume past a hole, and the directory would no longer open). Tagged as
+                # needed: nothing here says what the before-image or the meta hold.
+                self._wal_submit([owned], [False])
             self._apply(owned, plain)
             self._journal_append(owned)
 

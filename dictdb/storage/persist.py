@@ -45,7 +45,7 @@ import attrs
 import orjson
 import zstandard
 
-from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError
+from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError, StateError
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
 from dictdb.storage.files import Pieces, SealedFile, unseal
@@ -897,7 +897,14 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
     Raises:
         CorruptFileError: the file is damaged, not a delta, does not start right after
             `db.lsn`, or does not fit the database; the database is unchanged.
+        StateError: *db* is durable (`DictDB.open`): its log holds every operation, and a
+            delta holds only their net effect, which the log cannot take.
     """
+    if db._wal is not None:
+        raise StateError(
+            "apply_delta cannot change a durable database: its log needs every operation, a "
+            "delta holds only their net effect (restore into a new database instead)"
+        )
     path = Path(filename)
     doc = read_document(path, file_format)
     if doc["type"] != "delta":

@@ -376,6 +376,57 @@ def test_ddl_survives_reopen(tmp_path: Path) -> None:
             db.get_table("typed").insert({"id": 2, "amount": "not a decimal"})
 
 
+@pytest.mark.parametrize("fsync", ["always", "everysec"])
+def test_operations_applied_from_outside_are_logged_and_survive_reopen(
+    tmp_path: Path, fsync: str
+) -> None:
+    # apply_operation/replay once skipped the log: the next write then left a hole in it, and
+    # the directory no longer opened ("frame starts at LSN 3, expected 2").
+    root = tmp_path / "db"
+    when = dt.datetime(2024, 5, 6, 7, 8, 9)
+    with DictDB.open(root, fsync=fsync) as db:
+        db.create_table("t")
+        db.apply_operation(Operation(2, 1.0, "insert", "t", 1, {"id": 1, "at": when}, None, None))
+        db.replay(
+            [
+                Operation(3, 2.0, "update", "t", 1, {"id": 1, "at": "text"}, {"id": 1}, None),
+                Operation(4, 3.0, "insert", "t", 2, {"id": 2}, None, {"actor": "sync"}),
+                Operation(5, 4.0, "delete", "t", 2, None, {"id": 2, "at": when}, None),
+            ]
+        )
+        db.get_table("t").insert({"id": 3})
+        expected = db.to_dict()
+    assert [1, 2, 3, 4, 5, 6] == [op.lsn for op in logged(root)]
+    logged_ops = {op.lsn: op for op in logged(root)}
+    assert {"id": 1, "at": when} == logged_ops[2].after  # type for type, tagged in the log
+    assert {"id": 2, "at": when} == logged_ops[5].before
+    assert {"actor": "sync"} == logged_ops[4].meta
+    with DictDB.open(root) as db:
+        assert 6 == db.lsn
+        assert [] == db_diff(expected, db.to_dict())
+
+
+def test_apply_delta_is_refused_on_a_durable_database(tmp_path: Path) -> None:
+    # A delta holds the net effect of a range of operations, not the operations the log needs.
+    from dictdb.storage import persist
+
+    source = DictDB()
+    source.create_table("t")
+    persist.save(source, tmp_path / "base.json")
+    source.get_table("t").insert({"id": 1})
+    delta = persist.save_delta(source, tmp_path / "delta.json")
+    assert delta is not None
+    root = tmp_path / "db"
+    with DictDB.open(root, fsync="always") as db:
+        db.create_table("t")
+        with pytest.raises(StateError, match="durable"):
+            persist.apply_delta(db, delta)
+        assert (1, 0) == (db.lsn, len(db.get_table("t")))
+        db.get_table("t").insert({"id": 5})
+    with DictDB.open(root) as db:
+        assert (2, [{"id": 5}]) == (db.lsn, db.get_table("t").select())
+
+
 # -- the directory lock ----------------------------------------------------------------------
 
 
