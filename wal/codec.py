@@ -466,7 +466,7 @@ def bytes_codec(name: str) -> _BytesCodec:
 ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 
 
-def compress(data: bytes, level: int = 3) -> bytes:
+def compress(data: bytes | bytearray | memoryview, level: int = 3) -> bytes:
     """Compress into one zstandard frame that records its content size."""
     return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(data)
 

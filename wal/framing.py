@@ -23,8 +23,8 @@ A length of 0 never occurs in a written frame: a zero-filled tail (preallocated 
 written) reads as length 0 and is *torn*, as is a frame whose header or payload runs past the
 end of the bytes. A complete frame whose CRC does not match is *corrupt*.
 
-Payload: one *batch* of operations (whole statements: one, or those a writer or a flush
-encoded together), consecutive LSNs, as one flat JSON array of 8 values per operation,
+Payload: one *batch* of operations (whole statements: one, or those that writers and a
+flush encoded together), consecutive LSNs, as one flat JSON array of 8 values per operation,
 ``[lsn, ts, kind, table, key, after, before, meta, lsn, ts, ...]``, values in `wal.codec`'s
 plain form (tags for non-JSON values). Flat, not one array per operation, because the log
 keeps pending operations as one flat list (see `wal.durable`) and dumps it as it is: a
@@ -134,7 +134,9 @@ def encode_frame(payload: bytes, *, zstd: bool = False) -> bytes:
     return b"".join(frame_parts(payload, zstd=zstd))
 
 
-def frame_parts(payload: bytes, *, zstd: bool = False) -> tuple[bytes, bytes]:
+def frame_parts(
+    payload: bytes | bytearray | memoryview, *, zstd: bool = False
+) -> tuple[bytes, bytes | bytearray | memoryview]:
     """`encode_frame` as its header and its (possibly compressed) payload, to be written one
     after the other (a large payload is not copied behind its header)."""
     flags = 0

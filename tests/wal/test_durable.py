@@ -21,9 +21,17 @@ from typing import Any
 
 import pytest
 
-from wal.durable import BATCH, DurableLog, LogFailedError
+import wal.durable as durable_module
+from wal.durable import BATCH, FRAME_TARGET, DurableLog, LogFailedError
 from wal.errors import WALError
-from wal.framing import HEADER_SIZE, decode_batch, encode_header, iter_frames, segment_name
+from wal.framing import (
+    HEADER_SIZE,
+    WIDTH,
+    decode_batch,
+    encode_header,
+    iter_frames,
+    segment_name,
+)
 from wal.operation import Operation, OpTuple
 from wal.recovery import list_segments, read_wal
 
@@ -622,9 +630,14 @@ def frames(directory: Path) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("policy", ["always", "everysec", "off"])
-def test_frames_hold_whole_statements_whatever_their_sizes(tmp_path: Path, policy: str) -> None:
-    # Writers encode pending statements once they hold BATCH operations: a frame must never
+@pytest.mark.parametrize("frame_target", [FRAME_TARGET, 1])
+def test_frames_hold_whole_statements_whatever_their_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, frame_target: int
+) -> None:
+    # Writers encode pending statements once they hold BATCH operations, and join each batch
+    # to the payload of the next flush until it reaches FRAME_TARGET: a frame must never
     # split a statement (recovery could then keep half of one).
+    monkeypatch.setattr(durable_module, "FRAME_TARGET", frame_target)
     sizes = [1, BATCH - 1, 2, 1, BATCH + 7, 3, 1] + [1] * (2 * BATCH) + [BATCH, 5]
     log, _ = open_log(tmp_path, fsync=policy, segment_size=1 << 20, flush_interval=3600)
     statements = []
@@ -640,9 +653,31 @@ def test_frames_hold_whole_statements_whatever_their_sizes(tmp_path: Path, polic
     where = {n: i for i, frame in enumerate(written) for n in frame}
     for statement in statements:
         assert len({where[n] for n in statement}) == 1, statement
-    if policy != "always":  # nothing was written before close: writers' batches + the rest
-        assert max(len(frame) for frame in written) < 2 * BATCH + 8
+    # Nothing was written before close: the writers' batches, then the 5 operations after
+    # them, which the closing flush encodes.
+    assert written[-1] == list(range(lsn - 4, lsn + 1))
+    if frame_target > 1:  # all the batches joined in one frame
+        assert len(written) == 2
+    else:  # one frame per batch: each holds BATCH operations or a little more
         assert len(written) > 3
+        assert all(BATCH <= len(frame) < 2 * BATCH + 8 for frame in written[:-1])
+
+
+def test_the_pending_lists_are_emptied_in_place_never_replaced(tmp_path: Path) -> None:
+    # A list made for each batch stayed young, and every young-generation collection walked
+    # the fields it held; the log's lists live as long as it does (see `DurableLog.__init__`).
+    log, _ = open_log(tmp_path, fsync="everysec", flush_interval=3600)
+    pending, tagged = log.pending, log.tagged
+    with log._owner_lock:
+        for lsn in range(1, BATCH + 3):
+            log.submit_one(op(lsn), plain=lsn % 2 == 0)
+    assert (2 * WIDTH, [0]) == (len(pending), tagged)  # the batch was encoded, two remain
+    log.flush()
+    assert ([], []) == (pending, tagged)
+    assert pending is log.pending
+    assert tagged is log.tagged
+    log.close()
+    assert list(range(1, BATCH + 3)) == on_disk(tmp_path)
 
 
 def test_a_writer_that_cannot_encode_its_batch_fails_the_log(tmp_path: Path) -> None:
@@ -683,10 +718,13 @@ def test_frames_written_a_few_bytes_at_a_time_arrive_whole(tmp_path: Path, calls
     assert len(sizes) > 100
     log.close()
     assert list(range(1, 3 * BATCH + 40)) == on_disk(tmp_path)
-    assert 4 == len(frames(tmp_path))  # three writers' batches and the rest
+    assert 2 == len(frames(tmp_path))  # the writers' batches, joined, and the rest
 
 
-def test_one_flush_of_many_frames_rotates_segments_between_frames(tmp_path: Path) -> None:
+def test_one_flush_of_many_frames_rotates_segments_between_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(durable_module, "FRAME_TARGET", 5000)  # a frame every 1 or 2 batches
     log, _ = open_log(tmp_path, fsync="off", flush_interval=3600)  # 4096-byte segments
     last = 4 * BATCH
     for lsn in range(1, last + 1):
@@ -696,6 +734,7 @@ def test_one_flush_of_many_frames_rotates_segments_between_frames(tmp_path: Path
     segments = list_segments(tmp_path)
     assert len(segments) > 1
     written = frames(tmp_path)
+    assert len(written) > 2
     assert [n for frame in written for n in frame] == list(range(1, last + 1))
     firsts = [frame[0] for frame in written]
     assert all(first in firsts for first, _ in segments)  # each segment starts at a frame
