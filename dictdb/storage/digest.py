@@ -129,19 +129,23 @@ def _sum_from_encoding(rows: list[Any], data: bytes) -> int | None:
     ``orjson.dumps(rows)``: cut into the rows' own bytes instead of encoding each row again;
     None when it cannot be cut.
 
-    In that array, each row is ``{"`` (an object whose first key is a string) followed by
-    the rest of its bytes, and rows are separated by ``,{"``. Every boundary between two
-    non-empty rows is one occurrence of that separator; more occur only inside rows (an
-    array of objects, or a string that ends with ``,{``). So when ``{}`` appears nowhere (no
-    empty row) and the separator appears exactly ``len(rows) - 1`` times, the occurrences
-    are the boundaries, and each piece between them is a row's bytes after its ``{"``:
-    hashed from the CRC of ``{"`` on.
+    In that array, each non-empty row is ``{"`` (an object whose first key is a string)
+    followed by the rest of its bytes, and rows are separated by ``,{"``. When no row is
+    empty, every boundary between two rows is one occurrence of that separator; more occur
+    only inside rows (an array of objects, or a string that ends with ``,{``). So when the
+    separator cuts the array into exactly ``len(rows)`` pieces, the occurrences are the
+    boundaries, and each piece is a row's bytes after its ``{"`` (the first one after the
+    array's ``[``, the last one before its ``]``): hashed from the CRC of ``{"`` on.
     """
     n = len(rows)
-    if n and data.count(_ROW_SEP) == n - 1 and data.startswith(b'[{"') and b"{}" not in data:
-        pieces = data[3:-1].split(_ROW_SEP)
-        return sum(map(_crc32, pieces, repeat(_ROW_OPEN_CRC, n)))
-    return None
+    if not n or not data.startswith(b'[{"') or not all(rows):
+        return None
+    pieces = data.split(_ROW_SEP)  # the array's bytes are not copied first
+    if len(pieces) != n:
+        return None
+    pieces[0] = pieces[0][3:]
+    pieces[-1] = pieces[-1][:-1]
+    return sum(map(_crc32, pieces, repeat(_ROW_OPEN_CRC, n)))
 
 
 def adjust(digest: TableDigest, removed: tuple[int, int], added: tuple[int, int]) -> TableDigest:

@@ -749,16 +749,22 @@ def test_row_hashes_cut_from_a_chunk_encoding_equal_each_row_encoded_alone(
 
 def test_an_empty_row_and_a_string_ending_in_the_separator_do_not_fool_the_cut() -> None:
     # The empty row hides one boundary and the string adds one occurrence: the count alone
-    # would match; the "{}" check refuses the cut.
+    # would match; the empty row refuses the cut.
     from dictdb.storage import digest
 
     rows: list[dict[str, Any]] = [{"a": "x,{"}, {}, {"b": 1}]
     data = orjson.dumps(rows)
     assert data.count(b',{"') == len(rows) - 1
     assert digest._sum_from_encoding(rows, data) is None
-    cuttable = [{"a": "x{"}, {"b": 1}, {"c": [1]}]  # a brace, but no separator
-    expected = sum(zlib.crc32(orjson.dumps(row)) for row in cuttable)
-    assert expected == digest._sum_from_encoding(cuttable, orjson.dumps(cuttable))
+    for cuttable in (
+        [{"a": "x{"}, {"b": 1}, {"c": [1]}],  # a brace, but no separator
+        [{"a": {}}, {"b": {"c": {}}}, {"d": [{}]}],  # empty objects inside rows
+        [{"only": "one"}],
+    ):
+        expected = sum(zlib.crc32(orjson.dumps(row)) for row in cuttable)
+        assert expected == digest._sum_from_encoding(cuttable, orjson.dumps(cuttable))
+    many = [{"a": "x,{"}, {"b": 1}]  # one separator too many: not cut
+    assert digest._sum_from_encoding(many, orjson.dumps(many)) is None
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 2000])
