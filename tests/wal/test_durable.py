@@ -28,6 +28,7 @@ from wal.framing import (
     HEADER_SIZE,
     WIDTH,
     decode_batch,
+    encode_batch,
     encode_header,
     iter_frames,
     segment_name,
@@ -663,6 +664,34 @@ def test_frames_hold_whole_statements_whatever_their_sizes(
         assert all(BATCH <= len(frame) < 2 * BATCH + 8 for frame in written[:-1])
 
 
+def test_joined_frames_stay_within_the_frame_target_unless_one_batch_is_larger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = 3 * len(encode_batch([op(n, pad=40) for n in range(1, BATCH + 1)], [True] * BATCH))
+    monkeypatch.setattr(durable_module, "FRAME_TARGET", target)
+    log, _ = open_log(tmp_path, fsync="off", segment_size=1 << 24, flush_interval=3600)
+    lsn = 0
+    for _ in range(10 * BATCH):
+        lsn += 1
+        submit(log, [op(lsn, pad=40)])
+    huge = [op(lsn + i, pad=4000) for i in range(1, BATCH + 1)]  # one statement > the target
+    submit(log, huge)
+    lsn += BATCH
+    for _ in range(BATCH):
+        lsn += 1
+        submit(log, [op(lsn, pad=40)])
+    log.close()
+    sizes = []
+    for info in list_segments(tmp_path):
+        data = info[1].read_bytes()
+        sizes += [len(payload) for _, _, payload in iter_frames(data, HEADER_SIZE)]
+    assert list(range(1, lsn + 1)) == on_disk(tmp_path)
+    large = [size for size in sizes if size > target]
+    assert 1 == len(large)  # the huge statement's batch, alone in its frame
+    assert len(sizes) >= 10 // 3 + 2
+    assert max(s for s in sizes if s <= target) > target // 2  # batches were joined
+
+
 def test_the_pending_lists_are_emptied_in_place_never_replaced(tmp_path: Path) -> None:
     # A list made for each batch stayed young, and every young-generation collection walked
     # the fields it held; the log's lists live as long as it does (see `DurableLog.__init__`).
@@ -680,7 +709,10 @@ def test_the_pending_lists_are_emptied_in_place_never_replaced(tmp_path: Path) -
     assert list(range(1, BATCH + 3)) == on_disk(tmp_path)
 
 
-def test_a_writer_that_cannot_encode_its_batch_fails_the_log(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["encoding", "joining"])
+def test_a_writer_that_cannot_encode_its_batch_fails_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     log, _ = open_log(tmp_path, fsync="everysec", flush_interval=3600)
     for lsn in range(1, 11):
         submit(log, [op(lsn)])
@@ -688,8 +720,16 @@ def test_a_writer_that_cannot_encode_its_batch_fails_the_log(tmp_path: Path) -> 
     for lsn in range(11, 10 + BATCH):
         submit(log, [op(lsn)])
     bad = (10 + BATCH, 1.0, "insert", "t", 1, {"id": 1, "v": object()}, None, None)
+    if where == "joining":  # encoded, but no memory to join it to the flush's payload
+
+        def no_memory(*args: Any) -> None:
+            raise MemoryError
+
+        monkeypatch.setattr(log, "_join", no_memory)
+        bad = op(10 + BATCH)
     with pytest.raises(LogFailedError, match="failed"):
         submit(log, [bad])  # the batch is full now: this writer encodes it, and fails
+    assert ([], []) == (log.pending, log.tagged)
     assert log.failed is not None
     with pytest.raises(LogFailedError):
         submit(log, [op(11 + BATCH)])
