@@ -108,7 +108,7 @@ class DurableLog:
         self.segment_size = segment_size
         self.compress = compress
         self.flush_interval = flush_interval
-        self._owner_lock = lock  # guards _pending_* (the owner holds it when submitting)
+        self._owner_lock = lock  # guards pending, tagged, _encoded* (held by submitters)
         # Pending operations, flat (`WIDTH` fields each, like the payload): one tracked list,
         # not one tuple per operation for the garbage collector to walk; and the positions
         # in it of those whose images may need tags. Both lists live as long as the log and
@@ -408,8 +408,8 @@ class DurableLog:
                 self._cond.notify_all()
 
     def _append_frames(self, batches: list[tuple[int, int, Buffer]]) -> None:
-        # One frame per batch; a segment that has reached its size is closed before the next
-        # frame (named by that frame's first LSN).
+        # One frame per payload; a segment that has reached its size is closed before the
+        # next frame (named by that frame's first LSN).
         buffers: list[Buffer] = []
         for first, _, payload in batches:
             if self._fd is None or self._segment_bytes >= self.segment_size:
