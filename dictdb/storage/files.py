@@ -207,7 +207,7 @@ class SealedFile:
         self._hasher = hashlib.sha256()
         self._kept: list[Buffer] = []  # compressed files: the whole content until the end
         self._temp: _Temp | None = None
-        self._queue: queue.Queue[Buffer | None] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[Buffer | None] | None = None  # with the helper thread
         self._helper: threading.Thread | None = None
         self._error: BaseException | None = None  # the helper's failure
         self.out = Pieces(self._piece)
@@ -227,16 +227,19 @@ class SealedFile:
             return
         if self._error is not None:
             raise self._error  # stop producing: the file cannot be written
-        if self._helper is None:
+        if self._helper is None or self._queue is None:
             self._temp = _Temp(self.path, self._overwrite)
-            self._helper = threading.Thread(target=self._work, name="dictdb-write", daemon=True)
+            self._queue = queue.Queue(maxsize=2)
+            self._helper = threading.Thread(
+                target=self._work, args=(self._queue,), name="dictdb-write", daemon=True
+            )
             self._helper.start()
         self._queue.put(piece)
 
-    def _work(self) -> None:
+    def _work(self, pieces: queue.Queue[Buffer | None]) -> None:
         assert self._temp is not None
         write, update = self._temp.handle.write, self._hasher.update
-        while (piece := self._queue.get()) is not None:
+        while (piece := pieces.get()) is not None:
             if self._error is None:  # after a failure, only drain (the producer never blocks)
                 try:
                     update(piece)
@@ -245,7 +248,7 @@ class SealedFile:
                     self._error = exc
 
     def _stop_helper(self) -> None:
-        if self._helper is not None:
+        if self._helper is not None and self._queue is not None:
             self._queue.put(None)
             self._helper.join()
             self._helper = None

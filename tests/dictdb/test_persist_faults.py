@@ -737,3 +737,17 @@ def test_a_sealed_file_holds_exactly_the_sealed_content(
     finally:
         files.PIECE_FLOOR = real  # type: ignore[misc]
     assert data == files.seal(b"".join(items), file_format, compression)
+
+
+# -- file names --------------------------------------------------------------------------------
+
+
+def test_a_relative_name_is_written_in_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = accounts()
+    assert Path("plain.json") == persist.save(db, "plain.json")
+    assert Path("plain.json.zst") == persist.save(db, "plain.json", compression="zstd")
+    assert ["plain.json", "plain.json.zst"] == sorted(p.name for p in tmp_path.iterdir())
+    assert [] == db_diff(db.to_dict(), DictDB.load("plain.json.zst").to_dict())
