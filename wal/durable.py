@@ -276,10 +276,7 @@ class DurableLog:
         except BaseException as exc:
             # As if the flusher had failed to encode them: the log fails (these statements,
             # and those already acknowledged in this batch, never reach the disk).
-            with self._cond:
-                self._failed = exc
-                self.refusing = True
-                self._cond.notify_all()
+            self._fail(exc)
             raise LogFailedError(f"the durable log failed: {exc!r}") from exc
         finally:
             ops.clear()
@@ -402,10 +399,14 @@ class DurableLog:
                     with self._cond:
                         self._durable_lsn = self._written_lsn
         except BaseException as exc:
-            with self._cond:
-                self._failed = exc
-                self.refusing = True
-                self._cond.notify_all()
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        # The log takes nothing more; waiters learn it.
+        with self._cond:
+            self._failed = exc
+            self.refusing = True
+            self._cond.notify_all()
 
     def _append_frames(self, batches: list[tuple[int, int, Buffer]]) -> None:
         # One frame per payload; a segment that has reached its size is closed before the

@@ -207,7 +207,8 @@ class SealedFile:
         self._hasher = hashlib.sha256()
         self._kept: list[Buffer] = []  # compressed files: the whole content until the end
         self._temp: _Temp | None = None
-        self._queue: queue.Queue[Buffer | None] | None = None  # with the helper thread
+        # The helper thread and its queue, from the first complete piece until stopped.
+        self._queue: queue.Queue[Buffer | None] | None = None
         self._helper: threading.Thread | None = None
         self._error: BaseException | None = None  # the helper's failure
         self.out = Pieces(self._piece)
@@ -227,7 +228,7 @@ class SealedFile:
             return
         if self._error is not None:
             raise self._error  # stop producing: the file cannot be written
-        if self._helper is None or self._queue is None:
+        if self._queue is None:
             self._temp = _Temp(self.path, self._overwrite)
             self._queue = queue.Queue(maxsize=2)
             self._helper = threading.Thread(
@@ -248,10 +249,10 @@ class SealedFile:
                     self._error = exc
 
     def _stop_helper(self) -> None:
-        if self._helper is not None and self._queue is not None:
+        if self._queue is not None and self._helper is not None:
             self._queue.put(None)
             self._helper.join()
-            self._helper = None
+            self._queue = self._helper = None
 
     def abort(self) -> None:
         """Remove the temp file, if any; the final name is untouched."""

@@ -861,10 +861,9 @@ def _encode_delta(
             "deletes": deletes,
             "next_pk": to_plain(next_pk),
         }
-    added: dict[str, tuple[int, int]] = {}
     if file_format != "json":
-        added = {name: _digest.hashes(table["upserts"]) for name, table in tables.items()}
-        digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, added)
+        hashed = {name: _digest.hashes(table["upserts"]) for name, table in tables.items()}
+        digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, hashed)
         doc = {**header, "ddl": ddl, "tables": tables, "digest": _digest.to_document(digest)}
         out.append(_encode_document(doc, file_format, _DELTA_HEADER_SIZE))
         return digest
@@ -872,6 +871,7 @@ def _encode_delta(
     # time and hashed from that encoding (`scattered`: by the time of a delta, the changed
     # rows are spread over the heap; reading them twice cost ~0.3 µs a row more). The same
     # bytes as dumping the document whole.
+    added: dict[str, tuple[int, int]] = {}
     out.extend([_dumps(header)[:-1], b',"ddl":', _dumps(ddl), b',"tables":{'])
     for n, (name, table) in enumerate(tables.items()):
         out.extend([b"," if n else b"", _dumps(name), b':{"primary_key":'])
