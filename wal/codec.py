@@ -33,6 +33,7 @@ import decimal
 import io
 import math
 import pickle
+import pickletools
 import uuid
 from collections.abc import Iterable
 from typing import Any, Final
@@ -395,14 +396,24 @@ class _BytesCodec:
             raise CodecError("bytes after the end of the pickle stream")
         return tree
 
-    def load_stream(self, stream: io.BytesIO, *, check: bool = True) -> Any:
+    def load_stream(self, stream: io.BytesIO, *, check: bool = True, scan: bool = False) -> Any:
         """Decode one pickle stream from *stream* (which may hold more after it).
+
+        Args:
+            stream: the bytes, read from the current position.
+            check: as for `loads`.
+            scan: first read every opcode (in Python: for short streams, such as a header
+                read from a file nothing has verified yet) and refuse any memo opcode.
+                These pickles never hold one (they are written with `Pickler.fast`), and the
+                index of one sizes the unpickler's memo: 14 bytes can ask for 32 GB.
 
         Raises:
             CodecError: malformed or hostile bytes (or this codec is not pickle).
         """
         if self.name != "pickle":
             raise CodecError("load_stream reads pickle streams only")
+        if scan:
+            _refuse_memo(stream)
         try:
             tree = _NoGlobalsUnpickler(stream).load()
         except CodecError:
@@ -412,6 +423,27 @@ class _BytesCodec:
         if check:
             check_plain(tree)
         return tree
+
+
+_MEMO_OPCODES: Final = frozenset(
+    {"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"}
+)
+
+
+def _refuse_memo(stream: io.BytesIO) -> None:
+    # Every opcode of the pickle stream at *stream*'s position, up to its STOP; the position
+    # is left where it was.
+    start = stream.tell()
+    try:
+        for opcode, _, _ in pickletools.genops(stream):
+            if opcode.name in _MEMO_OPCODES:
+                raise CodecError(f"pickle data uses the memo ({opcode.name}): not a dictdb file")
+    except CodecError:
+        raise
+    except Exception as exc:  # any malformed stream, whatever the opcode
+        raise CodecError(f"invalid pickle data: {type(exc).__name__}: {exc}") from None
+    finally:
+        stream.seek(start)
 
 
 def check_plain(tree: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import io
 import os
 import pickle
 import tempfile
@@ -54,6 +55,16 @@ def assert_unchanged(db: DictDB, before: tuple[int, dict[str, Any]]) -> None:
     assert db_diff(before[1], db.to_dict()) == []
 
 
+def fast_pickle(obj: Any) -> bytes:
+    """*obj* pickled as dictdb writes pickles: protocol 5, no memo (`Pickler.fast`; files
+    whose header uses the memo are refused)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
 def encode(doc: dict[str, Any], file_format: str) -> bytes:
     """*doc* as the body `seal` takes: JSON without its closing brace, or for pickle two
     streams, the header (the members before ``tables``/``ddl``) and then the rest."""
@@ -62,7 +73,7 @@ def encode(doc: dict[str, Any], file_format: str) -> bytes:
         return orjson.dumps(doc)[:-1]
     items = list(doc.items())
     cut = next((i for i, (k, _) in enumerate(items) if k in ("ddl", "tables")), len(items))
-    return pickle.dumps(dict(items[:cut]), protocol=5) + pickle.dumps(dict(items[cut:]), protocol=5)
+    return fast_pickle(dict(items[:cut])) + fast_pickle(dict(items[cut:]))
 
 
 def reseal(path: Path, doc: dict[str, Any], file_format: str) -> Path:

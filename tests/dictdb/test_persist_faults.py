@@ -32,7 +32,7 @@ from dictdb.errors import CorruptFileError
 from dictdb.storage import persist
 from dictdb.storage.files import seal
 from tests.dictdb._scripts.strict import db_diff
-from tests.dictdb.test_persist import encode
+from tests.dictdb.test_persist import encode, fast_pickle
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "_scripts"
@@ -236,7 +236,7 @@ def test_hostile_files_are_refused_without_allocating(tmp_path: Path) -> None:
         "bytes-claim.pickle": seal(
             b"\x80\x05\x8e" + (2**40).to_bytes(8, "little") + b"xx.", "pickle", None
         ),
-        "class.pickle": seal(pickle.dumps(dt.datetime.now()), "pickle", None),
+        "class.pickle": seal(fast_pickle(dt.datetime.now()), "pickle", None),
         "terabyte.json.zst": zstd_frame_claiming(2**40),
     }
     for name, data in files.items():
@@ -265,7 +265,7 @@ def test_hostile_files_are_refused_without_allocating(tmp_path: Path) -> None:
 def test_a_pickle_document_holding_a_class_instance_is_refused(tmp_path: Path) -> None:
     doc = {"format": "dictdb", "version": 1, "type": "full", "when": dt.datetime(2024, 1, 1)}
     path = tmp_path / "inject.pickle"
-    path.write_bytes(seal(pickle.dumps(doc), "pickle", None))
+    path.write_bytes(seal(fast_pickle(doc), "pickle", None))
     with pytest.raises(CorruptFileError) as info:
         DictDB.load(path)
     assert str(path) == info.value.path
@@ -280,7 +280,7 @@ def test_a_pickle_of_plain_data_that_is_not_a_snapshot_is_refused(
     tmp_path: Path, tree: Any
 ) -> None:
     path = tmp_path / "plain.pickle"
-    path.write_bytes(seal(pickle.dumps(tree, protocol=5), "pickle", None))
+    path.write_bytes(seal(fast_pickle(tree), "pickle", None))
     with pytest.raises(CorruptFileError) as info:
         DictDB.load(path)
     assert str(path) == info.value.path
@@ -751,3 +751,18 @@ def test_a_relative_name_is_written_in_the_current_directory(
     assert Path("plain.json.zst") == persist.save(db, "plain.json", compression="zstd")
     assert ["plain.json", "plain.json.zst"] == sorted(p.name for p in tmp_path.iterdir())
     assert [] == db_diff(db.to_dict(), DictDB.load("plain.json.zst").to_dict())
+
+
+def test_a_pickle_header_using_the_memo_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    # A damaged byte can turn into a LONG_BINPUT whose index makes the unpickler size its
+    # memo to tens of GB (seen in a flipped-byte test); headers are read before any checksum.
+    from dictdb.storage.persist import read_header
+
+    header = b"\x80\x05}r\x07\x00\x00\x00."  # a dict memoized at slot 7
+    path = tmp_path / "dictdb_backup_1_000000.pickle"
+    path.write_bytes(seal(header + fast_pickle({"tables": {}}), "pickle", None))
+    with pytest.raises(CorruptFileError, match="uses the memo") as info:
+        read_header(path)
+    assert str(path) == info.value.path
+    with pytest.raises(CorruptFileError, match="uses the memo"):
+        DictDB.load(path)

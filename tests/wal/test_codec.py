@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import io
 import json
 import math
 import pickle
@@ -540,3 +541,32 @@ def test_datetimes_whose_timezone_iso_8601_cannot_carry_are_refused(value: Any) 
         wal.own_value(value)
     with pytest.raises(UnsupportedValueError):
         to_plain(value)
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"(lp0\n.",  # PUT (protocol 0)
+        b"\x80\x02]q\x00.",  # BINPUT
+        b"\x80\x02}r\x00\x00\x00@.",  # LONG_BINPUT asking for a 2**30-slot memo (16 GB)
+        b"\x80\x04]\x94.",  # MEMOIZE
+        b"\x80\x02]q\x00h\x00\x86.",  # BINGET
+    ],
+    ids=["PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "BINGET"],
+)
+def test_a_scanned_pickle_stream_with_a_memo_opcode_is_refused_before_decoding(
+    stream: bytes,
+) -> None:
+    # These pickles never hold one; an index in one sizes the C unpickler's memo.
+    with pytest.raises(CodecError, match="uses the memo"):
+        PICKLE.load_stream(io.BytesIO(stream), scan=True)
+
+
+def test_a_scanned_pickle_stream_decodes_as_without_the_scan_and_stops_at_its_end() -> None:
+    header = {"format": "dictdb", "n": [1, 2.5, None, {"k": "v"}]}
+    data = PICKLE.dumps(header) + b"after"
+    stream = io.BytesIO(data)
+    assert header == PICKLE.load_stream(stream, scan=True)
+    assert b"after" == stream.read()
+    with pytest.raises(CodecError, match="invalid pickle data"):
+        PICKLE.load_stream(io.BytesIO(b"\x80\x05\xff."), scan=True)
