@@ -2,8 +2,9 @@
 
 A record is a dict with str keys. Values: None, bool, int, float (not NaN), str, bytes, list,
 dict (str keys), datetime (naive or fixed-offset timezone), date, Decimal (not NaN), UUID —
-nested freely. Anything else is refused at the mutation with `ValueDomainError` naming the
-table and the field, so that no backup can fail on it later.
+nested up to `wal.codec.MAX_NESTING` (100) lists and dicts deep, the record counting as one.
+Anything else is refused at the mutation with `ValueDomainError` naming the table and the
+field, so that no backup can fail on it later.
 
 Rows stored in a table are never mutated in place: a change builds a new dict. So a stored row
 can be shared by the table, the journal and a snapshot at no cost; only the caller-facing edges
@@ -81,7 +82,7 @@ def own_record(table: str, record: Any) -> tuple[Record, bool]:
         plain = False
         if t not in _SHARED:
             try:
-                row[field] = own_value(value, field)
+                row[field] = own_value(value, field, 1)  # the record is one level
             except UnsupportedValueError as exc:
                 raise ValueDomainError(table, field, exc.path, exc.value_type, exc.reason) from None
     if plain and len(row) == 1 and next(iter(row)).startswith("$"):

@@ -5,6 +5,7 @@ and never imports `dictdb`.
 """
 
 from wal.codec import (
+    MAX_NESTING,
     Codec,
     check_plain,
     converter,
@@ -36,6 +37,7 @@ __all__ = [
     "INSERT",
     "ITEM_KINDS",
     "KINDS",
+    "MAX_NESTING",
     "UPDATE",
     "Codec",
     "CodecError",

@@ -18,8 +18,12 @@ Stages, each usable alone:
 2. **Documents** (`converter`): a cattrs converter that unstructures `Operation` records to
    plain dicts and back, values going through stage 1.
 3. **Bytes** (`JSON`, `PICKLE`): plain trees to bytes. JSON is standard JSON (orjson). The
-   pickle container holds the same plain tree; it is read by an unpickler that resolves no
-   global at all, so a file can only build lists, dicts and scalars.
+   pickle container holds the same plain tree, written without the memo; it is read by an
+   unpickler that resolves no global at all, after a pass over every opcode that refuses the
+   memo (whose indexes size the unpickler's memo), so bytes can only build lists, dicts and
+   scalars of their own size. `pickle_blob_head` / `read_pickle_blob` make and read a pickle
+   stream holding one bytes object, with no unpickler at all (the body of dictdb's pickle
+   files).
 4. **Compression** (`compress` / `decompress`): zstandard frames, decompression bounded by a
    caller-given maximum size.
 """
@@ -59,6 +63,16 @@ _NAN_REASON: Final = (
 )
 
 
+#: How deep lists and dicts may nest in a value (``[[1]]``: 2), a record counting as one
+#: (``{"a": [[1]]}``: 3). Deeper values are refused at the mutation, so that every stored
+#: value can be written: a plain tree can be twice as deep as its value (``{"$dict": {...}}``
+#: around each dict whose one key starts with ``$``), the files add a few levels, and orjson
+#: encodes ~250 levels at most. Readers refuse deeper values too, well before Python's
+#: recursion limit.
+MAX_NESTING: Final = 100
+_NESTING_REASON: Final = f"lists and dicts nest more than {MAX_NESTING} deep"
+
+
 def _describe(path: str) -> str:
     return path or "<value>"
 
@@ -67,7 +81,7 @@ def _refuse(path: str, value: Any, reason: str) -> UnsupportedValueError:
     return UnsupportedValueError(path, type(value).__name__, f"{_describe(path)}: {reason}")
 
 
-def own_value(value: Any, path: str = "") -> Any:
+def own_value(value: Any, path: str = "", depth: int = 0) -> Any:
     """Check that *value* lies in the value domain and return an owned copy of it.
 
     Lists and dicts are copied all the way down; scalars are immutable and shared.
@@ -75,13 +89,20 @@ def own_value(value: Any, path: str = "") -> Any:
     Args:
         value: the value to check.
         path: where the value sits, for error messages (e.g. ``"tags[2]"``).
+        depth: the containers already around the value (a record's field: 1, the record).
 
     Returns:
         A deep copy of the containers, sharing the (immutable) scalars.
 
     Raises:
-        UnsupportedValueError: the value, or one nested in it, is outside the domain.
+        UnsupportedValueError: the value, or one nested in it, is outside the domain
+            (including containers nested deeper than `MAX_NESTING`).
     """
+    return _own(value, path, depth)
+
+
+def _own(value: Any, path: str, depth: int) -> Any:
+    # *depth*: the containers around *value* within the checked value.
     t = type(value)
     if t in _SHARED_SCALARS:
         return value
@@ -89,14 +110,16 @@ def own_value(value: Any, path: str = "") -> Any:
         if value != value:
             raise _refuse(path, value, _NAN_REASON)
         return value
-    if t is list:
-        return [own_value(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if t is dict:
+    if t is list or t is dict:
+        if depth == MAX_NESTING:
+            raise _refuse(path, value, _NESTING_REASON)
+        if t is list:
+            return [_own(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
         out = {}
         for k, item in value.items():
             if type(k) is not str:
                 raise _refuse(path, k, f"dict keys must be str, got {type(k).__name__} {k!r}")
-            out[k] = own_value(item, f"{path}.{k}" if path else k)
+            out[k] = _own(item, f"{path}.{k}" if path else k, depth + 1)
         return out
     if t is _dt.datetime:
         tz = value.tzinfo
@@ -222,12 +245,14 @@ def _to_plain(value: Any) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _untag(tag: str, payload: Any) -> Any:
+def _untag(tag: str, payload: Any, depth: int) -> Any:
+    if tag == "$dict":  # outside the try: a CodecError from within is a ValueError too
+        if type(payload) is not dict:
+            raise CodecError("$dict tag must hold an object")
+        if depth == MAX_NESTING:
+            raise CodecError(_NESTING_REASON)
+        return {k: _from_plain(v, depth + 1) for k, v in payload.items()}
     try:
-        if tag == "$dict":
-            if type(payload) is not dict:
-                raise CodecError("$dict tag must hold an object")
-            return {k: from_plain(v) for k, v in payload.items()}
         if type(payload) is not str:
             raise CodecError(f"{tag} tag must hold a string, got {type(payload).__name__}")
         if tag == "$datetime":
@@ -262,8 +287,14 @@ def from_plain(obj: Any) -> Any:
     """Structure a plain tree made by `to_plain` back into domain values.
 
     Raises:
-        CodecError: a malformed tag, or a type a plain tree cannot hold.
+        CodecError: a malformed tag, a type a plain tree cannot hold, or a value whose lists
+            and dicts nest deeper than `MAX_NESTING`.
     """
+    return _from_plain(obj, 0)
+
+
+def _from_plain(obj: Any, depth: int) -> Any:
+    # *depth*: the containers around *obj* within the value being built (tags add none).
     t = type(obj)
     if t in _PLAIN_SCALARS or t is int or t is float:
         return obj
@@ -271,15 +302,19 @@ def from_plain(obj: Any) -> Any:
         if len(obj) == 1:
             k = next(iter(obj))
             if type(k) is str and k.startswith("$"):
-                return _untag(k, obj[k])
+                return _untag(k, obj[k], depth)
+        if depth == MAX_NESTING:
+            raise CodecError(_NESTING_REASON)
         out = {}
         for k, v in obj.items():
             if type(k) is not str:
                 raise CodecError(f"a plain tree's dict keys must be str, got {type(k).__name__}")
-            out[k] = from_plain(v)
+            out[k] = _from_plain(v, depth + 1)
         return out
     if t is list:
-        return [from_plain(v) for v in obj]
+        if depth == MAX_NESTING:
+            raise CodecError(_NESTING_REASON)
+        return [_from_plain(v, depth + 1) for v in obj]
     raise CodecError(f"a plain tree cannot hold {t.__name__}")
 
 
@@ -396,24 +431,24 @@ class _BytesCodec:
             raise CodecError("bytes after the end of the pickle stream")
         return tree
 
-    def load_stream(self, stream: io.BytesIO, *, check: bool = True, scan: bool = False) -> Any:
+    def load_stream(self, stream: io.BytesIO, *, check: bool = True) -> Any:
         """Decode one pickle stream from *stream* (which may hold more after it).
+
+        Every opcode is read first (`pickletools.genops`, in Python: ~4x the decoding time)
+        and a stream using the memo is refused: the pickles this codec writes hold none
+        (`Pickler.fast`), and the index of one sizes the C unpickler's memo, so that 14 bytes
+        could ask for 32 GB. The scan also refuses any length the bytes do not back.
 
         Args:
             stream: the bytes, read from the current position.
             check: as for `loads`.
-            scan: first read every opcode (in Python: for short streams, such as a header
-                read from a file nothing has verified yet) and refuse any memo opcode.
-                These pickles never hold one (they are written with `Pickler.fast`), and the
-                index of one sizes the unpickler's memo: 14 bytes can ask for 32 GB.
 
         Raises:
             CodecError: malformed or hostile bytes (or this codec is not pickle).
         """
         if self.name != "pickle":
             raise CodecError("load_stream reads pickle streams only")
-        if scan:
-            _refuse_memo(stream)
+        _refuse_memo(stream)
         try:
             tree = _NoGlobalsUnpickler(stream).load()
         except CodecError:
@@ -437,7 +472,7 @@ def _refuse_memo(stream: io.BytesIO) -> None:
     try:
         for opcode, _, _ in pickletools.genops(stream):
             if opcode.name in _MEMO_OPCODES:
-                raise CodecError(f"pickle data uses the memo ({opcode.name}): not a dictdb file")
+                raise CodecError(f"pickle data uses the memo ({opcode.name}): these never do")
     except CodecError:
         raise
     except Exception as exc:  # any malformed stream, whatever the opcode
@@ -473,6 +508,43 @@ def check_plain(tree: Any) -> None:
             stack.extend(obj)
         elif not (t in _PLAIN_SCALARS or t is int or t is float):
             raise CodecError(f"pickle data holds a {t.__name__}: only plain data is allowed")
+
+
+#: How a pickle stream holding one bytes object opens: PROTO 5, then BINBYTES8 (its 8-byte
+#: little-endian length follows).
+_BLOB_OPEN: Final = b"\x80\x05\x8e"
+_BLOB_HEAD_SIZE: Final = len(_BLOB_OPEN) + 8
+#: How it ends: STOP.
+PICKLE_BLOB_END: Final = b"."
+
+
+def pickle_blob_head(size: int) -> bytes:
+    """The start of a pickle stream holding one bytes object of *size* bytes: the stream is
+    this, the bytes, then `PICKLE_BLOB_END`. Any unpickler reads it as that bytes object;
+    `read_pickle_blob` reads it without one."""
+    if not 0 <= size < 1 << 64:
+        raise CodecError(f"a pickled bytes object cannot hold {size} bytes")
+    return _BLOB_OPEN + size.to_bytes(8, "little")
+
+
+def read_pickle_blob(data: bytes, start: int) -> tuple[memoryview, int]:
+    """The bytes object of the pickle stream at offset *start* of *data* (a view, not a
+    copy), and the offset just after that stream.
+
+    No unpickler runs: only the exact layout `pickle_blob_head` writes is accepted, and its
+    length must lie within *data*, so nothing is allocated on a file's word.
+
+    Raises:
+        CodecError: anything else at *start*.
+    """
+    head = data[start : start + _BLOB_HEAD_SIZE]
+    if len(head) < _BLOB_HEAD_SIZE or not head.startswith(_BLOB_OPEN):
+        raise CodecError("expected a pickled bytes object (PROTO 5, BINBYTES8)")
+    begin = start + _BLOB_HEAD_SIZE
+    end = begin + int.from_bytes(head[len(_BLOB_OPEN) :], "little")
+    if end >= len(data) or data[end : end + 1] != PICKLE_BLOB_END:
+        raise CodecError("the pickled bytes object is truncated or not followed by STOP")
+    return memoryview(data)[begin:end], end + 1
 
 
 JSON: Final = _BytesCodec("json")

@@ -33,6 +33,7 @@ from dictdb.storage.files import seal
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 from tests.strategies import plain_json
+from wal.codec import PICKLE_BLOB_END, pickle_blob_head
 
 #: (file_format, compression) pairs; a chain may mix them file by file.
 CHOICES = [("json", None), ("json", "zstd"), ("pickle", None), ("pickle", "zstd")]
@@ -67,13 +68,27 @@ def fast_pickle(obj: Any) -> bytes:
 
 def encode(doc: dict[str, Any], file_format: str) -> bytes:
     """*doc* as the body `seal` takes: JSON without its closing brace, or for pickle two
-    streams, the header (the members before ``tables``/``ddl``) and then the rest."""
+    streams, the header (the members before ``tables``/``ddl``) and then the rest: as JSON in
+    a pickled bytes object, or (a header of version 1) as a pickled tree."""
     doc = {k: v for k, v in doc.items() if k != "checksum"}
     if file_format == "json":
         return orjson.dumps(doc)[:-1]
     items = list(doc.items())
     cut = next((i for i, (k, _) in enumerate(items) if k in ("ddl", "tables")), len(items))
-    return fast_pickle(dict(items[:cut])) + fast_pickle(dict(items[cut:]))
+    header, body = dict(items[:cut]), dict(items[cut:])
+    if header.get("version") == 1:
+        return fast_pickle(header) + fast_pickle(body)
+    blob = orjson.dumps(body)
+    return fast_pickle(header) + pickle_blob_head(len(blob)) + blob + PICKLE_BLOB_END
+
+
+def as_version_1(doc: dict[str, Any]) -> dict[str, Any]:
+    """*doc* with the header of format version 1 (its header CRC recomputed)."""
+    doc = dict(doc)
+    doc["version"] = 1
+    fields = list(doc)[: list(doc).index("header_crc")]
+    doc["header_crc"] = zlib.crc32(orjson.dumps({k: doc[k] for k in fields}))
+    return doc
 
 
 def reseal(path: Path, doc: dict[str, Any], file_format: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -32,7 +33,9 @@ from dictdb.errors import CorruptFileError
 from dictdb.storage import persist
 from dictdb.storage.files import seal
 from tests.dictdb._scripts.strict import db_diff
-from tests.dictdb.test_persist import encode, fast_pickle
+from tests.dictdb.test_persist import as_version_1, encode, fast_pickle
+from tests.wal.test_codec import MEMO_BOMB
+from wal.codec import pickle_blob_head
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "_scripts"
@@ -99,7 +102,19 @@ KIND_NAMES = [
     "delta.pickle",
     "small.json",
     "small.pickle",
+    "full.v1.pickle",
+    "delta.v1.pickle",
+    "small.v1.pickle",
 ]
+
+
+def version_1_of(data: bytes) -> bytes:
+    """A pickle file's content as format version 1 wrote it (the body a pickled tree)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "any.pickle"
+        path.write_bytes(data)
+        doc = persist.read_document(path)
+    return seal(encode(as_version_1(doc), "pickle"), "pickle", None)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +150,11 @@ def kinds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Kind]:
     assert delta_pickle is not None
     out["delta.json"] = Kind("delta.json", delta_json.read_bytes(), base, db)
     out["delta.pickle"] = Kind("delta.pickle", delta_pickle.read_bytes(), base, db)
+    for name in ("full", "delta", "small"):  # files of format version 1 still load
+        kind = out[f"{name}.pickle"]
+        version_1 = Kind(f"{name}.v1.pickle", version_1_of(kind.data), kind.base, empty)
+        version_1.expected = kind.expected
+        out[version_1.name] = version_1
     return out
 
 
@@ -231,6 +251,8 @@ def test_the_lying_zstd_frame_claims_a_terabyte() -> None:
 
 
 def test_hostile_files_are_refused_without_allocating(tmp_path: Path) -> None:
+    v1_head = fast_pickle({"format": "dictdb", "version": 1, "type": "full"})
+    v2_head = fast_pickle({"format": "dictdb", "version": 2, "type": "full"})
     files = {
         "bomb.pickle": seal(reduce_bomb(10**9), "pickle", None),
         "bytes-claim.pickle": seal(
@@ -238,6 +260,13 @@ def test_hostile_files_are_refused_without_allocating(tmp_path: Path) -> None:
         ),
         "class.pickle": seal(fast_pickle(dt.datetime.now()), "pickle", None),
         "terabyte.json.zst": zstd_frame_claiming(2**40),
+        # Checksum-valid bodies after a valid header: a memo index asking for 32 GB (in version
+        # 1, the body is a pickled tree; in version 2, it must be a pickled bytes object), a
+        # REDUCE bomb, a bytes object claiming 2**62 bytes.
+        "memo-v1.pickle": seal(v1_head + MEMO_BOMB, "pickle", None),
+        "memo-v2.pickle": seal(v2_head + MEMO_BOMB, "pickle", None),
+        "bomb-v1.pickle": seal(v1_head + reduce_bomb(10**9), "pickle", None),
+        "blob-claim.pickle": seal(v2_head + pickle_blob_head(2**62) + b"{}.", "pickle", None),
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -258,6 +287,10 @@ def test_hostile_files_are_refused_without_allocating(tmp_path: Path) -> None:
     }
     assert "over the" in results["terabyte.json.zst"]["reason"]
     assert "may not reference" in results["class.pickle"]["reason"]
+    assert "uses the memo" in results["memo-v1.pickle"]["reason"]
+    assert "expected a pickled bytes object" in results["memo-v2.pickle"]["reason"]
+    assert "may not reference" in results["bomb-v1.pickle"]["reason"]
+    assert "truncated" in results["blob-claim.pickle"]["reason"]
     assert max(r["growth_kb"] for r in results.values()) < 50 * 1024
     assert elapsed < 20
 
@@ -340,7 +373,7 @@ def delta_document(tmp_path: Path) -> tuple[DictDB, dict[str, Any]]:
     [
         (lambda d: d.pop("type"), "unknown file type None"),
         (lambda d: d.update(type="incremental"), "unknown file type 'incremental'"),
-        (lambda d: d.update(version=2), "version 2 is newer"),
+        (lambda d: d.update(version=persist.VERSION + 1), "is newer"),
         (lambda d: d.update(version="1"), "malformed version"),
         (lambda d: d.update(format="other"), "not a dictdb file"),
         (lambda d: d.update(from_lsn="7"), "from_lsn"),
@@ -352,7 +385,7 @@ def delta_document(tmp_path: Path) -> tuple[DictDB, dict[str, Any]]:
     ids=[
         "no-type",
         "bad-type",
-        "version-2",
+        "future-version",
         "str-version",
         "not-ours",
         "str-lsn",
@@ -391,14 +424,15 @@ def test_a_checksum_valid_full_whose_content_breaks_its_digest_is_refused_naming
     assert "log" not in info.value.reason
 
 
-def test_a_checksum_valid_pickle_full_holding_nan_is_refused(tmp_path: Path) -> None:
+def test_a_checksum_valid_version_1_pickle_full_holding_nan_is_refused(tmp_path: Path) -> None:
+    # A pickled tree can carry NaN (JSON, and so version 2's body, cannot).
     doc = persist.read_document(persist.save(accounts(), tmp_path / "good.pickle", "pickle"))
     doc["tables"]["log"]["records"][1]["n"] = float("nan")
     path = tmp_path / "nan.pickle"
-    path.write_bytes(seal(encode(doc, "pickle"), "pickle", None))
+    path.write_bytes(seal(encode(as_version_1(doc), "pickle"), "pickle", None))
     with pytest.raises(CorruptFileError) as info:
         DictDB.load(path)
-    assert str(path) == info.value.path
+    assert (str(path), True) == (info.value.path, "NaN is refused" in info.value.reason)
 
 
 def test_a_file_with_another_format_inside_is_refused(tmp_path: Path) -> None:
@@ -411,6 +445,145 @@ def test_a_file_with_another_format_inside_is_refused(tmp_path: Path) -> None:
     zst.write_bytes(persist.save(accounts(), tmp_path / "b.json.zst").read_bytes())
     with pytest.raises(CorruptFileError, match=r"not named \.zst"):
         DictDB.load(zst)
+
+
+def test_a_pickle_file_is_two_pickles_the_header_and_the_body_as_json_bytes(
+    tmp_path: Path,
+) -> None:
+    db = accounts()
+    pickled = persist.save(db, tmp_path / "a.pickle")
+    with pickled.open("rb") as handle:
+        header = pickle.load(handle)  # any unpickler reads it
+        body = pickle.load(handle)
+        trailer = handle.read()
+    assert (header["version"], type(body)) == (persist.VERSION, bytes)
+    assert trailer.startswith(b"\n#dictdb-sha256:")
+    document = {**header, **json.loads(body)}
+    expected = persist.read_document(persist.save(db, tmp_path / "a.json"))
+    for doc in (document, expected):
+        for volatile in ("timestamp", "header_crc", "checksum"):
+            doc.pop(volatile, None)
+    assert expected == document
+
+
+def test_version_1_pickle_files_hold_a_pickled_tree(kinds: dict[str, Kind], tmp_path: Path) -> None:
+    # The kinds the tables above check as version 1 are: a header of version 1, then a tree.
+    for name in ("full.v1.pickle", "delta.v1.pickle", "small.v1.pickle"):
+        path = tmp_path / name
+        path.write_bytes(kinds[name].data)
+        with path.open("rb") as handle:
+            header, body = pickle.load(handle), pickle.load(handle)
+        assert (name, 1, dict) == (name, header["version"], type(body))
+        assert (name, 1) == (name, persist.read_header(path)["version"])
+
+
+def stream_end(data: bytes) -> int:
+    """Where the first pickle stream in *data* ends."""
+    stream = io.BytesIO(data)
+    pickle.load(stream)
+    return stream.tell()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_pickle_body_not_of_its_header_version_is_refused(tmp_path: Path, version: int) -> None:
+    doc = persist.read_document(persist.save(accounts(), tmp_path / "good.pickle"))
+    streams = {1: encode(as_version_1(doc), "pickle"), 2: encode(doc, "pickle")}
+    header = stream_end(streams[version])
+    body = stream_end(streams[3 - version])
+    path = tmp_path / "mixed.pickle"
+    path.write_bytes(seal(streams[version][:header] + streams[3 - version][body:], "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+    assert "not a valid pickle document" in info.value.reason
+
+
+def test_a_version_2_pickle_body_holding_nan_is_refused(tmp_path: Path) -> None:
+    # JSON has no NaN, so version 2's body cannot carry one even when checksum-valid.
+    doc = persist.read_document(persist.save(accounts(), tmp_path / "good.pickle"))
+    good = encode(doc, "pickle")
+    assert b'"n":2.5' in good
+    path = tmp_path / "nan.pickle"
+    path.write_bytes(seal(good.replace(b'"n":2.5', b'"n":NaN'), "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert (str(path), True) == (info.value.path, "not a valid pickle" in info.value.reason)
+
+
+def with_deep_row(doc: dict[str, Any], fmt: str, levels: int) -> bytes:
+    """*doc* encoded with its first record (or upsert) of table ``log`` replaced by a row
+    whose field nests *levels* lists deep (beyond what orjson writes), marked special."""
+    table = doc["tables"]["log"]
+    rows = table["records"] if "records" in table else table["upserts"]
+    rows[0] = "@@deep@@"
+    if "special" in table and 0 not in table["special"]:
+        table["special"].append(0)
+    deep = b'{"id":1,"x":' + b"[" * levels + b"]" * levels + b"}"
+    if fmt == "json":
+        return encode(doc, "json").replace(b'"@@deep@@"', deep)
+    body = encode(doc, "pickle")
+    start = stream_end(body)
+    blob = bytes(body[start + 11 : -1]).replace(b'"@@deep@@"', deep)
+    return body[:start] + pickle_blob_head(len(blob)) + blob + b"."
+
+
+@pytest.mark.parametrize("fmt", ["json", "pickle"])
+@pytest.mark.parametrize("kind", ["full", "delta"])
+def test_a_checksum_valid_file_nesting_a_value_too_deep_is_refused(
+    tmp_path: Path, fmt: str, kind: str
+) -> None:
+    # JSON lets values nest 1,024 deep; the domain, MAX_NESTING (100): no RecursionError.
+    if kind == "full":
+        doc = persist.read_document(persist.save(accounts(), tmp_path / f"good.{fmt}"))
+        base = None
+    else:
+        base, doc = delta_document(tmp_path)
+    path = tmp_path / f"deep.{fmt}"
+    path.write_bytes(seal(with_deep_row(doc, fmt, 1000), fmt, None))
+
+    def read() -> object:
+        return DictDB.load(path) if base is None else persist.apply_delta(base, path)
+
+    with pytest.raises(CorruptFileError) as info:
+        read()
+    assert (str(path), True) == (info.value.path, "nest more than" in info.value.reason)
+
+
+def test_a_version_1_pickle_nesting_a_value_a_hundred_thousand_deep_is_refused(
+    tmp_path: Path,
+) -> None:
+    doc = as_version_1(persist.read_document(persist.save(accounts(), tmp_path / "g.pickle")))
+    n = 10**5
+    deep = b"\x80\x05}\x8c\x02id\x4b\x01s\x8c\x01x" + b"]" * n + b"a" * (n - 1) + b"s."
+    assert pickle.loads(deep)["id"] == 1  # a row whose field nests 100,000 lists deep
+    doc["tables"]["log"]["records"][0] = "@@deep@@"
+    assert 0 in doc["tables"]["log"]["special"]  # it held a datetime
+    data = encode(doc, "pickle")
+    header = data[: stream_end(data)]
+    body = io.BytesIO()
+    pickler = pickle.Pickler(body, protocol=2)  # no frames: their lengths would change
+    pickler.fast = True
+    pickler.dump(pickle.loads(data[len(header) :]))
+    marker = b"X\x08\x00\x00\x00@@deep@@"  # BINUNICODE "@@deep@@"
+    assert body.getvalue().count(marker) == 1
+    path = tmp_path / "deep.pickle"
+    crafted = header + body.getvalue().replace(marker, deep[2:-1])
+    path.write_bytes(seal(crafted, "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert (str(path), True) == (info.value.path, "nest more than" in info.value.reason)
+
+
+def test_a_pickle_header_holding_what_no_header_holds_is_refused_by_read_header(
+    tmp_path: Path,
+) -> None:
+    # Its own CRC cannot even be computed (orjson writes no int past 64 bits).
+    header = {"format": "dictdb", "version": 2, "type": "full", "n": 2**100, "header_crc": 1}
+    path = tmp_path / "h.pickle"
+    path.write_bytes(seal(fast_pickle(header), "pickle", None))
+    with pytest.raises(CorruptFileError) as info:
+        persist.read_header(path)
+    assert (str(path), True) == (info.value.path, "header checksum" in info.value.reason)
 
 
 # -- failures in the middle of an atomic write -------------------------------------------------

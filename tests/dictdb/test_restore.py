@@ -142,7 +142,7 @@ class History:
     def work(self, rows: int = 2) -> None:
         for _ in range(rows):
             self.counter += 1
-            self.table.insert({"n": self.counter, "v": sample_values()})
+            self.table.insert({"n": self.counter, "v": sample_values(around=2)})
         self.table.upsert({"id": 1, "last": self.counter})
 
     def backup(self, kind: str = "now") -> Point:

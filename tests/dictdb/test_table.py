@@ -29,6 +29,7 @@ from dictdb import (
     TableNotFoundError,
     ValueDomainError,
 )
+from wal import MAX_NESTING
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -161,7 +162,39 @@ BAD_CALLS: dict[str, tuple[Callable[[Table], object], str, str]] = {
     ),
     "upsert-insert": (lambda t: t.upsert({"id": 7, "s": frozenset()}), "s", "s"),
     "upsert-update": (lambda t: t.upsert({"id": 1, "b": bytearray(b"x")}), "b", "b"),
+    # One list or dict more than MAX_NESTING, the record counting as one.
+    "insert-too-deep": (
+        lambda t: t.insert({"deep": lists(MAX_NESTING)}),
+        "deep",
+        "deep" + "[0]" * (MAX_NESTING - 1),
+    ),
+    "update-too-deep": (
+        lambda t: t.update({"deep": dicts(MAX_NESTING)}, where=Field("id") == 1),
+        "deep",
+        "deep" + ".k" * (MAX_NESTING - 1),
+    ),
+    "upsert-too-deep": (
+        lambda t: t.upsert({"id": 1, "deep": lists(10**4)}),
+        "deep",
+        "deep" + "[0]" * (MAX_NESTING - 1),
+    ),
 }
+
+
+def lists(levels: int) -> list[Any]:
+    """*levels* lists nested in each other."""
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+def dicts(levels: int) -> dict[str, Any]:
+    """*levels* dicts nested in each other under the key ``k``."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"k": value}
+    return value
 
 
 @pytest.mark.parametrize(("call", "field", "path"), BAD_CALLS.values(), ids=BAD_CALLS.keys())
@@ -179,6 +212,18 @@ def test_a_value_outside_the_domain_is_refused_naming_table_and_field_and_nothin
     assert "'people'" in str(error)
     assert repr(field) in str(error)
     assert before == snapshot(db)
+
+
+def test_a_value_as_deep_as_the_limit_is_stored() -> None:
+    _, t = make()
+    key = t.insert({"l": lists(MAX_NESTING - 1), "d": dicts(MAX_NESTING - 1)})
+    t.upsert({"id": key, "both": [dicts(MAX_NESTING - 2)]})
+    row = t.get(key)
+    assert (row["l"], row["d"], row["both"]) == (
+        lists(MAX_NESTING - 1),
+        dicts(MAX_NESTING - 1),
+        [dicts(MAX_NESTING - 2)],
+    )
 
 
 def test_a_non_dict_record_is_refused() -> None:

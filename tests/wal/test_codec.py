@@ -18,6 +18,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +26,16 @@ from hypothesis import strategies as st
 import wal
 from tests import strategies as s
 from wal import CodecError, Operation, UnsupportedValueError, converter, from_plain, to_plain
-from wal.codec import JSON, PICKLE, Codec, compress, decompress
+from wal.codec import (
+    JSON,
+    PICKLE,
+    PICKLE_BLOB_END,
+    Codec,
+    compress,
+    decompress,
+    pickle_blob_head,
+    read_pickle_blob,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -344,10 +354,8 @@ print(json.dumps({"outcome": outcome, "elapsed": elapsed, "grown_kib": grown_kib
 """
 
 
-def test_reduce_bomb_fails_fast_without_allocating() -> None:
-    """A tiny pickle asking for ``list(bytes(10**9))`` is refused before anything is built."""
-    payload = b"\x80\x02cbuiltins\nlist\n(cbuiltins\nbytes\n(I1000000000\ntRtR."
-    assert len(payload) < 64
+def _probe(payload: bytes) -> dict[str, Any]:
+    # `PICKLE.loads(payload)` in a fresh process: its outcome, time and peak RSS growth.
     proc = subprocess.run(
         [sys.executable, "-c", _BOMB_PROBE, payload.hex()],
         capture_output=True,
@@ -356,7 +364,15 @@ def test_reduce_bomb_fails_fast_without_allocating() -> None:
         cwd=REPO,
         check=True,
     )
-    result = json.loads(proc.stdout)
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def test_reduce_bomb_fails_fast_without_allocating() -> None:
+    """A tiny pickle asking for ``list(bytes(10**9))`` is refused before anything is built."""
+    payload = b"\x80\x02cbuiltins\nlist\n(cbuiltins\nbytes\n(I1000000000\ntRtR."
+    assert len(payload) < 64
+    result = _probe(payload)
     assert "CodecError" == result["outcome"]
     assert result["elapsed"] < 1.0
     assert result["grown_kib"] < 50 * 1024
@@ -543,30 +559,164 @@ def test_datetimes_whose_timezone_iso_8601_cannot_carry_are_refused(value: Any) 
         to_plain(value)
 
 
+#: A LONG_BINPUT of index 2**31 - 1: the C unpickler sizes its memo to twice the index, 2**32
+#: slots (32 GB), before it stores anything.
+MEMO_BOMB: bytes = b"\x80\x02}r\xff\xff\xff\x7f."
+
+
 @pytest.mark.parametrize(
     "stream",
     [
         b"(lp0\n.",  # PUT (protocol 0)
         b"\x80\x02]q\x00.",  # BINPUT
-        b"\x80\x02}r\x00\x00\x00@.",  # LONG_BINPUT asking for a 2**30-slot memo (16 GB)
+        MEMO_BOMB,  # LONG_BINPUT
         b"\x80\x04]\x94.",  # MEMOIZE
         b"\x80\x02]q\x00h\x00\x86.",  # BINGET
     ],
     ids=["PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "BINGET"],
 )
-def test_a_scanned_pickle_stream_with_a_memo_opcode_is_refused_before_decoding(
-    stream: bytes,
-) -> None:
+def test_a_pickle_stream_with_a_memo_opcode_is_refused_before_decoding(stream: bytes) -> None:
     # These pickles never hold one; an index in one sizes the C unpickler's memo.
     with pytest.raises(CodecError, match="uses the memo"):
-        PICKLE.load_stream(io.BytesIO(stream), scan=True)
+        PICKLE.load_stream(io.BytesIO(stream))
+    with pytest.raises(CodecError, match="uses the memo"):
+        PICKLE.loads(stream)
 
 
-def test_a_scanned_pickle_stream_decodes_as_without_the_scan_and_stops_at_its_end() -> None:
+def test_a_pickle_stream_is_decoded_after_its_scan_and_read_up_to_its_end() -> None:
     header = {"format": "dictdb", "n": [1, 2.5, None, {"k": "v"}]}
     data = PICKLE.dumps(header) + b"after"
     stream = io.BytesIO(data)
-    assert header == PICKLE.load_stream(stream, scan=True)
+    assert header == PICKLE.load_stream(stream)
     assert b"after" == stream.read()
     with pytest.raises(CodecError, match="invalid pickle data"):
-        PICKLE.load_stream(io.BytesIO(b"\x80\x05\xff."), scan=True)
+        PICKLE.load_stream(io.BytesIO(b"\x80\x05\xff."))
+
+
+_PLAIN_PICKLE_PROBE = """
+import pickle, resource, sys
+limit = 4 << 30
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    pickle.loads(bytes.fromhex(sys.argv[1]))
+    print("loaded")
+except BaseException as exc:
+    print(type(exc).__name__)
+"""
+
+
+def test_the_memo_bomb_really_is_one() -> None:
+    # An ordinary unpickler, capped at 4 GB of address space, fails to allocate its memo.
+    assert len(MEMO_BOMB) == 9
+    proc = subprocess.run(
+        [sys.executable, "-c", _PLAIN_PICKLE_PROBE, MEMO_BOMB.hex()],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "MemoryError" == proc.stdout.strip()
+
+
+def test_the_memo_bomb_fails_fast_without_allocating() -> None:
+    result = _probe(MEMO_BOMB)
+    assert "CodecError" == result["outcome"]
+    assert result["elapsed"] < 1.0
+    assert result["grown_kib"] < 50 * 1024
+
+
+# -- a pickled bytes object, read with no unpickler ---------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 70_000])
+def test_a_pickled_blob_is_a_pickle_of_its_bytes_and_reads_back_as_a_view(size: int) -> None:
+    blob = bytes(random.Random(size).getrandbits(8) for _ in range(size))
+    stream = pickle_blob_head(size) + blob + PICKLE_BLOB_END
+    assert blob == pickle.loads(stream)  # any unpickler reads it
+    data = b"before" + stream + b"after"
+    view, end = read_pickle_blob(data, len(b"before"))
+    assert (blob, b"after") == (bytes(view), data[end:])
+    assert view.obj is data  # not a copy
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "expected a pickled bytes object"),
+        (b"\x80\x05\x8e\x03\x00\x00", "expected a pickled bytes object"),  # cut in the length
+        (pickle.dumps(b"abc", protocol=5), "expected a pickled bytes object"),  # other opcodes
+        (b"\x80\x04\x8e" + (3).to_bytes(8, "little") + b"abc.", "expected"),  # protocol 4
+        (b"\x80\x05\x8e" + (3).to_bytes(8, "little") + b"abc", "truncated"),  # no STOP
+        (b"\x80\x05\x8e" + (3).to_bytes(8, "little") + b"abcd", "not followed by STOP"),
+        (b"\x80\x05\x8e" + (4).to_bytes(8, "little") + b"abc.", "truncated"),  # STOP eaten
+        (b"\x80\x05\x8e" + (2**64 - 1).to_bytes(8, "little") + b"abc.", "truncated"),
+    ],
+    ids=[
+        "empty",
+        "short-head",
+        "pickler",
+        "protocol-4",
+        "no-stop",
+        "no-stop-after",
+        "long",
+        "huge",
+    ],
+)
+def test_anything_but_the_exact_pickled_blob_is_refused(data: bytes, why: str) -> None:
+    with pytest.raises(CodecError, match=why):
+        read_pickle_blob(data, 0)
+
+
+def test_a_pickled_blob_head_refuses_an_impossible_size() -> None:
+    with pytest.raises(CodecError):
+        pickle_blob_head(-1)
+    with pytest.raises(CodecError):
+        pickle_blob_head(2**64)
+
+
+# -- nesting -------------------------------------------------------------------------------------
+
+
+def escaped_dicts(levels: int) -> Any:
+    """*levels* dicts nested in each other, each with one key starting with ``$`` (so each is
+    escaped by a ``$dict`` tag: the plain tree is twice as deep), bytes at the bottom."""
+    value: Any = b"\x00"
+    for _ in range(levels):
+        value = {"$k": value}
+    return value
+
+
+def test_a_value_as_deep_as_the_limit_round_trips_through_json_at_its_deepest() -> None:
+    value = escaped_dicts(wal.MAX_NESTING)
+    assert value == wal.own_value(value)
+    plain = to_plain(value)
+    assert value == from_plain(orjson.loads(orjson.dumps(plain)))
+    # The deepest document holding it: the plain tree inside a row, in a file's tables.
+    document = {"tables": {"t": {"records": [{"id": 1, "v": plain}], "special": [0]}}}
+    assert document == orjson.loads(orjson.dumps(document))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [escaped_dicts(wal.MAX_NESTING + 1), [escaped_dicts(wal.MAX_NESTING)]],
+    ids=["dicts", "list-of-dicts"],
+)
+def test_a_value_one_level_deeper_than_the_limit_is_refused_both_ways(value: Any) -> None:
+    with pytest.raises(UnsupportedValueError, match=f"nest more than {wal.MAX_NESTING} deep"):
+        wal.own_value(value)
+    with pytest.raises(UnsupportedValueError, match="nest more than"):
+        wal.own_value(escaped_dicts(wal.MAX_NESTING), "field", depth=1)  # inside a record
+    # to_plain of an unchecked value still works; a reader refuses it.
+    with pytest.raises(CodecError, match=f"nest more than {wal.MAX_NESTING} deep"):
+        from_plain(to_plain(value))
+
+
+def test_a_plain_tree_nested_a_thousand_deep_is_refused_without_recursion_error() -> None:
+    for text in (b"[" * 1000 + b"]" * 1000, b'{"$dict":' * 1000 + b"{}" + b"}" * 1000):
+        with pytest.raises(CodecError, match="nest more than"):
+            from_plain(orjson.loads(text))
+    deep: Any = None
+    for _ in range(10**5):
+        deep = [deep]
+    with pytest.raises(UnsupportedValueError, match="nest more than"):
+        wal.own_value(deep)

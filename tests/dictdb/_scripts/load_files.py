@@ -2,7 +2,9 @@
 
 Prints one JSON line per file: {"name", "error" (exception type or null), "path" (the
 CorruptFileError's path), "reason", "growth_kb" (peak RSS growth since start, in KiB)}.
-Run in a fresh process so that the peak RSS measures only these loads.
+Run in a fresh process so that the peak RSS measures only these loads. Its address space is
+capped (4 GB): a load that tries to allocate more fails with MemoryError, reported, instead of
+exhausting the machine.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ def peak_kb() -> int:
 
 
 def main() -> None:
+    limit = 4 << 30
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     start = peak_kb()
     for name in sys.argv[1:]:
         error = path = reason = None

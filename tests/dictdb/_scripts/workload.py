@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from dictdb import DictDB, DictDBError, Field
 from tests import strategies as s
+from wal import MAX_NESTING
 
 #: Table names, few enough that drops and re-creations of one name are frequent.
 TABLE_NAMES = ("a", "b", "$t", "é x")
@@ -138,8 +139,9 @@ def _run(data: st.DataObject, db: DictDB, kind: str, names: list[str]) -> None:
             table.insert({**data.draw(rows, label="row"), pk: key})
 
 
-def sample_values() -> dict[str, Any]:
-    """One value of each awkward kind, for hand-written tests."""
+def sample_values(around: int = 1) -> dict[str, Any]:
+    """One value of each awkward kind, for hand-written tests; *around*: the lists and dicts
+    the values will sit in (1: spread into a record), for the deepest value allowed."""
     return {
         "dec": decimal.Decimal("-1.500"),
         "when": dt.datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=dt.timezone(dt.timedelta(hours=-3))),
@@ -149,4 +151,15 @@ def sample_values() -> dict[str, Any]:
         "neg0": -0.0,
         "inf": float("-inf"),
         "nested": {"$date": "not a tag", "l": [{"$int": "1"}, 1.0, True]},
+        "deepest": deepest_value(around),
     }
+
+
+def deepest_value(around: int) -> Any:
+    """A value as deep as the domain allows inside *around* lists and dicts, at its deepest
+    when tagged: dicts of one ``$`` key (each escaped by a ``$dict`` tag), bytes at the
+    bottom."""
+    value: Any = b"\x01"
+    for _ in range(MAX_NESTING - around):
+        value = {"$d": value}
+    return value
