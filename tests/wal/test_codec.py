@@ -354,17 +354,22 @@ print(json.dumps({"outcome": outcome, "elapsed": elapsed, "grown_kib": grown_kib
 """
 
 
-def _probe(payload: bytes) -> dict[str, Any]:
-    # `PICKLE.loads(payload)` in a fresh process: its outcome, time and peak RSS growth.
+def _run_probe(script: str, payload: bytes) -> str:
+    # What *script* prints, run in a fresh process with the payload's hex as its argument.
     proc = subprocess.run(
-        [sys.executable, "-c", _BOMB_PROBE, payload.hex()],
+        [sys.executable, "-c", script, payload.hex()],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=REPO,
         check=True,
     )
-    result: dict[str, Any] = json.loads(proc.stdout)
+    return proc.stdout.strip()
+
+
+def _probe(payload: bytes) -> dict[str, Any]:
+    # `PICKLE.loads(payload)` in a fresh process: its outcome, time and peak RSS growth.
+    result: dict[str, Any] = json.loads(_run_probe(_BOMB_PROBE, payload))
     return result
 
 
@@ -608,14 +613,7 @@ except BaseException as exc:
 def test_the_memo_bomb_really_is_one() -> None:
     # An ordinary unpickler, capped at 4 GB of address space, fails to allocate its memo.
     assert len(MEMO_BOMB) == 9
-    proc = subprocess.run(
-        [sys.executable, "-c", _PLAIN_PICKLE_PROBE, MEMO_BOMB.hex()],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    assert "MemoryError" == proc.stdout.strip()
+    assert "MemoryError" == _run_probe(_PLAIN_PICKLE_PROBE, MEMO_BOMB)
 
 
 def test_the_memo_bomb_fails_fast_without_allocating() -> None:
