@@ -312,6 +312,26 @@ def test_a11_every_type_survives_a_full_snapshot_and_a_delta(
     assert [type(key) for _, key, _ in TYPE_CASES] == [type(k) for k in keys]
 
 
+@pytest.mark.parametrize("compression", [None, "zstd"])
+def test_version_1_pickle_files_of_every_type_still_load(
+    tmp_path: Path, compression: str | None
+) -> None:
+    # Format version 1 pickled the body as a tree (version 2: JSON in a pickled bytes object).
+    live = DictDB()
+    live.create_table("t")
+    full = persist.save(live, tmp_path / "full.pickle", "pickle", compression)
+    live.get_table("t").insert([{"id": key, **row} for _, key, row in TYPE_CASES])
+    delta = persist.save_delta(live, tmp_path / "delta.pickle", "pickle", compression)
+    assert delta is not None
+    for path in (full, delta):
+        old = as_version_1(persist.read_document(path))
+        path.write_bytes(seal(encode(old, "pickle"), "pickle", compression))
+        assert 1 == persist.read_header(path)["version"]
+    restored = DictDB.load(full)
+    persist.apply_delta(restored, delta)
+    assert_same_db(live, restored)
+
+
 @pytest.mark.parametrize("fmt", ["json", "pickle"])
 def test_a11_a_naive_datetime_keeps_its_fold(tmp_path: Path, fmt: str) -> None:
     live = people({"id": 1, "when": dt.datetime(2021, 11, 7, 1, 30, fold=1)})
