@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from dictdb.errors import SchemaValidationError
+from dictdb.errors import SchemaValidationError, brief
 
 Schema = dict[str, type]
 
@@ -55,12 +55,14 @@ def normalize_schema(
     for field, typ in schema.items():
         if type(field) is not str:
             raise SchemaValidationError(
-                f"table {table!r}: schema field names must be str, got {field!r}", table=table
+                f"table {table!r}: schema field names must be str, got {brief(field)}",
+                table=table,
             )
         resolved = SCHEMA_TYPES.get(typ) if isinstance(typ, str) else typ
-        if resolved not in _NAMES:
+        if not isinstance(resolved, type) or resolved not in _NAMES:
+            shown = typ.__name__ if isinstance(typ, type) else brief(typ)
             raise SchemaValidationError(
-                f"table {table!r}: field {field!r} has unsupported schema type {typ!r} "
+                f"table {table!r}: field {field!r} has unsupported schema type {shown} "
                 f"(supported: {', '.join(SCHEMA_TYPES)})",
                 table=table,
                 field=field,

@@ -709,14 +709,14 @@ def normalize_definition(name: str, definition: Mapping[str, Any]) -> tuple[str,
     Raises:
         SchemaValidationError: a malformed definition.
     """
-    from dictdb.errors import SchemaValidationError
+    from dictdb.errors import SchemaValidationError, brief
 
     if not isinstance(definition, Mapping):
         raise SchemaValidationError(f"table {name!r}: malformed definition", table=name)
     primary_key = definition.get("primary_key")
     if type(primary_key) is not str or not primary_key:
         raise SchemaValidationError(
-            f"table {name!r}: primary_key must be a non-empty str, got {primary_key!r}",
+            f"table {name!r}: primary_key must be a non-empty str, got {brief(primary_key)}",
             table=name,
         )
     return primary_key, normalize_schema(name, primary_key, definition.get("schema"))

@@ -17,7 +17,7 @@ import datetime as _dt
 import uuid
 from typing import Any, Final
 
-from dictdb.errors import PrimaryKeyError, ValueDomainError
+from dictdb.errors import PrimaryKeyError, ValueDomainError, brief
 from wal import UnsupportedValueError, own_value
 
 Record = dict[str, Any]
@@ -99,7 +99,7 @@ def check_primary_key(table: str, field: str, key: Any) -> None:
     if type(key) not in PK_TYPES:
         raise PrimaryKeyError(
             f"table {table!r}: primary key {field!r} must be int, str, bytes, UUID, date or "
-            f"datetime, got {type(key).__name__} {key!r}",
+            f"datetime, got {type(key).__name__} {brief(key)}",
             table=table,
             field=field,
         )

@@ -149,7 +149,7 @@ def frame_parts(
     return _FRAME.pack(len(payload), flags, crc), payload
 
 
-def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes]]:
+def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes | bytearray]]:
     """Yield ``(frame_offset, next_offset, payload)`` for each frame from *offset* on.
 
     Payloads are returned decompressed.
@@ -179,7 +179,7 @@ def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes]]:
             raise FrameError(offset, "frame checksum mismatch", torn=stop == end)
         if flags & ~FLAG_ZSTD:
             raise FrameError(offset, f"unknown frame flags {flags:#x}", torn=False)
-        payload = data[start:stop]
+        payload: bytes | bytearray = data[start:stop]
         if flags & FLAG_ZSTD:
             try:
                 payload = decompress(payload, MAX_PAYLOAD * 8)
@@ -240,7 +240,7 @@ def _tag(flat: list[Any], need: Collection[int]) -> list[Any]:
 _UNTAGGED_KEYS: Final = frozenset({str, int, type(None)})
 
 
-def decode_batch(payload: bytes) -> list[Operation]:
+def decode_batch(payload: bytes | bytearray) -> list[Operation]:
     """The operations of a payload.
 
     Raises:

@@ -137,7 +137,7 @@ def _describe(path: Path) -> BackupFile:
             first, last = int(header["from_lsn"]), int(header["to_lsn"])
         else:
             raise CorruptFileError(path, f"unknown file type {kind!r}")
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise CorruptFileError(path, f"malformed header: {exc}") from None
     if not 0 < first <= last + 1 or (kind == "delta" and first > last):
         raise CorruptFileError(path, f"impossible LSN range {first}..{last}")
@@ -147,12 +147,14 @@ def _describe(path: Path) -> BackupFile:
 
 
 def backup_paths(directory: Path) -> list[Path]:
-    """Files in *directory* named like snapshots or deltas (sorted by name)."""
+    """Regular files in *directory* (after symlinks) named like snapshots or deltas, sorted by
+    name: a directory, FIFO or device named so is no backup (and a FIFO would block a read)."""
     try:
-        names = os.listdir(directory)
+        with os.scandir(directory) as entries:
+            found = [Path(e.path) for e in entries if NAME_PATTERN.match(e.name) and e.is_file()]
     except FileNotFoundError:
         return []
-    return sorted(directory / n for n in names if NAME_PATTERN.match(n))
+    return sorted(found)
 
 
 def scan(directory: str | Path, *, exclude: Iterable[Path] = ()) -> Catalog:

@@ -12,6 +12,7 @@ SHA-256. A CRC-32 per row misses a wrong row with probability 2**-32.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import repeat
@@ -19,6 +20,7 @@ from typing import Any, Final
 
 import orjson
 
+from dictdb.errors import brief
 from dictdb.storage.files import Pieces
 from wal import to_plain
 
@@ -160,6 +162,9 @@ def to_document(digest: StateDigest) -> dict[str, list[Any]]:
     return {name: [count, f"{total:016x}"] for name, (count, total) in sorted(digest.items())}
 
 
+_SUM_TEXT: Final = re.compile("[0-9a-f]{16}")
+
+
 def from_document(doc: Any) -> StateDigest:
     """Read the stored form back.
 
@@ -174,9 +179,11 @@ def from_document(doc: Any) -> StateDigest:
             type(value) is not list
             or len(value) != 2
             or type(value[0]) is not int
+            or not 0 <= value[0] <= _MASK
             or type(value[1]) is not str
+            or not _SUM_TEXT.fullmatch(value[1])
         ):
-            raise ValueError(f"malformed digest for table {name!r}")
+            raise ValueError(f"malformed digest for table {brief(name)}")
         out[name] = (value[0], int(value[1], 16))
     return out
 

@@ -24,11 +24,12 @@ import contextlib
 import hashlib
 import os
 import queue
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Final, TypeAlias
+from typing import Any, BinaryIO, Final, TypeAlias
 
 from dictdb.errors import CorruptFileError
 from wal import CodecError
@@ -41,8 +42,21 @@ _PICKLE_HEAD: Final = b"\n#dictdb-sha256:"
 _PICKLE_TAIL: Final = b"\n"
 _HEX: Final = 64
 
-#: The largest decompressed size accepted when reading a compressed file (bytes).
-MAX_DECOMPRESSED: Final = 1 << 34
+
+def _decompression_cap() -> int:
+    # A quarter of the machine's memory (at least 256 MiB, at most 16 GiB): a file whose
+    # content is larger could not be loaded here anyway (its rows take several times its
+    # size), and a hostile frame can make a load allocate no more than that.
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 1 << 34
+    return max(1 << 28, min(1 << 34, total // 4))
+
+
+#: The largest decompressed size accepted when reading a compressed file (bytes): a quarter
+#: of this machine's memory, within [256 MiB, 16 GiB].
+MAX_DECOMPRESSED: Final = _decompression_cap()
 
 Buffer: TypeAlias = bytes | bytearray | memoryview
 
@@ -305,20 +319,51 @@ def seal(body: bytes, file_format: str, compression: str | None) -> bytes:
     return compress(data) if compression == "zstd" else data
 
 
-def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> bytes:
+def open_regular(path: Path) -> BinaryIO:
+    """Open *path* for reading if it is a regular file (after symlinks).
+
+    Opened without blocking first, so that a FIFO or a device named like a backup is refused
+    at once instead of waiting for a writer (or reading forever).
+
+    Raises:
+        CorruptFileError: not a regular file.
+        OSError: it cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise CorruptFileError(path, "not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path) -> bytes:
+    """The content of *path*, a regular file (see `open_regular`)."""
+    with open_regular(path) as handle:
+        return handle.read()
+
+
+def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> Buffer:
     """Check a file's trailer and return the bytes to decode.
 
-    For JSON the whole (valid JSON) text is returned; for pickle, the stream alone.
+    For JSON the whole (valid JSON) text is returned; for pickle, the streams alone (a view of
+    the file's bytes, not a copy).
 
     Raises:
         CorruptFileError: not compressed as named, too large, truncated, or the checksum does
             not match.
     """
+    content: bytes | bytearray = data
     if compressed:
         if not data.startswith(ZSTD_MAGIC):
             raise CorruptFileError(path, "named .zst but not a zstandard frame")
         try:
-            data = decompress(data, MAX_DECOMPRESSED)
+            content = decompress(data, MAX_DECOMPRESSED)
         except CodecError as exc:
             raise CorruptFileError(path, exc.reason) from None
     elif data.startswith(ZSTD_MAGIC):
@@ -328,11 +373,15 @@ def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> bytes
     else:
         head, tail, keep_tail = _PICKLE_HEAD, _PICKLE_TAIL, False
     size = len(head) + _HEX + len(tail)
-    if len(data) < size or not data.endswith(tail) or data[-size : -size + len(head)] != head:
+    if (
+        len(content) < size
+        or not content.endswith(tail)
+        or content[-size : -size + len(head)] != head
+    ):
         raise CorruptFileError(path, "truncated or damaged: the checksum trailer is missing")
-    body = data[:-size]
-    expected = data[-size + len(head) : -len(tail)]
+    body = memoryview(content)[:-size]  # not a copy
+    expected = content[-size + len(head) : -len(tail)]
     actual = hashlib.sha256(body).hexdigest().encode("ascii")
     if actual != expected:
         raise CorruptFileError(path, "checksum mismatch: the file is damaged")
-    return data if keep_tail else body
+    return content if keep_tail else body

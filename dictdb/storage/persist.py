@@ -30,8 +30,9 @@ and dictdb reads the body with no unpickler at all. Both end with the checksum t
 `dictdb.storage.files`.
 
 Versions: 2 is written. 1 is read too: its JSON files are the same, its pickle files held the
-body as a pickled tree, read by the restricted unpickler after a pass over every opcode
-(`wal.codec._BytesCodec.load_stream`: ~4x slower than version 2's JSON body, and safe).
+body as a pickled tree, read by the restricted unpickler after a pass that admits only the
+opcodes plain data needs (`wal.codec._BytesCodec.load_stream`: several times slower than
+version 2's JSON body, and safe), then walked (`wal.check_plain`).
 
 Deltas chain: each starts at the LSN after the previous full snapshot or delta *written by this
 process for this database* (the backup cursor). Every full snapshot moves the cursor; a delta
@@ -41,6 +42,7 @@ moves it too, and the journal is released up to it.
 from __future__ import annotations
 
 import io
+import re
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -52,13 +54,19 @@ import attrs
 import orjson
 import zstandard
 
-from dictdb.errors import CorruptFileError, DictDBError, SchemaValidationError, StateError
+from dictdb.errors import (
+    CorruptFileError,
+    DictDBError,
+    SchemaValidationError,
+    StateError,
+    brief,
+)
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
-from dictdb.storage.files import Buffer, Pieces, SealedFile, unseal
+from dictdb.storage.files import Buffer, Pieces, SealedFile, open_regular, read_regular, unseal
 from dictdb.storage.gcshelter import Shelter
 from dictdb.table import Table, normalize_definition
-from dictdb.values import INT64_MAX, INT64_MIN, PK_TYPES, check_primary_key, own_record
+from dictdb.values import INT64_MAX, PK_TYPES, check_primary_key, own_record
 from wal import (
     CREATE,
     DELETE,
@@ -67,7 +75,6 @@ from wal import (
     UPDATE,
     CodecError,
     Journal,
-    check_plain,
     from_plain,
     plain_items,
     to_plain,
@@ -489,68 +496,126 @@ def _sniff(path: Path, data: bytes, file_format: str | None) -> tuple[str, bool]
 def read_document(path: str | Path, file_format: str | None = None) -> dict[str, Any]:
     """Read, verify and decode a snapshot or delta file into its plain document.
 
-    Checks the checksum, the format name, the version and the type; values stay tagged.
+    Checks the checksum, the format name, the version, the type and the other header fields;
+    values stay tagged.
 
     Raises:
         CorruptFileError: unreadable, truncated, damaged, of an unknown version, or not ours.
         OSError: the file cannot be read.
     """
-    return _read(Path(path), file_format, check_tree=True)[0]
+    return _read(Path(path), file_format)
 
 
-def _read(path: Path, file_format: str | None, *, check_tree: bool) -> tuple[dict[str, Any], str]:
-    # The document, and which decoder built its tree: "json" (orjson: JSON files, and pickle
-    # files from version 2) or "pickle" (the body of a version-1 pickle file, which can hold
-    # what JSON cannot: infinities, huge ints, shared containers). check_tree=False leaves the
-    # walk over a version-1 pickle body to the caller (full snapshot loads check rows in bulk).
-    data = path.read_bytes()
+def _read(path: Path, file_format: str | None) -> dict[str, Any]:
+    # Every tree returned is one JSON carries exactly (orjson built it, or `check_plain` walked
+    # a version-1 pickle body), so the checks after it are those of JSON.
+    data = read_regular(path)
     fmt, compressed = _sniff(path, data, file_format)
     payload = unseal(path, data, fmt, compressed)
+    del data  # with zstd, the compressed bytes
     try:
-        if fmt == "json":
-            doc = orjson.loads(payload)
-            _check_header(path, doc)
-            return doc, "json"
-        return _load_pickle(path, payload, check_tree)
+        if fmt == "pickle":
+            return _load_pickle(path, payload)
+        doc = orjson.loads(payload)
     except (orjson.JSONDecodeError, CodecError) as exc:
         raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
+    _check_header(path, doc)
+    checked: dict[str, Any] = doc
+    # orjson keeps the last of repeated members: the header `read_header` reads (the first
+    # members) must be the document's, or a restore could plan with one LSN and load another.
+    try:
+        header = _json_header(bytes(payload[:_HEADER_PROBE]))
+    except (orjson.JSONDecodeError, CodecError) as exc:
+        raise CorruptFileError(path, f"unreadable header: {exc}") from None
+    _check_header(path, header, only=True)
+    for name, value in header.items():
+        if doc[name] is not value and (type(doc[name]) is not type(value) or doc[name] != value):
+            raise CorruptFileError(path, f"header member {brief(name)} is repeated, differently")
+    return checked
 
 
-def _check_header(path: Path, doc: Any) -> None:
-    # The members every file starts with: format, version, type.
+#: The members a header may hold, and what each must be.
+_HEADER_FIELDS: Final = frozenset(
+    {
+        "format",
+        "version",
+        "type",
+        "lsn",
+        "timestamp",
+        "last_op_ts",
+        "from_lsn",
+        "to_lsn",
+        "lineage",
+        "parent",
+        "header_crc",
+    }
+)
+
+
+def _check_header(path: Path, doc: Any, *, only: bool = False) -> None:
+    # The members every file starts with: format, version, type; the other header fields,
+    # when present, of their types (LSNs are checked again where used, with their minimum).
+    # *only*: *doc* is a header alone, which holds nothing else.
     if type(doc) is not dict or doc.get("format") != FORMAT_NAME:
         raise CorruptFileError(path, "not a dictdb file (no format: dictdb header)")
+    extra = doc.keys() - _HEADER_FIELDS if only else ()
+    if extra:
+        raise CorruptFileError(path, f"unexpected header member {brief(min(extra))}")
     version = doc.get("version")
     if type(version) is not int or version < 1:
-        raise CorruptFileError(path, f"malformed version {version!r}")
+        raise CorruptFileError(path, f"malformed version {brief(version)}")
     if version > VERSION:
         raise CorruptFileError(
-            path, f"format version {version} is newer than this dictdb reads ({VERSION})"
+            path, f"format version {brief(version)} is newer than this dictdb reads ({VERSION})"
         )
-    if doc.get("type") not in ("full", "delta"):
-        raise CorruptFileError(path, f"unknown file type {doc.get('type')!r}")
+    kind = doc.get("type")
+    if kind not in ("full", "delta"):  # a tuple: no hashing of what the file holds
+        raise CorruptFileError(path, f"unknown file type {brief(kind)}")
+    for name in ("lsn", "from_lsn", "to_lsn"):
+        if name in doc:
+            _int_field(path, doc, name)
+    for name in ("timestamp", "last_op_ts"):
+        if name in doc:
+            _num_field(path, doc, name)
+    crc = doc.get("header_crc", 0)
+    if type(crc) is not int or not 0 <= crc < 1 << 32:
+        raise CorruptFileError(path, f"malformed header_crc {brief(crc)}")
+    _read_lineage(path, doc)
 
 
-def _load_pickle(path: Path, payload: bytes, check_tree: bool) -> tuple[dict[str, Any], str]:
+def _json_header(data: bytes) -> Any:
+    # The members `read_header` reads in a JSON file: those before the first table or DDL.
+    cut = min((i for i in (data.find(m) for m in _HEADER_MARKERS) if i > 0), default=-1)
+    if cut < 0:
+        raise CodecError("no header before the tables")
+    return orjson.loads(data[:cut] + b"}")
+
+
+def _load_pickle(path: Path, payload: Buffer) -> dict[str, Any]:
     # The header stream is decoded by the restricted unpickler (short: its opcodes are read
-    # first, see `load_stream`) and checked before the body is touched. The body of version 2
-    # is JSON in a pickled bytes object, read with no unpickler; that of version 1, a pickled
-    # tree, is read opcode by opcode before it is decoded (a memo index in it could make the
-    # unpickler allocate gigabytes).
-    stream = io.BytesIO(payload)
+    # first, see `load_stream`) and checked before the body is touched: header members only,
+    # so that nothing the body's checks rely on comes from the unpickler. The body of version
+    # 2 is JSON in a pickled bytes object, read with no unpickler; that of version 1, a
+    # pickled tree, is read opcode by opcode before it is decoded (a memo index in it could
+    # make the unpickler allocate gigabytes, DUP share a record thousands of times), and
+    # then walked (`check_plain`).
+    stream = io.BytesIO(bytes(payload[:_HEADER_PROBE]))  # as `read_header` reads it
     header = PICKLE.load_stream(stream, check=True)
-    _check_header(path, header)
+    _check_header(path, header, only=True)
+    start = stream.tell()
     if header["version"] == 1:
-        body = PICKLE.load_stream(stream, check=check_tree)
-        end, decoder = stream.tell(), "pickle"
+        stream = io.BytesIO(payload[start:])
+        body = PICKLE.load_stream(stream, check=True)
+        end = start + stream.tell()
     else:
-        blob, end = read_pickle_blob(payload, stream.tell())
-        body, decoder = orjson.loads(blob), "json"
+        blob, end = read_pickle_blob(payload, start)
+        body = orjson.loads(blob)
     if end != len(payload):
         raise CodecError("bytes after the pickle streams")
     if type(body) is not dict or body.keys() & header.keys():
         raise CodecError("the pickle streams must be a header object and a body object")
-    return {**header, **body}, decoder
+    doc: dict[str, Any] = {**header, **body}
+    return doc
 
 
 _HEADER_MARKERS: Final = (b',"tables":', b',"ddl":')
@@ -569,7 +634,7 @@ def read_header(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     fmt, compressed = _sniff(path, b"", None)
-    with path.open("rb") as handle:
+    with open_regular(path) as handle:
         if compressed:
             try:
                 reader = zstandard.ZstdDecompressor().stream_reader(handle)
@@ -580,39 +645,38 @@ def read_header(path: str | Path) -> dict[str, Any]:
             head = handle.read(_HEADER_PROBE)
     try:
         if fmt == "json":
-            cut = min((i for i in (head.find(m) for m in _HEADER_MARKERS) if i > 0), default=-1)
-            if cut < 0:
-                raise CodecError("no header in the first 64 KiB")
-            header = orjson.loads(head[:cut] + b"}")
+            header = _json_header(head)
         else:
             header = PICKLE.load_stream(io.BytesIO(head), check=True)
     except (orjson.JSONDecodeError, CodecError, EOFError) as exc:
         raise CorruptFileError(path, f"unreadable header: {exc}") from None
-    if type(header) is not dict or header.get("format") != FORMAT_NAME:
-        raise CorruptFileError(path, "not a dictdb file (no format: dictdb header)")
+    _check_header(path, header, only=True)
     fields = dict(header)
     crc = fields.pop("header_crc", None)
-    try:
-        expected = _crc32(_dumps(fields))
-    except orjson.JSONEncodeError:  # what no header holds: too deep, an int past 64 bits
-        expected = None
-    if type(crc) is not int or crc != expected:
+    if type(crc) is not int or crc != _crc32(_dumps(fields)):  # fields are checked: no error
         raise CorruptFileError(path, "header checksum mismatch: the header is damaged")
-    return header
+    return fields | {"header_crc": crc}
 
 
 def _int_field(path: Path, doc: Mapping[str, Any], name: str, minimum: int = 0) -> int:
     value = doc.get(name)
-    if type(value) is not int or value < minimum:
-        raise CorruptFileError(path, f"{name} must be an int >= {minimum}, got {value!r}")
+    if type(value) is not int or not minimum <= value <= INT64_MAX:
+        raise CorruptFileError(
+            path, f"{name} must be an int in [{minimum}, 2**63), got {brief(value)}"
+        )
     return value
 
 
 def _num_field(path: Path, doc: Mapping[str, Any], name: str) -> float:
     value = doc.get(name)
     if type(value) is int or type(value) is float:
-        return float(value)
-    raise CorruptFileError(path, f"{name} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = _INF
+        if -_INF < number < _INF:
+            return number
+    raise CorruptFileError(path, f"{name} must be a finite number, got {brief(value)}")
 
 
 def load(filename: str | Path, file_format: str | None = None) -> DictDB:
@@ -632,7 +696,7 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     from dictdb.database import DictDB
 
     path = Path(filename)
-    doc, decoder = _read(path, file_format, check_tree=False)
+    doc = _read(path, file_format)
     if doc["type"] != "full":
         raise CorruptFileError(path, f"expected a full snapshot, found a {doc['type']}")
     lsn = _int_field(path, doc, "lsn")
@@ -646,7 +710,7 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     db = DictDB()
     actual: _digest.StateDigest = {}
     for name, tdoc in tables_doc.items():
-        table, actual[name] = _load_table(path, db, name, tdoc, decoder)
+        table, actual[name] = _load_table(path, db, name, tdoc)
         db._tables[name] = table
     if actual != expected:
         raise CorruptFileError(path, _digest.describe_mismatch(expected, actual))
@@ -662,26 +726,32 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
     return db
 
 
+#: A lineage: `uuid.uuid4().hex`.
+_LINEAGE: Final = re.compile("[0-9a-f]{32}")
+
+
 def _read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple[str, int] | None]:
     lineage = doc.get("lineage")
     parent = doc.get("parent")
-    if lineage is not None and type(lineage) is not str:
-        raise CorruptFileError(path, f"malformed lineage {lineage!r}")
+    if lineage is not None and (type(lineage) is not str or not _LINEAGE.fullmatch(lineage)):
+        raise CorruptFileError(path, f"malformed lineage {brief(lineage)}")
     if parent is None:
         return lineage, None
     if (
         type(parent) is not list
         or len(parent) != 2
         or type(parent[0]) is not str
+        or not _LINEAGE.fullmatch(parent[0])
         or type(parent[1]) is not int
+        or not 0 <= parent[1] <= INT64_MAX
     ):
-        raise CorruptFileError(path, f"malformed parent {parent!r}")
+        raise CorruptFileError(path, f"malformed parent {brief(parent)}")
     return lineage, (parent[0], parent[1])
 
 
-def _load_table(
-    path: Path, db: DictDB, name: str, tdoc: Any, decoder: str
-) -> tuple[Table, _digest.TableDigest]:
+def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, _digest.TableDigest]:
+    if not name:
+        raise CorruptFileError(path, "a table has an empty name")
     if type(tdoc) is not dict:
         raise CorruptFileError(path, f"table {name!r} must be an object")
     try:
@@ -698,9 +768,9 @@ def _load_table(
         raise CorruptFileError(path, f"table {name!r}: malformed records/special/next_pk")
     if not _DICT_TYPE.issuperset(map(type, records)):  # C-level: ~4x a generator's speed
         raise CorruptFileError(path, f"table {name!r}: every record must be an object")
-    if len(set(positions)) != len(positions) or not all(
-        type(i) is int and 0 <= i < len(records) for i in positions
-    ):
+    if not all(type(i) is int and 0 <= i < len(records) for i in positions) or len(
+        set(positions)
+    ) != len(positions):
         raise CorruptFileError(path, f"table {name!r}: malformed special positions")
     rows = records
     hashed = records  # the plain trees whose canonical bytes make the digest
@@ -709,9 +779,9 @@ def _load_table(
         hashed = list(records)
         try:
             for i in positions:
-                if decoder == "pickle":
-                    check_plain(records[i])  # pickle can share or cycle containers
                 rows[i] = from_plain(records[i])
+                if type(rows[i]) is not dict:  # a record that was itself a tag
+                    raise CodecError(f"record {i} is a tag of a {type(rows[i]).__name__}")
                 hashed[i] = to_plain(rows[i])  # re-encoded: the digest checks the decoding
         except (CodecError, TypeError, AttributeError) as exc:
             raise CorruptFileError(path, f"table {name!r}: bad tagged record: {exc}") from None
@@ -719,7 +789,7 @@ def _load_table(
         flat = [r for i, r in enumerate(records) if i not in at]
     else:
         flat = records
-    if not _flat_plain(flat, decoder, primary_key):
+    if not _flat_plain(flat, primary_key):
         raise CorruptFileError(
             path, f"table {name!r}: a record not marked special holds a non-plain value"
         )
@@ -746,7 +816,9 @@ def _load_table(
     else:
         max_int = max((k for k in keys if type(k) is int), default=0)
     if next_pk <= max_int:
-        raise CorruptFileError(path, f"table {name!r}: next_pk {next_pk} <= largest key {max_int}")
+        raise CorruptFileError(
+            path, f"table {name!r}: next_pk {brief(next_pk)} <= largest key {brief(max_int)}"
+        )
     table = Table._blank()
     table._setup(db, name, primary_key, schema)
     table._rows = table_rows
@@ -760,30 +832,15 @@ _STR_TYPE: Final = frozenset({str})
 _DICT_TYPE: Final = frozenset({dict})
 
 
-def _flat_plain(records: list[dict[str, Any]], decoder: str, primary_key: str) -> bool:
+def _flat_plain(records: list[dict[str, Any]], primary_key: str) -> bool:
     """Whether records not marked special are plain (see `dictdb.values.own_record`).
 
-    What orjson decodes (*decoder* ``"json"``) holds only finite floats and ints it reads
-    exactly, so a type check suffices; a pickled tree (``"pickle"``: version-1 pickle bodies)
-    can carry infinities and huge ints, which are checked one by one.
+    The trees read hold only finite floats and ints JSON carries exactly (orjson built them,
+    or `check_plain` walked them), so a type check suffices.
     """
     values = chain.from_iterable(map(dict.values, records))
-    if decoder == "pickle" and not _STR_TYPE.issuperset(map(type, chain(*records))):
+    if not _FLAT_TYPES.issuperset(map(type, values)):
         return False
-    if decoder == "json":
-        if not _FLAT_TYPES.issuperset(map(type, values)):
-            return False
-    else:
-        for v in values:
-            t = type(v)
-            if t is int:
-                if not INT64_MIN <= v <= INT64_MAX:
-                    return False
-            elif t is float:
-                if not -_INF < v < _INF:
-                    return False
-            elif t not in _FLAT_TYPES:
-                return False
     if primary_key.startswith("$"):
         return not any(len(r) == 1 for r in records)
     return True
@@ -950,10 +1007,9 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
             )
         try:
             plan, touched = _plan_delta(db, doc)
+            digest = _planned_digest(_current_digest(db), plan)
         except (DictDBError, CodecError, TypeError, ValueError, KeyError) as exc:
             raise CorruptFileError(path, f"delta does not fit the database: {exc}") from None
-        base = _current_digest(db)
-        digest = _planned_digest(base, plan)
         if digest != expected:
             raise CorruptFileError(path, _digest.describe_mismatch(expected, digest))
         for kind, name, key, after, before, plain, next_pk in plan:
@@ -994,7 +1050,7 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
             raise ValueError("ddl entries must be objects")
         name, op = event.get("table"), event.get("op")
         if type(name) is not str or not name:
-            raise ValueError(f"bad table name in ddl: {name!r}")
+            raise ValueError(f"bad table name in ddl: {brief(name)}")
         if op == "drop":
             if name not in definitions:
                 raise ValueError(f"ddl drops table {name!r}, which does not exist")
@@ -1009,7 +1065,7 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
             rows[name] = {}
             plan.append((CREATE, name, None, definition, None, True, 0))
         else:
-            raise ValueError(f"unknown ddl op {op!r}")
+            raise ValueError(f"unknown ddl op {brief(op)}")
     tables = doc.get("tables")
     if type(tables) is not dict:
         raise ValueError("tables must be an object")
@@ -1026,7 +1082,7 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
         primary_key, schema = definitions[name]
         if change.get("primary_key", primary_key) != primary_key:
             raise ValueError(
-                f"table {name!r}: the delta's primary key {change.get('primary_key')!r} is "
+                f"table {name!r}: the delta's primary key {brief(change.get('primary_key'))} is "
                 f"not the table's {primary_key!r}"
             )
         current = rows[name]
@@ -1038,7 +1094,7 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
             key = row[primary_key]
             check_primary_key(name, primary_key, key)
             if key in seen:
-                raise ValueError(f"table {name!r}: key {key!r} twice in the delta")
+                raise ValueError(f"table {name!r}: key {brief(key)} twice in the delta")
             seen.add(key)
             if schema is not None:
                 validate_record(name, schema, row)
@@ -1048,7 +1104,7 @@ def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], in
             key = from_plain(plain_key)
             check_primary_key(name, primary_key, key)
             if key in seen or key not in current:
-                raise ValueError(f"table {name!r}: delete of key {key!r}, which is not there")
+                raise ValueError(f"table {name!r}: delete of key {brief(key)}, which is not there")
             seen.add(key)
             plan.append((DELETE, name, key, None, current[key], True, 0))
         plan.append(("next_pk", name, None, None, None, True, next_pk))

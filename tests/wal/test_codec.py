@@ -572,7 +572,7 @@ MEMO_BOMB: bytes = b"\x80\x02}r\xff\xff\xff\x7f."
 @pytest.mark.parametrize(
     "stream",
     [
-        b"(lp0\n.",  # PUT (protocol 0)
+        b"]p0\n.",  # PUT (protocol 0)
         b"\x80\x02]q\x00.",  # BINPUT
         MEMO_BOMB,  # LONG_BINPUT
         b"\x80\x04]\x94.",  # MEMOIZE
@@ -594,8 +594,10 @@ def test_a_pickle_stream_is_decoded_after_its_scan_and_read_up_to_its_end() -> N
     stream = io.BytesIO(data)
     assert header == PICKLE.load_stream(stream)
     assert b"after" == stream.read()
-    with pytest.raises(CodecError, match="invalid pickle data"):
+    with pytest.raises(CodecError, match="unknown opcode 0xff"):
         PICKLE.load_stream(io.BytesIO(b"\x80\x05\xff."))
+    with pytest.raises(CodecError, match="truncated"):
+        PICKLE.load_stream(io.BytesIO(data[: data.index(b".")]))
 
 
 _PLAIN_PICKLE_PROBE = """
