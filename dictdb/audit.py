@@ -22,7 +22,7 @@ from dictdb.errors import CorruptFileError
 from dictdb.storage.catalog import BackupFile, scan
 from dictdb.storage.persist import read_document
 from dictdb.storage.restore import RestoreError, restore
-from wal import CREATE, DELETE, DROP, INSERT, UPDATE, WALError, from_plain
+from wal import CREATE, DELETE, DROP, INSERT, UPDATE, CodecError, WALError, from_plain
 from wal.recovery import RecoveryError, iter_wal
 
 #: How fine a result is: one operation, the net change of one delta, or a snapshot's state.
@@ -110,6 +110,24 @@ def _log_start(directory: Path) -> int | None:
 def _file_events(
     f: BackupFile, table: str | None, key: Any, keys: set[Any] | None, *, absent: bool = False
 ) -> Iterator[Event]:
+    # `read_document` checked the file and the shape of its body; its tagged values are only
+    # decoded here.
+    try:
+        yield from _decoded_events(f, table, key, keys, absent=absent)
+    except CodecError as exc:
+        raise CorruptFileError(f.path, f"bad tagged value: {exc}") from None
+
+
+def _row(f: BackupFile, plain_row: Any) -> dict[str, Any]:
+    row = from_plain(plain_row)
+    if type(row) is not dict:
+        raise CorruptFileError(f.path, f"a row is a tag of a {type(row).__name__}")
+    return row
+
+
+def _decoded_events(
+    f: BackupFile, table: str | None, key: Any, keys: set[Any] | None, *, absent: bool
+) -> Iterator[Event]:
     doc = read_document(f.path)
     source = f.path.name
     if f.is_full:
@@ -120,7 +138,7 @@ def _file_events(
             pk = tdoc["primary_key"]
             special = set(tdoc.get("special", []))
             for i, plain_row in enumerate(tdoc["records"]):
-                row = from_plain(plain_row) if i in special else plain_row
+                row = _row(f, plain_row) if i in special else plain_row
                 k = row.get(pk)
                 if _wanted(k, key, keys):
                     found = True
@@ -152,7 +170,7 @@ def _file_events(
         if table is not None and name != table:
             continue
         for plain_row in change.get("upserts", []):
-            row = from_plain(plain_row)
+            row = _row(f, plain_row)
             k = row.get(change.get("primary_key", "id"))
             if _wanted(k, key, keys):
                 yield Event(f.last_lsn, ts, "upsert", name, k, None, row, None, DELTA, source)

@@ -453,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
-    except (DictDBError, OSError, ValueError) as exc:
+    except (DictDBError, OSError, ValueError, OverflowError) as exc:
         path = getattr(exc, "path", None) or getattr(exc, "filename", None)
         reason = getattr(exc, "reason", None) or str(exc)
         where = f"{path}: " if path and str(path) not in reason else ""

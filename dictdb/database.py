@@ -43,6 +43,7 @@ from wal import (
     own_value,
 )
 from wal.durable import BATCH_FIELDS, LogFailedError
+from wal.errors import brief
 from wal.framing import WIDTH
 
 if TYPE_CHECKING:
@@ -458,10 +459,13 @@ class DictDB:
         if kind == DELETE:
             return
         after = op.after
-        if type(after) is not dict or after.get(table.primary_key) != key:
+        if type(after) is not dict or (
+            type(after.get(table.primary_key)) is not type(key)
+            or after.get(table.primary_key) != key
+        ):
             raise ReplayError(
                 f"operation {op.lsn}: after-image must be a record whose "
-                f"{table.primary_key!r} is {key!r}"
+                f"{table.primary_key!r} is {brief(key)}"
             )
         if table.schema is not None:
             validate_record(table.table_name, table.schema, after)

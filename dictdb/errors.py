@@ -83,19 +83,3 @@ class CorruptFileError(DictDBError, ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
-
-
-def brief(value: object, limit: int = 40) -> str:
-    """A short repr of *value* for an error message about data read from a file: never long,
-    never recursive (a container is described, not shown: a file can nest 1,000 levels), and
-    never failing (an int past `str`'s digit limit is described by its size)."""
-    if type(value) is str:
-        return repr(value[:limit]) + ("..." if len(value) > limit else "")
-    if type(value) is int:
-        bits = value.bit_length()
-        return repr(value) if bits <= 128 else f"an int of {bits} bits"
-    if type(value) is float or type(value) is bool or value is None:
-        return repr(value)
-    if type(value) is list or type(value) is dict:
-        return f"a {type(value).__name__} of {len(value)}"
-    return f"a {type(value).__name__}"

@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from dictdb.errors import SchemaValidationError, brief
+from dictdb.errors import SchemaValidationError
+from wal.errors import brief
 
 Schema = dict[str, type]
 

@@ -24,6 +24,7 @@ from dictdb.schema import Schema, normalize_schema, schema_to_names, validate_re
 from dictdb.select import Columns, OrderBy, run_select
 from dictdb.values import INT64_MAX, PK_TYPES, Record, check_primary_key, copy_row, own_record
 from wal import DELETE, INSERT, UPDATE
+from wal.errors import brief
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -709,7 +710,7 @@ def normalize_definition(name: str, definition: Mapping[str, Any]) -> tuple[str,
     Raises:
         SchemaValidationError: a malformed definition.
     """
-    from dictdb.errors import SchemaValidationError, brief
+    from dictdb.errors import SchemaValidationError
 
     if not isinstance(definition, Mapping):
         raise SchemaValidationError(f"table {name!r}: malformed definition", table=name)

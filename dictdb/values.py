@@ -17,8 +17,9 @@ import datetime as _dt
 import uuid
 from typing import Any, Final
 
-from dictdb.errors import PrimaryKeyError, ValueDomainError, brief
+from dictdb.errors import PrimaryKeyError, ValueDomainError
 from wal import UnsupportedValueError, own_value
+from wal.errors import brief
 
 Record = dict[str, Any]
 

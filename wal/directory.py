@@ -7,7 +7,11 @@ only when the directory is fsynced (POSIX), which every file-publishing path her
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+from typing import BinaryIO
+
+from wal.errors import NotRegularFileError
 
 
 def fsync_directory(directory: Path) -> None:
@@ -21,3 +25,32 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open *path* for reading if it is a regular file (after symlinks).
+
+    Opened without blocking first, so that a FIFO or a device named like a data file is
+    refused at once instead of waiting for a writer (or reading forever).
+
+    Raises:
+        NotRegularFileError: not a regular file.
+        OSError: it cannot be opened.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFileError(f"{path}: not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_regular(path: Path) -> bytes:
+    """The content of *path*, a regular file (see `open_regular`)."""
+    with open_regular(path) as handle:
+        return handle.read()

@@ -8,14 +8,16 @@ LSN order. It starts with a 24-byte header:
     offset  size  field
     0       8     magic ``b"DICTDBWL"``
     8       4     format version, unsigned big-endian (2)
-    12      8     LSN of the first operation the segment holds, unsigned big-endian
+    12      8     LSN of the first operation the segment holds, unsigned big-endian,
+                  at most `MAX_LSN` (2**63 - 1, as snapshots take LSNs)
     20      4     CRC-32C of bytes 0..19, unsigned big-endian
 
 then frames, back to back, to the end of the file. A frame:
 
     offset  size  field
     0       4     payload length N, unsigned big-endian; 1 <= N <= MAX_PAYLOAD
-    4       1     flags: bit 0 set = payload is one zstandard frame; other bits 0
+    4       1     flags: bit 0 set = payload is one zstandard frame (stating its content
+                  size, at most MAX_PAYLOAD too); other bits 0
     5       4     CRC-32C of the flags byte and the payload, unsigned big-endian
     9       N     payload
 
@@ -26,7 +28,8 @@ end of the bytes. A complete frame whose CRC does not match is *corrupt*.
 Payload: one *batch* of operations (whole statements: one, or those that writers and a
 flush encoded together), consecutive LSNs, as one flat JSON array of 8 values per operation,
 ``[lsn, ts, kind, table, key, after, before, meta, lsn, ts, ...]``, values in `wal.codec`'s
-plain form (tags for non-JSON values). Flat, not one array per operation, because the log
+plain form (tags for non-JSON values); ``lsn`` in 1..`MAX_LSN`, ``ts`` epoch seconds in
+[0, `MAX_TS`) (before the year 10000). Flat, not one array per operation, because the log
 keeps pending operations as one flat list (see `wal.durable`) and dumps it as it is: a
 tracked object per pending operation made the garbage collector cost ~0.8 µs per insert.
 (Version 1 had one array per operation; it is not read.)
@@ -43,7 +46,7 @@ import crc32c as _crc32c
 import orjson
 
 from wal.codec import compress, decompress, from_plain, to_plain
-from wal.errors import WALError
+from wal.errors import WALError, brief
 from wal.operation import Operation, OpTuple
 
 MAGIC: Final = b"DICTDBWL"
@@ -53,6 +56,10 @@ WIDTH: Final = 8
 HEADER_SIZE: Final = 24
 FRAME_HEADER_SIZE: Final = 9
 MAX_PAYLOAD: Final = 1 << 28  # 256 MiB: larger lengths are damage, not data
+#: The largest LSN (64-bit signed, as snapshots and the durable log's readers take it).
+MAX_LSN: Final = 2**63 - 1
+#: Operation times are epoch seconds before the year 10000 (what `datetime` can show).
+MAX_TS: Final = 253_402_300_800
 FLAG_ZSTD: Final = 0x01
 SEGMENT_SUFFIX: Final = ".wal"
 
@@ -76,9 +83,6 @@ class FrameError(WALError):
         self.offset = offset
         self.reason = reason
         self.torn = torn
-
-
-MAX_LSN: Final = 2**64 - 1  # what a segment header can hold
 
 
 def segment_name(first_lsn: int) -> str:
@@ -124,7 +128,7 @@ def decode_header(data: bytes) -> int:
         raise FrameError(0, "segment header checksum mismatch", torn=False)
     if version != VERSION:
         raise FrameError(0, f"unknown WAL format version {version}", torn=False)
-    if first_lsn < 1:
+    if not 1 <= first_lsn <= MAX_LSN:
         raise FrameError(0, f"segment header names LSN {first_lsn}", torn=False)
     return int(first_lsn)
 
@@ -140,11 +144,11 @@ def frame_parts(
     """`encode_frame` as its header and its (possibly compressed) payload, to be written one
     after the other (a large payload is not copied behind its header)."""
     flags = 0
+    if not 0 < len(payload) <= MAX_PAYLOAD:  # compressed or not: readers decompress no more
+        raise WALError(f"payload of {len(payload)} bytes cannot be framed")
     if zstd:
         payload = compress(payload)
         flags = FLAG_ZSTD
-    if not 0 < len(payload) <= MAX_PAYLOAD:
-        raise WALError(f"payload of {len(payload)} bytes cannot be framed")
     crc = _crc(payload, _crc(bytes((flags,))))  # of the flags byte and the payload, uncopied
     return _FRAME.pack(len(payload), flags, crc), payload
 
@@ -182,7 +186,7 @@ def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes | by
         payload: bytes | bytearray = data[start:stop]
         if flags & FLAG_ZSTD:
             try:
-                payload = decompress(payload, MAX_PAYLOAD * 8)
+                payload = decompress(payload, MAX_PAYLOAD)
             except WALError as exc:
                 raise FrameError(offset, f"bad compressed payload: {exc}", torn=False) from None
         yield offset, stop, payload
@@ -259,8 +263,15 @@ def decode_batch(payload: bytes | bytearray) -> list[Operation]:
     for start in range(0, len(items), WIDTH):
         item = items[start : start + WIDTH]
         lsn, ts, kind, table = item[:4]
-        if type(lsn) is not int or type(ts) not in (int, float) or type(kind) is not str:
-            raise WALError(f"malformed operation header {item[:4]!r}")
+        if (
+            type(lsn) is not int
+            or not 1 <= lsn <= MAX_LSN
+            or type(ts) not in (int, float)
+            or not 0 <= ts < MAX_TS
+            or type(kind) is not str
+        ):
+            shown = ", ".join(map(brief, item[:4]))
+            raise WALError(f"malformed operation header [{shown}]")
         if type(table) is not str:
             raise WALError(f"operation {lsn}: table must be a str")
         out.append(

@@ -26,8 +26,8 @@ from pathlib import Path
 import attrs
 
 from wal.codec import ZSTD_MAGIC
-from wal.directory import fsync_directory
-from wal.errors import WALError
+from wal.directory import fsync_directory, read_regular
+from wal.errors import NotRegularFileError, WALError
 from wal.framing import (
     HEADER_SIZE,
     FrameError,
@@ -219,7 +219,10 @@ def _walk(
                 0,
                 f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}",
             )
-        data = path.read_bytes()
+        try:
+            data = read_regular(path)
+        except NotRegularFileError:  # a FIFO would block, a device read forever
+            raise RecoveryError(path, 0, "not a regular file") from None
         if is_last and _header_never_written(data, first):
             # Created but never completed: the file appeared (its size even reached the disk)
             # but its header did not, and no record follows it.

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import orjson
 
-from dictdb.errors import brief
 from dictdb.storage.files import Pieces
 from wal import to_plain
+from wal.errors import brief
 
 _MASK: Final = (1 << 64) - 1
 

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import os
 import queue
-import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -35,6 +34,8 @@ from dictdb.errors import CorruptFileError
 from wal import CodecError
 from wal.codec import ZSTD_MAGIC, compress, decompress
 from wal.directory import fsync_directory
+from wal.directory import open_regular as _open_regular
+from wal.errors import NotRegularFileError
 
 _JSON_HEAD: Final = b',"checksum":"sha256:'
 _JSON_TAIL: Final = b'"}\n'
@@ -320,26 +321,17 @@ def seal(body: bytes, file_format: str, compression: str | None) -> bytes:
 
 
 def open_regular(path: Path) -> BinaryIO:
-    """Open *path* for reading if it is a regular file (after symlinks).
-
-    Opened without blocking first, so that a FIFO or a device named like a backup is refused
-    at once instead of waiting for a writer (or reading forever).
+    """Open *path* for reading if it is a regular file (`wal.directory.open_regular`: a FIFO
+    or a device named like a backup is refused at once, not waited on or read forever).
 
     Raises:
         CorruptFileError: not a regular file.
         OSError: it cannot be opened.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise CorruptFileError(path, "not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        return _open_regular(path)
+    except NotRegularFileError:
+        raise CorruptFileError(path, "not a regular file") from None
 
 
 def read_regular(path: Path) -> bytes:

@@ -59,7 +59,6 @@ from dictdb.errors import (
     DictDBError,
     SchemaValidationError,
     StateError,
-    brief,
 )
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
@@ -81,6 +80,8 @@ from wal import (
 )
 from wal.codec import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
 from wal.compaction import Compaction, compact_flat
+from wal.errors import brief
+from wal.framing import MAX_TS
 
 if TYPE_CHECKING:
     from dictdb.database import DictDB
@@ -515,7 +516,9 @@ def _read(path: Path, file_format: str | None) -> dict[str, Any]:
     del data  # with zstd, the compressed bytes
     try:
         if fmt == "pickle":
-            return _load_pickle(path, payload)
+            doc = _load_pickle(path, payload)
+            _check_shape(path, doc)
+            return doc
         doc = orjson.loads(payload)
     except (orjson.JSONDecodeError, CodecError) as exc:
         raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
@@ -531,7 +534,40 @@ def _read(path: Path, file_format: str | None) -> dict[str, Any]:
     for name, value in header.items():
         if doc[name] is not value and (type(doc[name]) is not type(value) or doc[name] != value):
             raise CorruptFileError(path, f"header member {brief(name)} is repeated, differently")
+    _check_shape(path, checked)
     return checked
+
+
+def _check_shape(path: Path, doc: dict[str, Any]) -> None:
+    # The body's containers, as every reader walks them (load and apply check the content
+    # further): tables an object of objects; a full's records and special, a delta's upserts
+    # and deletes lists, records and upserts objects; a delta's ddl a list of objects naming
+    # a table and an operation. Type checks in C over the rows.
+    tables = doc.get("tables")
+    if type(tables) is not dict or not _DICT_TYPE.issuperset(map(type, tables.values())):
+        raise CorruptFileError(path, "tables must be an object of objects")
+    rows, others = ("records", "special") if doc["type"] == "full" else ("upserts", "deletes")
+    for name, tdoc in tables.items():
+        listed, other = tdoc.get(rows, []), tdoc.get(others, [])
+        if (
+            type(listed) is not list
+            or type(other) is not list
+            or not _DICT_TYPE.issuperset(map(type, listed))
+        ):
+            raise CorruptFileError(
+                path, f"table {brief(name)}: {rows} must be a list of objects, {others} a list"
+            )
+        if type(tdoc.get("primary_key", None if rows == "records" else "id")) is not str:
+            raise CorruptFileError(path, f"table {brief(name)}: primary_key must be a str")
+    ddl = doc.get("ddl", [])
+    if type(ddl) is not list or not all(
+        type(e) is dict
+        and type(e.get("table")) is str
+        and e.get("op") in ("create", "drop")
+        and type(e.get("lsn")) is int
+        for e in ddl
+    ):
+        raise CorruptFileError(path, "ddl must list objects with a table, an op and an lsn")
 
 
 #: The members a header may hold, and what each must be.
@@ -668,15 +704,13 @@ def _int_field(path: Path, doc: Mapping[str, Any], name: str, minimum: int = 0) 
 
 
 def _num_field(path: Path, doc: Mapping[str, Any], name: str) -> float:
+    # A time: epoch seconds from 1970 to before the year 10000 (what `datetime` can show).
     value = doc.get(name)
-    if type(value) is int or type(value) is float:
-        try:
-            number = float(value)
-        except OverflowError:
-            number = _INF
-        if -_INF < number < _INF:
-            return number
-    raise CorruptFileError(path, f"{name} must be a finite number, got {brief(value)}")
+    if (type(value) is int or type(value) is float) and 0 <= value < MAX_TS:
+        return float(value)
+    raise CorruptFileError(
+        path, f"{name} must be epoch seconds in [0, {MAX_TS}), got {brief(value)}"
+    )
 
 
 def load(filename: str | Path, file_format: str | None = None) -> DictDB:

@@ -13,6 +13,7 @@ import errno
 import io
 import os
 import pickle
+import struct
 import threading
 import time
 import zlib
@@ -20,12 +21,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import crc32c
 import orjson
 import pytest
 import zstandard
 
 from dictdb import DictDB
-from dictdb.errors import CorruptFileError
+from dictdb.errors import CorruptFileError, DictDBError
 from dictdb.storage import digest, files, persist
 from dictdb.storage.files import seal
 from dictdb.storage.restore import RestoreError, plan_restore, restore
@@ -34,6 +36,8 @@ from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb.test_persist import encode, fast_pickle
 from tests.dictdb.test_persist_faults import accounts, delta_document
 from wal.codec import PICKLE_BLOB_END, pickle_blob_head
+from wal.framing import MAX_PAYLOAD, encode_frame, encode_header, segment_name
+from wal.recovery import RecoveryError
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "_scripts"
@@ -670,3 +674,134 @@ def test_a_fifo_named_like_a_backup_is_refused_by_read_header_and_load(
     }
     expected = ("CorruptFileError", str(fifo))
     assert {"read_header": expected, "load": expected} == summary
+
+
+# -- the durable log, the audit tools and the command line (second red-team round) -------------
+
+
+def log_dir(root: Path, first: int, items: list[Any]) -> Path:
+    """*root* holding a durable log (``wal/``) of one segment from LSN *first*: one frame of
+    the flat batch *items* (8 values per operation)."""
+    segments = root / "wal"
+    segments.mkdir(parents=True)
+    frame = encode_frame(orjson.dumps(items))
+    (segments / segment_name(first)).write_bytes(encode_header(first) + frame)
+    return root
+
+
+def logged(lsn: int, kind: str, table: str, key: Any = None, after: Any = None) -> list[Any]:
+    """One operation as the log holds it (no before-image, no meta, at time 1.0)."""
+    return [lsn, 1.0, kind, table, key, after, None, None]
+
+
+CREATE_T = logged(1, "create", "t", after={"primary_key": "id", "schema": None})
+
+
+@pytest.mark.parametrize("field", [1.0, True, {"$decimal": "1.000"}], ids=repr)
+def test_a_logged_row_whose_key_field_has_another_type_than_its_key_is_refused(
+    tmp_path: Path, field: Any
+) -> None:
+    # 1.0 == True == Decimal(1) == 1: accepted, it restored a database whose own snapshot
+    # could not be loaded (a primary key of a refused type).
+    root = log_dir(tmp_path / "d", 1, CREATE_T + logged(2, "insert", "t", 1, {"id": field}))
+    with pytest.raises(RestoreError, match="after-image must be a record whose 'id' is 1"):
+        restore(root)
+    with pytest.raises(DictDBError, match="after-image"):
+        DictDB.open(root)
+
+
+@pytest.mark.parametrize("entry", ["fifo", "directory", "device"])
+def test_a_log_segment_that_is_not_a_regular_file_is_refused_at_once(
+    tmp_path: Path, entry: str
+) -> None:
+    # A FIFO blocked restore and open forever, /dev/zero was read until memory ran out.
+    root = tmp_path / "d"
+    (root / "wal").mkdir(parents=True)
+    path = root / "wal" / segment_name(1)
+    if entry == "fifo":
+        os.mkfifo(path)
+    elif entry == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    outcome: dict[str, BaseException | None] = {}
+
+    def attempt(name: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+            outcome[name] = None
+        except BaseException as exc:
+            outcome[name] = exc
+
+    threads = [
+        threading.Thread(target=attempt, args=("restore", lambda: restore(root)), daemon=True),
+        threading.Thread(target=attempt, args=("open", lambda: DictDB.open(root)), daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    if any(thread.is_alive() for thread in threads) and entry == "fifo":
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # let a blocked reader finish
+    assert ["open", "restore"] == sorted(outcome), "a reader hung"
+    assert isinstance(outcome["restore"], RestoreError), outcome["restore"]
+    assert isinstance(outcome["open"], RecoveryError), outcome["open"]
+    assert "not a regular file" in str(outcome["open"])
+
+
+def test_a_compressed_log_frame_claiming_more_than_a_payload_is_refused_unread(
+    tmp_path: Path,
+) -> None:
+    # 64 KB on disk claiming 2 GiB of operations: decompressed (up to 8 payloads' worth), it
+    # took 4 GB of memory, and crashed orjson when the address space ran short.
+    root = tmp_path / "d"
+    (root / "wal").mkdir(parents=True)
+    payload = rle_frame(MAX_PAYLOAD + 1)
+    crc = crc32c.crc32c(payload, crc32c.crc32c(b"\x01"))  # of the flags byte and the payload
+    frame_head = struct.pack(">IBI", len(payload), 1, crc)  # length, flags (zstd), CRC-32C
+    after = encode_frame(orjson.dumps(CREATE_T))  # a valid record after it: damage, not a tear
+    (root / "wal" / segment_name(1)).write_bytes(encode_header(1) + frame_head + payload + after)
+    started = time.monotonic()
+    with pytest.raises(RestoreError, match="over the"):
+        restore(root)
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ({"ddl": [], "tables": [], "digest": {}}, "tables must be an object"),
+        ({"ddl": [], "tables": {"t": {"upserts": [5]}}, "digest": {}}, "upserts must be"),
+        ({"ddl": [{"op": "drop"}], "tables": {}, "digest": {}}, "ddl must list"),
+        ({"ddl": [], "tables": {"t": {"upserts": [{"$int": "x"}]}}, "digest": {}}, "$int"),
+    ],
+    ids=["tables-list", "upsert-int", "ddl-without-table", "bad-tag"],
+)
+def test_the_audit_tools_refuse_a_chained_delta_of_the_wrong_shape_by_name(
+    tmp_path: Path, body: dict[str, Any], why: str
+) -> None:
+    # They trusted the body after `read_document`: AttributeError, KeyError, a bare CodecError.
+    from dictdb import audit
+    from dictdb.cli import main
+
+    root = tmp_path / "d"
+    root.mkdir()
+    db = DictDB()
+    db.create_table("t").insert({"id": 1})
+    base = persist.read_header(persist.save(db, root / "dictdb_backup_1000_000000.json"))
+    head = header(
+        "delta",
+        from_lsn=base["lsn"] + 1,
+        to_lsn=base["lsn"] + 1,
+        timestamp=2.0,
+        last_op_ts=2.0,
+        lineage=base["lineage"],
+        parent=base["parent"],
+    )
+    delta = root / "dictdb_delta_2000_000000.json"
+    delta.write_bytes(json_file({**head, **body}))
+    error = refusal(delta, lambda _: audit.history(root, "t", 1))
+    assert why in error.reason
+    assert 1 == main(["log", str(root)])  # a one-line error, no traceback
+    if why != "$int":  # `inspect` summarizes the body without decoding its values
+        assert 1 == main(["inspect", str(delta)])

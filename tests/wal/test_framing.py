@@ -30,7 +30,9 @@ from wal.framing import (
     FRAME_HEADER_SIZE,
     HEADER_SIZE,
     MAGIC,
+    MAX_LSN,
     MAX_PAYLOAD,
+    MAX_TS,
     VERSION,
     FrameError,
     decode_batch,
@@ -75,7 +77,7 @@ def frame_error(data: bytes, offset: int = 0) -> tuple[list[int], FrameError]:
 # -- segment names and headers ---------------------------------------------------------------
 
 
-@given(st.integers(min_value=1, max_value=2**64 - 2))
+@given(st.integers(min_value=1, max_value=MAX_LSN - 1))
 def test_segment_name_round_trips_and_sorts_like_the_lsn(lsn: int) -> None:
     name = segment_name(lsn)
     assert 16 + len(".wal") == len(name)
@@ -83,9 +85,9 @@ def test_segment_name_round_trips_and_sorts_like_the_lsn(lsn: int) -> None:
     assert (name < segment_name(lsn + 1)) == (lsn < lsn + 1)
 
 
-@pytest.mark.parametrize("lsn", [0, -1, 2**64])
-def test_a_segment_name_outside_the_headers_lsn_range_is_refused(lsn: int) -> None:
-    """Headers hold the first LSN as an unsigned 64-bit int: names stay within it."""
+@pytest.mark.parametrize("lsn", [0, -1, 2**63, 2**64])
+def test_a_segment_name_outside_the_lsn_range_is_refused(lsn: int) -> None:
+    """LSNs are signed 64-bit ints, as snapshots take them: names stay within them."""
     with pytest.raises(WALError):
         segment_name(lsn)
 
@@ -106,13 +108,40 @@ def test_parse_segment_name_refuses_other_files(name: str) -> None:
     assert None is parse_segment_name(name)
 
 
-@given(st.integers(min_value=1, max_value=2**64 - 1))
+@given(st.integers(min_value=1, max_value=MAX_LSN))
 def test_header_round_trips_and_matches_the_documented_layout(first_lsn: int) -> None:
     header = encode_header(first_lsn)
     assert raw_header(first_lsn=first_lsn) == header
     assert HEADER_SIZE == len(header)
     assert first_lsn == decode_header(header)
     assert first_lsn == decode_header(header + b"trailing frames")
+
+
+@pytest.mark.parametrize("first_lsn", [0, MAX_LSN + 1, 2**64 - 1])
+def test_a_header_naming_an_lsn_outside_the_range_is_damage(first_lsn: int) -> None:
+    # Snapshots take LSNs as signed 64-bit ints: a log past them would restore a database
+    # whose own snapshots could not be read back.
+    with pytest.raises(FrameError, match="names LSN") as info:
+        decode_header(raw_header(first_lsn=first_lsn))
+    assert (0, False) == (info.value.offset, info.value.torn)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [[MAX_LSN + 1, 1.0], [0, 1.0], [1, -1.0], [1, float(MAX_TS)], [1, 1e20]],
+    ids=["lsn-past-63-bits", "lsn-0", "ts-negative", "ts-year-10000", "ts-huge"],
+)
+def test_an_operation_with_an_lsn_or_time_out_of_range_is_refused(head: list[Any]) -> None:
+    payload = orjson.dumps([*head, "insert", "t", 1, {"id": 1}, None, None])
+    with pytest.raises(WALError, match="malformed operation header"):
+        decode_batch(payload)
+
+
+def test_an_operation_header_nested_deep_is_refused_without_printing_it() -> None:
+    deep = b"[" * 1000 + b"]" * 1000
+    payload = b"[1," + deep + b',"insert","t",1,{"id":1},null,null]'
+    with pytest.raises(WALError, match="a list of 1"):
+        decode_batch(payload)
 
 
 @pytest.mark.parametrize("size", range(HEADER_SIZE))
