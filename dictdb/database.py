@@ -459,10 +459,8 @@ class DictDB:
         if kind == DELETE:
             return
         after = op.after
-        if type(after) is not dict or (
-            type(after.get(table.primary_key)) is not type(key)
-            or after.get(table.primary_key) != key
-        ):
+        field = after.get(table.primary_key) if type(after) is dict else None
+        if type(after) is not dict or type(field) is not type(key) or field != key:
             raise ReplayError(
                 f"operation {op.lsn}: after-image must be a record whose "
                 f"{table.primary_key!r} is {brief(key)}"

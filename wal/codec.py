@@ -99,11 +99,6 @@ def own_value(value: Any, path: str = "", depth: int = 0) -> Any:
         UnsupportedValueError: the value, or one nested in it, is outside the domain
             (including containers nested deeper than `MAX_NESTING`).
     """
-    return _own(value, path, depth)
-
-
-def _own(value: Any, path: str, depth: int) -> Any:
-    # *depth*: the containers around *value* within the checked value.
     t = type(value)
     if t in _SHARED_SCALARS:
         return value
@@ -115,12 +110,12 @@ def _own(value: Any, path: str, depth: int) -> Any:
         if depth == MAX_NESTING:
             raise _refuse(path, value, _NESTING_REASON)
         if t is list:
-            return [_own(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+            return [own_value(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
         out = {}
         for k, item in value.items():
             if type(k) is not str:
                 raise _refuse(path, k, f"dict keys must be str, got {type(k).__name__} {k!r}")
-            out[k] = _own(item, f"{path}.{k}" if path else k, depth + 1)
+            out[k] = own_value(item, f"{path}.{k}" if path else k, depth + 1)
         return out
     if t is _dt.datetime:
         tz = value.tzinfo
@@ -252,7 +247,7 @@ def _untag(tag: str, payload: Any, depth: int) -> Any:
             raise CodecError("$dict tag must hold an object")
         if depth == MAX_NESTING:
             raise CodecError(_NESTING_REASON)
-        return {k: _from_plain(v, depth + 1) for k, v in payload.items()}
+        return {k: from_plain(v, depth + 1) for k, v in payload.items()}
     try:
         if type(payload) is not str:
             raise CodecError(f"{tag} tag must hold a string, got {type(payload).__name__}")
@@ -284,18 +279,17 @@ def _untag(tag: str, payload: Any, depth: int) -> Any:
     raise CodecError(f"unknown tag {tag!r}")
 
 
-def from_plain(obj: Any) -> Any:
+def from_plain(obj: Any, depth: int = 0) -> Any:
     """Structure a plain tree made by `to_plain` back into domain values.
+
+    Args:
+        obj: the plain tree.
+        depth: the containers already around it (tags add none).
 
     Raises:
         CodecError: a malformed tag, a type a plain tree cannot hold, or a value whose lists
             and dicts nest deeper than `MAX_NESTING`.
     """
-    return _from_plain(obj, 0)
-
-
-def _from_plain(obj: Any, depth: int) -> Any:
-    # *depth*: the containers around *obj* within the value being built (tags add none).
     t = type(obj)
     if t in _PLAIN_SCALARS or t is int or t is float:
         return obj
@@ -310,12 +304,12 @@ def _from_plain(obj: Any, depth: int) -> Any:
         for k, v in obj.items():
             if type(k) is not str:
                 raise CodecError(f"a plain tree's dict keys must be str, got {type(k).__name__}")
-            out[k] = _from_plain(v, depth + 1)
+            out[k] = from_plain(v, depth + 1)
         return out
     if t is list:
         if depth == MAX_NESTING:
             raise CodecError(_NESTING_REASON)
-        return [_from_plain(v, depth + 1) for v in obj]
+        return [from_plain(v, depth + 1) for v in obj]
     raise CodecError(f"a plain tree cannot hold {t.__name__}")
 
 

@@ -137,7 +137,7 @@ def _describe(path: Path) -> BackupFile:
             first, last = int(header["from_lsn"]), int(header["to_lsn"])
         else:
             raise CorruptFileError(path, f"unknown file type {kind!r}")
-    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CorruptFileError(path, f"malformed header: {exc}") from None
     if not 0 < first <= last + 1 or (kind == "delta" and first > last):
         raise CorruptFileError(path, f"impossible LSN range {first}..{last}")

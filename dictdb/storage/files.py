@@ -334,12 +334,6 @@ def open_regular(path: Path) -> BinaryIO:
         raise CorruptFileError(path, "not a regular file") from None
 
 
-def read_regular(path: Path) -> bytes:
-    """The content of *path*, a regular file (see `open_regular`)."""
-    with open_regular(path) as handle:
-        return handle.read()
-
-
 def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> Buffer:
     """Check a file's trailer and return the bytes to decode.
 
