@@ -359,6 +359,12 @@ def _removed(
     (recorded at write time: every key whose first operation in the run replaced a row is
     there) when given, else computed from the rows."""
     if hashes is not None:
+        # *hashes* has every key whose first operation replaced a row, and maybe keys
+        # inserted in the run and then changed. When every key replaced a row and the
+        # counts agree, those are the same keys: sum them all, without a lookup per key
+        # (a run of updates, the usual delta: ~0.1 µs a row less).
+        if len(hashes) == len(befores) and None not in befores.values():
+            return len(hashes), sum(hashes.values())
         keys = [key for key, before in befores.items() if before is not None]  # no row read
         return len(keys), sum(map(hashes.__getitem__, keys))
     return _digest.hashes(_plain_images(befores, plain))

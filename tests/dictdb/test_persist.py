@@ -685,6 +685,35 @@ def test_a_delta_does_not_read_the_rows_its_updates_and_deletes_replaced(
     assert persist.state_digest(live) == live._backup_cursor.digest
 
 
+def test_write_time_hashes_of_rows_inserted_in_the_run_are_not_counted_as_replaced(
+    tmp_path: Path,
+) -> None:
+    # A key inserted and then updated in the run leaves a write-time hash (of the inserted
+    # row) though no row was there at the run's start. Here there are as many hashes as
+    # changed keys, as in a run of updates only (whose hashes are summed whole): the sum
+    # must still take only the rows the run replaced.
+    live = people(*({"id": i, "v": i} for i in range(5)))
+    full = persist.save(live, tmp_path / "full.json")
+    t = live.get_table("people")
+    t.insert({"id": 10, "v": 10})
+    t.upsert({"id": 10, "v": "ten"})
+    t.upsert({"id": 1, "v": "one"})
+    assert set(t._pre or ()) == {1, 10}
+    delta = persist.save_delta(live, tmp_path / "d1.json")
+    assert delta is not None
+    assert live._backup_cursor is not None
+    assert persist.state_digest(live) == live._backup_cursor.digest
+    t.upsert({"id": 2, "v": "two"})  # updates only: every hash is a replaced row's
+    t.upsert({"id": 10, "v": "dix"})
+    delta2 = persist.save_delta(live, tmp_path / "d2.json")
+    assert delta2 is not None
+    assert persist.state_digest(live) == live._backup_cursor.digest
+    restored = persist.load(full)
+    persist.apply_delta(restored, delta)
+    persist.apply_delta(restored, delta2)
+    assert_same_db(live, restored)
+
+
 def test_after_a_failed_delta_the_next_one_reads_the_replaced_rows_and_is_right(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
