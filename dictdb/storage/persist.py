@@ -521,18 +521,22 @@ def _read(path: Path, file_format: str | None) -> dict[str, Any]:
     fmt, compressed = _sniff(path, data, file_format)
     payload = unseal(path, data, fmt, compressed)
     del data  # with zstd, the compressed bytes
+    doc: dict[str, Any]
     try:
-        if fmt == "pickle":
-            doc = _load_pickle(path, payload)
-            _check_shape(path, doc)
-            return doc
-        doc = orjson.loads(payload)
+        doc = _load_pickle(path, payload) if fmt == "pickle" else orjson.loads(payload)
     except (orjson.JSONDecodeError, CodecError) as exc:
         raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
+    if fmt == "json":
+        _check_json_header(path, doc, payload)
+    _check_shape(path, doc)
+    return doc
+
+
+def _check_json_header(path: Path, doc: Any, payload: Buffer) -> None:
+    # The whole document's header members, then: orjson keeps the last of repeated members,
+    # and the header `read_header` reads (the first members) must be the document's, or a
+    # restore could plan with one LSN and load another.
     _check_header(path, doc)
-    checked: dict[str, Any] = doc
-    # orjson keeps the last of repeated members: the header `read_header` reads (the first
-    # members) must be the document's, or a restore could plan with one LSN and load another.
     try:
         header = _json_header(bytes(payload[:_HEADER_PROBE]))
     except (orjson.JSONDecodeError, CodecError) as exc:
@@ -541,8 +545,6 @@ def _read(path: Path, file_format: str | None) -> dict[str, Any]:
     for name, value in header.items():
         if doc[name] is not value and (type(doc[name]) is not type(value) or doc[name] != value):
             raise CorruptFileError(path, f"header member {brief(name)} is repeated, differently")
-    _check_shape(path, checked)
-    return checked
 
 
 def _check_shape(path: Path, doc: dict[str, Any]) -> None:
@@ -868,7 +870,6 @@ def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, _d
 
 
 _FLAT_TYPES: Final = frozenset({str, int, float, bool, type(None)})
-_STR_TYPE: Final = frozenset({str})
 _DICT_TYPE: Final = frozenset({dict})
 
 
