@@ -4,10 +4,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from dictdb import DictDB
 from tests.dictdb._scripts.audit_dirs import Built, build_durable_dir, build_snapshot_dir
+
+
+@pytest.fixture(params=["memory", "durable"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DictDB]:
+    """A new, empty database, once in memory (`DictDB()`) and once durable (`DictDB.open`).
+
+    For behaviour that must hold in both modes: in durable mode every write also goes through
+    the log (``fsync="off"``: the OS decides, the tests do not wait on the disk). The durable
+    database is closed at teardown, and must close cleanly.
+    """
+    if request.param == "memory":
+        yield DictDB()
+        return
+    durable_db = DictDB.open(tmp_path / "d", fsync="off")
+    try:
+        assert durable_db.durable
+        yield durable_db
+    finally:
+        durable_db.close()
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""The query DSL: every operator of the reference's catalogue, combinators, and select options."""
+"""The query DSL: every operator of the reference's catalogue, combinators, and select options.
+
+Tests that take the `db` fixture (or `table`, built on it) run on an in-memory and on a durable
+database; one test checks that a standalone `Table` answers every operator case the same.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dictdb import And, Condition, Field, Not, Or, PredicateExpr, Table
+from dictdb import And, Condition, DictDB, Field, Not, Or, PredicateExpr, Table
 from dictdb.query import Predicate
 from tests import strategies as s
 
@@ -25,14 +29,16 @@ ROWS: list[dict[str, Any]] = [
 ]
 
 
-def table() -> Table:
-    t = Table("t")
+@pytest.fixture
+def table(db: DictDB) -> Table:
+    """Table "t" holding ROWS, in the `db` fixture's database."""
+    t = db.create_table("t")
     t.insert(ROWS)
     return t
 
 
-def ids(where: Any) -> list[int]:
-    return [r["id"] for r in table().select(where=where)]
+def ids(table: Table, where: Any) -> list[int]:
+    return [r["id"] for r in table.select(where=where)]
 
 
 name, age, tags = Field("name"), Field("age"), Field("tags")
@@ -104,18 +110,29 @@ CASES: dict[str, tuple[Predicate, list[int]]] = {
 
 
 @pytest.mark.parametrize(("where", "expected"), CASES.values(), ids=CASES.keys())
-def test_each_operator_matches_the_documented_rows(where: Predicate, expected: list[int]) -> None:
-    assert expected == ids(where)
+def test_each_operator_matches_the_documented_rows(
+    table: Table, where: Predicate, expected: list[int]
+) -> None:
+    assert expected == ids(table, where)
 
 
-def test_a_plain_callable_is_a_condition() -> None:
-    assert ids(lambda row: row.get("name") == "Bob") == [3]
+def test_a_standalone_table_answers_every_operator_case_as_a_database_table() -> None:
+    standalone = Table("t")
+    standalone.insert(ROWS)
+    assert [expected for _, expected in CASES.values()] == [
+        ids(standalone, where) for where, _ in CASES.values()
+    ]
 
 
-def test_table_attributes_and_items_build_fields() -> None:
-    t = table()
-    assert ids(Field("age") == 30) == ids(t.age == 30) == ids(t["age"] == 30)
-    assert ids(Field(t, "age") == 30) == ids(t.age == 30)  # the reference's Field(table, name)
+def test_a_plain_callable_is_a_condition(table: Table) -> None:
+    assert ids(table, lambda row: row.get("name") == "Bob") == [3]
+
+
+def test_table_attributes_and_items_build_fields(table: Table) -> None:
+    t = table
+    assert ids(t, Field("age") == 30) == ids(t, t.age == 30) == ids(t, t["age"] == 30)
+    # the reference's Field(table, name)
+    assert ids(t, Field(t, "age") == 30) == ids(t, t.age == 30)
 
 
 def test_a_condition_has_no_truth_value() -> None:
@@ -143,14 +160,14 @@ def test_malformed_conditions_are_refused_when_built(build: Any, error: type) ->
         build()
 
 
-def test_an_escape_as_the_last_character_stands_for_itself() -> None:
-    t = Table("t")
+def test_an_escape_as_the_last_character_stands_for_itself(db: DictDB) -> None:
+    t = db.create_table("t")
     t.insert([{"v": "a!"}, {"v": "a"}])
     assert [r["id"] for r in t.select(where=Field("v").like("a!", escape="!"))] == [1]
 
 
-def test_a_predicate_expr_receives_a_copy_of_the_row() -> None:
-    t = table()
+def test_a_predicate_expr_receives_a_copy_of_the_row(table: Table) -> None:
+    t = table
 
     def mutate(row: dict[str, Any]) -> bool:
         row["tags"] = "changed"
@@ -181,8 +198,8 @@ def test_like_equals_an_sql_like_oracle(pattern: str, text: str) -> None:
 # -- select options ------------------------------------------------------------------------------
 
 
-def test_columns_as_list_dict_and_pairs_project_missing_fields_as_none() -> None:
-    t = table()
+def test_columns_as_list_dict_and_pairs_project_missing_fields_as_none(table: Table) -> None:
+    t = table
     where = Field("id").is_in([1, 6])
     expected = [{"n": "Alice", "a": 30}, {"n": None, "a": decimal.Decimal("12.5")}]
     assert expected == t.select({"n": "name", "a": "age"}, where=where)
@@ -190,8 +207,8 @@ def test_columns_as_list_dict_and_pairs_project_missing_fields_as_none() -> None
     assert t.select(["name"], where=where) == [{"name": "Alice"}, {"name": None}]
 
 
-def test_order_by_several_keys_mixed_directions_with_none_and_mixed_kinds() -> None:
-    t = Table("t")
+def test_order_by_several_keys_mixed_directions_with_none_and_mixed_kinds(db: DictDB) -> None:
+    t = db.create_table("t")
     t.insert(
         [
             {"g": 1, "v": 2},
@@ -206,8 +223,8 @@ def test_order_by_several_keys_mixed_directions_with_none_and_mixed_kinds() -> N
     assert [r["id"] for r in t.select(order_by=("-g", "-v"))] == [4, 1, 2, 6, 5, 3]
 
 
-def test_order_by_with_limit_and_offset_pages_the_ordered_rows() -> None:
-    t = Table("t")
+def test_order_by_with_limit_and_offset_pages_the_ordered_rows(db: DictDB) -> None:
+    t = db.create_table("t")
     t.insert([{"v": v} for v in (5, 3, 9, 1, 7)])
     assert [r["v"] for r in t.select(order_by="v", limit=2, offset=1)] == [3, 5]
     assert [r["v"] for r in t.select(order_by="-v", limit=2)] == [9, 7]
@@ -217,20 +234,22 @@ def test_order_by_with_limit_and_offset_pages_the_ordered_rows() -> None:
     ("limit", "offset", "expected"),
     [(None, 0, 7), (-1, 0, 7), (-5, 2, 5), (0, 0, 0), (3, -5, 3), (3, 5, 2), (10, 10, 0)],
 )
-def test_limit_and_offset(limit: int | None, offset: int, expected: int) -> None:
+def test_limit_and_offset(table: Table, limit: int | None, offset: int, expected: int) -> None:
     """A negative limit means no limit, a negative offset counts as 0."""
-    assert expected == len(table().select(limit=limit, offset=offset))
+    assert expected == len(table.select(limit=limit, offset=offset))
 
 
-def test_distinct_applies_to_projected_rows_before_limit_and_keeps_kinds_apart() -> None:
-    t = Table("t")
+def test_distinct_applies_to_projected_rows_before_limit_and_keeps_kinds_apart(
+    db: DictDB,
+) -> None:
+    t = db.create_table("t")
     t.insert([{"d": "IT"}, {"d": "IT"}, {"d": [1]}, {"d": [1]}, {"d": 1}, {"d": 1.0}, {"d": "HR"}])
     assert t.select(["d"], distinct=True, limit=2) == [{"d": "IT"}, {"d": [1]}]
     assert t.select(["d"], distinct=True, offset=2) == [{"d": 1}, {"d": 1.0}, {"d": "HR"}]
 
 
-def test_selected_rows_are_owned_copies() -> None:
-    t = table()
+def test_selected_rows_are_owned_copies(table: Table) -> None:
+    t = table
     rows = t.select(where=Field("id") == 1)
     rows[0]["tags"].append("X")
     rows[0]["meta"]["k"] = 2
@@ -240,6 +259,6 @@ def test_selected_rows_are_owned_copies() -> None:
     assert t.get(1)["meta"] == {"k": 1}
 
 
-def test_a_condition_passed_as_columns_is_refused_with_a_hint() -> None:
+def test_a_condition_passed_as_columns_is_refused_with_a_hint(table: Table) -> None:
     with pytest.raises(TypeError, match="where="):
-        table().select(Field("age") == 30)  # type: ignore[arg-type]
+        table.select(Field("age") == 30)  # type: ignore[arg-type]

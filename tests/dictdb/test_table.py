@@ -1,4 +1,9 @@
-"""Table behaviour by example: ownership of data, refusals, keys, select, DSL, threads, errors."""
+"""Table behaviour by example: ownership of data, refusals, keys, select, DSL, threads, errors.
+
+Tests that take the `db` fixture (tests/dictdb/conftest.py) run twice, on an in-memory and on a
+durable database: the behaviour is the same in both modes. The select and DSL examples keep a
+standalone `Table`.
+"""
 
 # The suite asserts `expected == actual` (STYLE.md), which SIM300 calls a Yoda condition.
 
@@ -34,9 +39,9 @@ from wal import MAX_NESTING
 REPO = Path(__file__).resolve().parents[2]
 
 
-def make(schema: dict[str, Any] | None = None) -> tuple[DictDB, Table]:
-    db = DictDB()
-    return db, db.create_table("t", schema=schema)
+def make(db: DictDB, schema: dict[str, Any] | None = None) -> Table:
+    """Table "t" in *db*: the `db` fixture, in memory and durable."""
+    return db.create_table("t", schema=schema)
 
 
 def snapshot(db: DictDB) -> tuple[int, int, dict[str, Any]]:
@@ -47,8 +52,10 @@ def snapshot(db: DictDB) -> tuple[int, int, dict[str, Any]]:
 # -- the database owns its data -------------------------------------------------------------
 
 
-def test_mutating_the_inserted_dict_and_its_nested_values_changes_nothing_stored() -> None:
-    db, t = make()
+def test_mutating_the_inserted_dict_and_its_nested_values_changes_nothing_stored(
+    db: DictDB,
+) -> None:
+    t = make(db)
     record = {"name": "ann", "tags": ["a"], "meta": {"k": [1]}}
     key = t.insert(record)
     record["name"] = "bob"
@@ -61,15 +68,17 @@ def test_mutating_the_inserted_dict_and_its_nested_values_changes_nothing_stored
     assert [expected] == t.select(where=Field("name") == "ann")
 
 
-def test_insert_does_not_write_the_key_into_the_callers_dict() -> None:
-    _, t = make()
+def test_insert_does_not_write_the_key_into_the_callers_dict(db: DictDB) -> None:
+    t = make(db)
     record = {"name": "ann"}
     t.insert(record)
     assert {"name": "ann"} == record
 
 
-def test_mutating_dicts_passed_to_insert_list_upsert_and_update_changes_nothing_stored() -> None:
-    _, t = make()
+def test_mutating_dicts_passed_to_insert_list_upsert_and_update_changes_nothing_stored(
+    db: DictDB,
+) -> None:
+    t = make(db)
     batch = [{"tags": ["a"]}, {"tags": ["b"]}]
     t.insert(batch)
     batch[0]["tags"].append("X")
@@ -97,9 +106,10 @@ READERS: dict[str, Callable[[Table], dict[str, Any]]] = {
 
 @pytest.mark.parametrize("read", READERS.values(), ids=READERS.keys())
 def test_mutating_a_returned_row_and_its_nested_values_changes_nothing(
+    db: DictDB,
     read: Callable[[Table], dict[str, Any]],
 ) -> None:
-    db, t = make()
+    t = make(db)
     t.insert({"tags": ["a"], "meta": {"k": [1]}})
     before = snapshot(db)
     row = read(t)
@@ -120,8 +130,10 @@ def _mutate(row: dict[str, Any]) -> bool:
 
 @pytest.mark.parametrize("use", ["select", "count", "update", "delete"])
 @pytest.mark.parametrize("wrap", ["PredicateExpr", "plain-callable"])
-def test_a_predicate_that_mutates_its_row_changes_nothing_stored(use: str, wrap: str) -> None:
-    db, t = make()
+def test_a_predicate_that_mutates_its_row_changes_nothing_stored(
+    db: DictDB, use: str, wrap: str
+) -> None:
+    t = make(db)
     t.insert({"name": "ann", "tags": ["a"]})
     t.insert({"name": "bob", "tags": ["b"]})
     where: Any = PredicateExpr(_mutate) if wrap == "PredicateExpr" else _mutate
@@ -199,9 +211,8 @@ def dicts(levels: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("call", "field", "path"), BAD_CALLS.values(), ids=BAD_CALLS.keys())
 def test_a_value_outside_the_domain_is_refused_naming_table_and_field_and_nothing_is_journaled(
-    call: Callable[[Table], object], field: str, path: str
+    db: DictDB, call: Callable[[Table], object], field: str, path: str
 ) -> None:
-    db = DictDB()
     t = db.create_table("people")
     t.insert({"name": "ann"})
     before = snapshot(db)
@@ -214,8 +225,8 @@ def test_a_value_outside_the_domain_is_refused_naming_table_and_field_and_nothin
     assert before == snapshot(db)
 
 
-def test_a_value_as_deep_as_the_limit_is_stored() -> None:
-    _, t = make()
+def test_a_value_as_deep_as_the_limit_is_stored(db: DictDB) -> None:
+    t = make(db)
     key = t.insert({"l": lists(MAX_NESTING - 1), "d": dicts(MAX_NESTING - 1)})
     t.upsert({"id": key, "both": [dicts(MAX_NESTING - 2)]})
     row = t.get(key)
@@ -226,8 +237,8 @@ def test_a_value_as_deep_as_the_limit_is_stored() -> None:
     )
 
 
-def test_a_non_dict_record_is_refused() -> None:
-    db, t = make()
+def test_a_non_dict_record_is_refused(db: DictDB) -> None:
+    t = make(db)
     before = snapshot(db)
     for record in ([("id", 1)], "x", None):
         with pytest.raises((ValueDomainError, TypeError)):
@@ -235,8 +246,8 @@ def test_a_non_dict_record_is_refused() -> None:
     assert before == snapshot(db)
 
 
-def test_a_failed_upsert_on_a_schema_violation_leaves_the_old_row() -> None:
-    db, t = make(schema={"name": str, "age": int})
+def test_a_failed_upsert_on_a_schema_violation_leaves_the_old_row(db: DictDB) -> None:
+    t = make(db, schema={"name": str, "age": int})
     t.insert({"name": "ann", "age": 30})
     before = snapshot(db)
     with pytest.raises(SchemaValidationError):
@@ -247,8 +258,8 @@ def test_a_failed_upsert_on_a_schema_violation_leaves_the_old_row() -> None:
     assert {"id": 1, "name": "ann", "age": 30} == t.get(1)
 
 
-def test_upsert_update_merges_fields_and_journals_the_full_after_image() -> None:
-    db, t = make()
+def test_upsert_update_merges_fields_and_journals_the_full_after_image(db: DictDB) -> None:
+    t = make(db)
     t.insert({"name": "ann", "age": 30})
     assert (1, "updated") == t.upsert({"id": 1, "age": 31})
     assert (1, "ignored") == t.upsert({"id": 1, "age": 99}, on_conflict="ignore")
@@ -265,8 +276,8 @@ def test_upsert_update_merges_fields_and_journals_the_full_after_image() -> None
 # -- primary keys ----------------------------------------------------------------------------
 
 
-def test_update_cannot_move_a_rows_key_and_changes_nothing() -> None:
-    db, t = make()
+def test_update_cannot_move_a_rows_key_and_changes_nothing(db: DictDB) -> None:
+    t = make(db)
     t.insert([{"v": "a"}, {"v": "b"}])
     before = snapshot(db)
     with pytest.raises(PrimaryKeyError) as info:
@@ -277,8 +288,8 @@ def test_update_cannot_move_a_rows_key_and_changes_nothing() -> None:
     assert before == snapshot(db)
 
 
-def test_update_setting_one_key_on_several_rows_is_refused_atomically() -> None:
-    db, t = make()
+def test_update_setting_one_key_on_several_rows_is_refused_atomically(db: DictDB) -> None:
+    t = make(db)
     t.insert([{"v": "a"}, {"v": "b"}])
     before = snapshot(db)
     with pytest.raises(PrimaryKeyError):
@@ -286,15 +297,15 @@ def test_update_setting_one_key_on_several_rows_is_refused_atomically() -> None:
     assert before == snapshot(db)
 
 
-def test_update_may_restate_a_rows_own_key() -> None:
-    _, t = make()
+def test_update_may_restate_a_rows_own_key(db: DictDB) -> None:
+    t = make(db)
     t.insert([{"v": "a"}, {"v": "b"}])
     assert 1 == t.update({"id": 1, "v": "z"}, where=Field("id") == 1)
     assert [{"id": 1, "v": "z"}, {"id": 2, "v": "b"}] == t.all()
 
 
-def test_update_restating_the_key_with_an_equal_value_keeps_the_keys_type() -> None:
-    _, t = make()
+def test_update_restating_the_key_with_an_equal_value_keeps_the_keys_type(db: DictDB) -> None:
+    t = make(db)
     t.insert({"v": "a"})
     t.update({"id": 1.0, "v": "z"}, where=Field("v") == "a")
     row = t.get(1)
@@ -304,10 +315,10 @@ def test_update_restating_the_key_with_an_equal_value_keeps_the_keys_type() -> N
 @pytest.mark.parametrize("operand", [1.0, True], ids=repr)
 @pytest.mark.parametrize("method", ["update", "delete"])
 def test_writes_found_by_an_equal_key_of_another_type_journal_the_stored_key(
-    method: str, operand: Any
+    db: DictDB, method: str, operand: Any
 ) -> None:
     """A row found by ``id == 1.0`` is journaled under its key 1, so the journal replays."""
-    db, t = make()
+    t = make(db)
     t.insert([{"v": "a"}, {"v": "b"}])
     where = Field("id") == operand
     assert 1 == (t.update({"v": "z"}, where=where) if method == "update" else t.delete(where))
@@ -317,32 +328,32 @@ def test_writes_found_by_an_equal_key_of_another_type_journal_the_stored_key(
     assert db.to_dict() == replayed.to_dict()
 
 
-def test_update_restating_the_key_found_by_an_equal_bool_keeps_the_int_key() -> None:
-    _, t = make()
+def test_update_restating_the_key_found_by_an_equal_bool_keeps_the_int_key(db: DictDB) -> None:
+    t = make(db)
     t.insert({"v": "a"})
     t.update({"id": 1, "v": "z"}, where=Field("id") == True)  # noqa: E712 - the point of the test
     row = t.get(1)
     assert ({"id": 1, "v": "z"}, int) == (row, type(row["id"]))
 
 
-def test_auto_keys_never_overwrite_an_existing_row() -> None:
+def test_auto_keys_never_overwrite_an_existing_row(db: DictDB) -> None:
     """An explicit int key moves the counter past it, as in the reference (not 1 then 3)."""
-    _, t = make()
+    t = make(db)
     assert 2 == t.insert({"id": 2, "v": "explicit"})
     assert [3, 4] == [t.insert({"v": "auto"}), t.insert({"v": "auto"})]
     assert {"id": 2, "v": "explicit"} == t.get(2)
     assert 3 == len(t)
 
 
-def test_auto_keys_in_a_batch_skip_explicit_keys_later_in_the_same_batch() -> None:
-    _, t = make()
+def test_auto_keys_in_a_batch_skip_explicit_keys_later_in_the_same_batch(db: DictDB) -> None:
+    t = make(db)
     assert [2, 1, 3] == t.insert([{"v": "a"}, {"id": 1, "v": "b"}, {"v": "c"}])
     assert [{"id": 2, "v": "a"}, {"id": 1, "v": "b"}, {"id": 3, "v": "c"}] == t.all()
     assert 4 == t.insert({"v": "d"})
 
 
-def test_a_none_key_means_an_auto_key() -> None:
-    _, t = make()
+def test_a_none_key_means_an_auto_key(db: DictDB) -> None:
+    t = make(db)
     assert [1, 2] == [t.insert({"id": None}), t.upsert({"id": None})[0]]
 
 
@@ -357,8 +368,10 @@ def test_a_none_key_means_an_auto_key() -> None:
     ],
     ids=["wrong-type", "missing", "extra", "out-of-domain", "str-key-in-int-schema"],
 )
-def test_a_failed_insert_does_not_consume_an_auto_key(bad_insert: dict[str, Any]) -> None:
-    db, t = make(schema={"name": str, "age": int})
+def test_a_failed_insert_does_not_consume_an_auto_key(
+    db: DictDB, bad_insert: dict[str, Any]
+) -> None:
+    t = make(db, schema={"name": str, "age": int})
     before = snapshot(db)
     with pytest.raises(DictDBError):
         t.insert(bad_insert)
@@ -368,8 +381,8 @@ def test_a_failed_insert_does_not_consume_an_auto_key(bad_insert: dict[str, Any]
     assert 1 == t.insert({"name": "ok", "age": 1})
 
 
-def test_a_duplicate_key_is_refused_and_does_not_consume_an_auto_key() -> None:
-    db, t = make()
+def test_a_duplicate_key_is_refused_and_does_not_consume_an_auto_key(db: DictDB) -> None:
+    t = make(db)
     t.insert({"id": "k"})
     before = snapshot(db)
     with pytest.raises(DuplicateKeyError):
@@ -389,8 +402,8 @@ def test_a_duplicate_key_is_refused_and_does_not_consume_an_auto_key() -> None:
     ],
     ids=["dup-in-batch", "dup-str-in-batch", "dup-existing", "out-of-domain", "bad-key-type"],
 )
-def test_a_bad_batch_is_refused_atomically(batch: list[dict[str, Any]]) -> None:
-    db, t = make()
+def test_a_bad_batch_is_refused_atomically(db: DictDB, batch: list[dict[str, Any]]) -> None:
+    t = make(db)
     t.insert({"v": 0})
     before = snapshot(db)
     with pytest.raises(DictDBError):
@@ -399,8 +412,8 @@ def test_a_bad_batch_is_refused_atomically(batch: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize("key", [1.5, True, (1,), frozenset(), 2.0], ids=repr)
-def test_a_primary_key_of_a_refused_type_is_refused(key: Any) -> None:
-    db, t = make()
+def test_a_primary_key_of_a_refused_type_is_refused(db: DictDB, key: Any) -> None:
+    t = make(db)
     before = snapshot(db)
     with pytest.raises((PrimaryKeyError, ValueDomainError)):
         t.insert({"id": key})
@@ -415,16 +428,18 @@ def test_a_primary_key_of_a_refused_type_is_refused(key: Any) -> None:
     ],
 )
 @pytest.mark.parametrize("key", [[1], {"a": 1}], ids=repr)
-def test_an_unhashable_primary_key_is_refused_with_primary_key_error(key: Any, method: str) -> None:
-    db, t = make()
+def test_an_unhashable_primary_key_is_refused_with_primary_key_error(
+    db: DictDB, key: Any, method: str
+) -> None:
+    t = make(db)
     before = snapshot(db)
     with pytest.raises(PrimaryKeyError):
         getattr(t, method)({"id": key})
     assert before == snapshot(db)
 
 
-def test_an_unhashable_primary_key_in_a_batch_is_refused_with_primary_key_error() -> None:
-    db, t = make()
+def test_an_unhashable_primary_key_in_a_batch_is_refused_with_primary_key_error(db: DictDB) -> None:
+    t = make(db)
     before = snapshot(db)
     with pytest.raises(PrimaryKeyError):
         t.insert([{"v": 1}, {"id": [1]}])
@@ -440,8 +455,7 @@ def test_a_standalone_table_works() -> None:
     assert ("t", "id", 1) == (t.table_name, t.primary_key_name(), t.count())
 
 
-def test_a_custom_primary_key_name_and_schema() -> None:
-    db = DictDB()
+def test_a_custom_primary_key_name_and_schema(db: DictDB) -> None:
     t = db.create_table("users", primary_key="uid", schema={"name": "str"})
     assert 1 == t.insert({"name": "ann"})
     assert {"name": "str", "uid": "int"} == db.to_dict()["users"]["schema"]
@@ -629,16 +643,18 @@ DROPPED_READS: dict[str, Callable[[Table], object]] = {
 }
 
 
-def dropped() -> tuple[DictDB, Table]:
-    db, t = make()
+def dropped(db: DictDB) -> Table:
+    t = make(db)
     t.insert({"v": 1})
     db.drop_table("t")
-    return db, t
+    return t
 
 
 @pytest.mark.parametrize("use", DROPPED_WRITES.values(), ids=DROPPED_WRITES.keys())
-def test_a_dropped_table_object_raises_table_not_found(use: Callable[[Table], object]) -> None:
-    db, t = dropped()
+def test_a_dropped_table_object_raises_table_not_found(
+    db: DictDB, use: Callable[[Table], object]
+) -> None:
+    t = dropped(db)
     before = snapshot(db)
     with pytest.raises(TableNotFoundError):
         use(t)
@@ -651,15 +667,15 @@ def test_a_dropped_table_object_raises_table_not_found(use: Callable[[Table], ob
 
 @pytest.mark.parametrize("use", DROPPED_READS.values(), ids=DROPPED_READS.keys())
 def test_reading_a_dropped_table_object_raises_table_not_found(
+    db: DictDB,
     use: Callable[[Table], object],
 ) -> None:
-    _, t = dropped()
+    t = dropped(db)
     with pytest.raises(TableNotFoundError):
         use(t)
 
 
-def test_dropping_or_getting_a_missing_table_raises_table_not_found() -> None:
-    db = DictDB()
+def test_dropping_or_getting_a_missing_table_raises_table_not_found(db: DictDB) -> None:
     with pytest.raises(TableNotFoundError):
         db.get_table("nope")
     with pytest.raises(TableNotFoundError):
@@ -683,15 +699,15 @@ def test_error_classes_mix_in_the_natural_builtins() -> None:
     assert issubclass(ValueDomainError, TypeError)
 
 
-def test_table_not_found_error_str_is_the_plain_message() -> None:
+def test_table_not_found_error_str_is_the_plain_message(db: DictDB) -> None:
     assert "table 'x' does not exist" == str(TableNotFoundError("table 'x' does not exist"))
     with pytest.raises(TableNotFoundError) as info:
-        DictDB().get_table("x")
+        db.get_table("x")
     assert "table 'x' does not exist" == str(info.value)
 
 
-def test_update_or_delete_matching_nothing_raises_record_not_found() -> None:
-    db, t = make()
+def test_update_or_delete_matching_nothing_raises_record_not_found(db: DictDB) -> None:
+    t = make(db)
     t.insert({"v": 1})
     before = snapshot(db)
     with pytest.raises(RecordNotFoundError):
@@ -701,9 +717,9 @@ def test_update_or_delete_matching_nothing_raises_record_not_found() -> None:
     assert before == snapshot(db)
 
 
-def test_writes_log_nothing_at_info_or_above(caplog: pytest.LogCaptureFixture) -> None:
+def test_writes_log_nothing_at_info_or_above(db: DictDB, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    db, t = make()
+    t = make(db)
     t.insert({"v": 1})
     t.insert([{"v": 2}, {"v": 3}])
     t.update({"v": 0})
@@ -713,8 +729,8 @@ def test_writes_log_nothing_at_info_or_above(caplog: pytest.LogCaptureFixture) -
     assert [] == caplog.records
 
 
-def test_writes_print_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    db, t = make()
+def test_writes_print_nothing(db: DictDB, capsys: pytest.CaptureFixture[str]) -> None:
+    t = make(db)
     for i in range(3):
         t.insert({"v": i})
     t.select(where=t.v == 1)
