@@ -17,18 +17,23 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DictDB]:
     """A new, empty database, once in memory (`DictDB()`) and once durable (`DictDB.open`).
 
     For behaviour that must hold in both modes: in durable mode every write also goes through
-    the log (``fsync="off"``: the OS decides, the tests do not wait on the disk). The durable
-    database is closed at teardown, and must close cleanly.
+    the log (``fsync="off"``: the OS decides, the tests do not wait on the disk). At teardown
+    the durable database is closed, and its directory reopened must hold the state the test
+    left (what the log took is what the database did, refusals included).
     """
     if request.param == "memory":
         yield DictDB()
         return
-    durable_db = DictDB.open(tmp_path / "d", fsync="off")
+    path = tmp_path / "d"
+    durable_db = DictDB.open(path, fsync="off")
     try:
         assert durable_db.durable
         yield durable_db
+        left = (durable_db.lsn, durable_db.to_dict())
     finally:
         durable_db.close()
+    with DictDB.open(path, fsync="off") as reopened:
+        assert left == (reopened.lsn, reopened.to_dict())
 
 
 @pytest.fixture
