@@ -6,26 +6,29 @@ derived from it. The API keeps the reference DictDB's names.
 
 from dictdb._version import __version__
 from dictdb.aggregate import Avg, Count, Max, Min, Sum
-from dictdb.database import DictDB, ReplayError
-from dictdb.durable import DatabaseLockedError, DurableLogError
+from dictdb.database import DictDB, restore
 from dictdb.errors import (
     CorruptFileError,
+    DatabaseLockedError,
     DictDBError,
     DuplicateKeyError,
     DuplicateTableError,
+    DurableLogError,
+    IndexNotFoundError,
     PrimaryKeyError,
     RecordNotFoundError,
+    ReplayError,
+    RestoreError,
     SchemaValidationError,
     StateError,
     TableNotFoundError,
     ValueDomainError,
 )
-from dictdb.index import IndexNotFoundError
-from dictdb.log import configure_logging, logger
+from dictdb.reference_logging import configure_logging, logger
 from dictdb.query import And, Condition, Field, Not, Or, PredicateExpr
 from dictdb.storage.backup import BackupManager
 from dictdb.storage.catalog import scan as list_backups
-from dictdb.storage.restore import RestoreError, RestorePlan, plan_restore, restore
+from dictdb.storage.restore import RestorePlan, plan_restore
 from dictdb.table import Table
 
 __all__ = [

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from dictdb.errors import CorruptFileError
+from dictdb.errors import CorruptFileError, RestoreError
 from dictdb.storage.catalog import BackupFile, scan
-from dictdb.storage.persist import read_document
-from dictdb.storage.restore import RestoreError, restore
+from dictdb.storage.persist import apply_delta, load, read_document
+from dictdb.storage.restore import restore_engine
 from wal import CREATE, DELETE, DROP, INSERT, UPDATE, CodecError, WALError, from_plain
 from wal.recovery import RecoveryError, iter_wal
 
@@ -31,7 +31,7 @@ DELTA: Final = "delta"
 SNAPSHOT: Final = "snapshot"
 
 if TYPE_CHECKING:
-    from dictdb.database import DictDB
+    from dictdb._engine import Engine
 
 Progress = Callable[[int, int], None]
 
@@ -325,13 +325,10 @@ def events(
 def _bridge(
     directory: Path, covered: int, f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
 ) -> list[Event]:
-    from dictdb.database import DictDB
-    from dictdb.storage.persist import load
-
     try:
-        before = restore(directory, lsn=covered).to_dict() if covered > 0 else {}
+        before = restore_engine(directory, lsn=covered).to_dict() if covered > 0 else {}
     except RestoreError:
-        before = DictDB().to_dict()
+        before = {}
     after = load(f.path).to_dict()
     out: list[Event] = []
     source = f.path.name
@@ -427,11 +424,11 @@ class TableDiff:
 _MISSING: Final = object()
 
 
-def _point(directory: Path, point: Any) -> DictDB:
+def _point(directory: Path, point: Any) -> Engine:
     # A diff point: "lsn:N", or a time `restore` accepts.
     if isinstance(point, str) and point.startswith("lsn:"):
-        return restore(directory, lsn=int(point[4:]))
-    return restore(directory, at=point)
+        return restore_engine(directory, lsn=int(point[4:]))
+    return restore_engine(directory, at=point)
 
 
 def diff(backup_dir: str | Path, a: Any, b: Any) -> dict[str, TableDiff]:
@@ -528,7 +525,6 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
     a torn tail reported); which LSN ranges can be rebuilt.
     """
     from dictdb.storage.catalog import overlaps
-    from dictdb.storage.persist import apply_delta, load
 
     directory = Path(backup_dir)
     catalog = scan(directory)

@@ -20,16 +20,12 @@ from typing import Any, NoReturn, TextIO
 
 import orjson
 
-from dictdb.errors import DictDBError
+from dictdb.errors import DictDBError, UsageError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """A bad argument value (exit code 2)."""
 
 
 def parse_time(text: str) -> float:
@@ -197,7 +193,8 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
-    from dictdb.storage.restore import plan_restore, restore
+    from dictdb.database import restore
+    from dictdb.storage.restore import plan_restore
 
     at = None if args.at is None else parse_time(args.at)
     if args.lsn is not None and args.lsn < 0:

@@ -1,4 +1,4 @@
-"""CSV import and export: `read_csv`, `write_csv`, `infer_types`, `import_csv`.
+"""CSV import and export: `read_csv`, `write_csv`, `infer_types`.
 
 Import (`read_csv`, `DictDB.import_csv`), as in the reference:
 
@@ -40,13 +40,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from dictdb.errors import DuplicateTableError
-from dictdb.schema import normalize_schema
 from dictdb.storage.files import write_atomic
 from dictdb.values import Record
 
 if TYPE_CHECKING:
-    from dictdb.database import DictDB
+    pass
 
 _TRUE: Final = frozenset({"true", "1", "yes"})
 _FALSE: Final = frozenset({"false", "0", "no"})
@@ -230,48 +228,4 @@ def write_csv(
         writer.writerow(columns)
         writer.writerows([_cell(record.get(c)) for c in columns] for record in records)
     write_atomic(Path(filepath), buffer.getvalue().encode(encoding))
-    return len(records)
-
-
-def import_csv(
-    db: DictDB,
-    filepath: str | Path,
-    table_name: str,
-    *,
-    primary_key: str = "id",
-    delimiter: str = ",",
-    has_header: bool = True,
-    encoding: str = "utf-8",
-    schema: Mapping[str, Any] | None = None,
-    infer_types: bool = True,
-) -> int:
-    """Create table *table_name* from a CSV file, atomically (see the module docstring).
-
-    Returns:
-        The number of rows imported.
-
-    Raises:
-        DuplicateTableError: the table exists (checked before reading the file).
-        SchemaValidationError: a bad schema, or a row that breaks it.
-        DuplicateKeyError, ValueDomainError, PrimaryKeyError: a row the table refuses.
-        OSError, UnicodeDecodeError, csv.Error: the file cannot be read.
-    """
-    if table_name in db:
-        raise DuplicateTableError(f"table {table_name!r} already exists")
-    types = normalize_schema(table_name, primary_key, schema)  # a bad schema fails first
-    _, records = read_csv(
-        filepath,
-        delimiter=delimiter,
-        has_header=has_header,
-        encoding=encoding,
-        schema=types,
-        infer_types_enabled=infer_types,
-    )
-    with db._lock:
-        table = db.create_table(table_name, primary_key, schema)
-        try:
-            table.insert(records)
-        except BaseException:
-            db.drop_table(table_name)
-            raise
     return len(records)

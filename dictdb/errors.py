@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from wal.durable import LogFailedError
+
 
 class DictDBError(Exception):
     """Root of every error raised by `dictdb`."""
@@ -83,3 +85,42 @@ class CorruptFileError(DictDBError, ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+
+class ReplayError(DictDBError, ValueError):
+    """An operation that cannot be applied to this database (wrong LSN, missing table...)."""
+
+
+class IndexNotFoundError(DictDBError, _KeyErrorMessage):
+    """No index on that field (`Table.drop_index`)."""
+
+
+class DatabaseLockedError(StateError):
+    """The database directory is open in another process (or elsewhere in this one)."""
+
+
+class DurableLogError(StateError, LogFailedError):
+    """The durable log cannot take the operation (it failed, or the database is closed).
+
+    After a log failure the database refuses reads and writes alike: its memory may hold a
+    statement the disk does not, and nobody may observe (or back up) that. Reopen the
+    directory to recover exactly what is on disk.
+    """
+
+
+class RestoreError(DictDBError, ValueError):
+    """The directory cannot rebuild the state asked for.
+
+    Attributes:
+        path: the file at fault, when one is (else None).
+        reason: what is wrong, in one line.
+    """
+
+    def __init__(self, reason: str, path: object | None = None) -> None:
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+        self.path = None if path is None else str(path)
+        self.reason = reason
+
+
+class UsageError(DictDBError):
+    """A bad command-line argument value (the CLI's exit code 2)."""

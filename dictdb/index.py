@@ -44,7 +44,6 @@ from typing import Any, Final
 
 from sortedcontainers import SortedDict  # type: ignore[import-untyped]
 
-from dictdb.errors import DictDBError, _KeyErrorMessage
 from dictdb.query import (
     And,
     Between,
@@ -61,10 +60,6 @@ from dictdb.values import PK_TYPES, Record
 
 #: The index types `make_index` knows, by lower-case name.
 INDEX_TYPES: Final = ("hash", "sorted")
-
-
-class IndexNotFoundError(DictDBError, _KeyErrorMessage):
-    """No index on that field (`Table.drop_index`)."""
 
 
 # Scalar types whose equality, hashing and ordering are Python's own and well-behaved.

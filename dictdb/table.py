@@ -9,25 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, overload
 
+from dictdb._engine import Engine, Lock, TableState
 from dictdb.aggregate import Agg, check_aggregations, run_aggregate
 from dictdb.errors import (
     DuplicateKeyError,
+    IndexNotFoundError,
     PrimaryKeyError,
     RecordNotFoundError,
-    TableNotFoundError,
 )
-from dictdb.index import Index, IndexNotFoundError, candidates, make_index
+from dictdb.index import Index, candidates, make_index
 from dictdb.query import Field, Predicate, as_predicate
-from dictdb.schema import Schema, normalize_schema, schema_to_names, validate_record
+from dictdb.schema import Schema, validate_record
 from dictdb.select import Columns, OrderBy, run_select
 from dictdb.values import INT64_MAX, PK_TYPES, Record, check_primary_key, copy_row, own_record
 from wal import DELETE, INSERT, UPDATE
-from wal.errors import brief
-
-if TYPE_CHECKING:
-    from dictdb.database import DictDB
 
 OnConflict = Literal["update", "ignore", "error"]
 
@@ -35,24 +32,25 @@ OnConflict = Literal["update", "ignore", "error"]
 class RecordsView(Mapping[Any, Record]):
     """A read-only mapping primary key → copy of the row (the reference's ``records``)."""
 
-    __slots__ = ("_table",)
+    __slots__ = ("_lock", "_t")
 
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    def __init__(self, lock: Lock, state: TableState) -> None:
+        self._lock = lock
+        self._t = state
 
     def __getitem__(self, key: Any) -> Record:
-        with self._table._db._lock:
-            return copy_row(self._table._rows[key])
+        with self._lock:
+            return copy_row(self._t.rows[key])
 
     def __iter__(self) -> Iterator[Any]:
-        with self._table._db._lock:
-            return iter(list(self._table._rows))
+        with self._lock:
+            return iter(list(self._t.rows))
 
     def __len__(self) -> int:
-        return len(self._table._rows)
+        return len(self._t.rows)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._table._rows
+        return key in self._t.rows
 
 
 class Table:
@@ -67,28 +65,10 @@ class Table:
         schema: optional mapping field → type; see `dictdb.schema`.
     """
 
-    __slots__ = (
-        "_db",
-        "_indexes",
-        "_next_pk",
-        "_next_position",
-        "_positions",
-        "_pre",
-        "_rows",
-        "_special",
-        "primary_key",
-        "schema",
-        "table_name",
-    )
+    __slots__ = ("_engine", "_t", "primary_key", "schema", "table_name")
 
-    _db: DictDB
-    _rows: dict[Any, Record]
-    _special: set[Any]
-    _pre: dict[Any, int] | None
-    _next_pk: int
-    _indexes: dict[str, Index]
-    _positions: dict[Any, int]
-    _next_position: int
+    _engine: Engine
+    _t: TableState
     table_name: str
     primary_key: str
     schema: Schema | None
@@ -96,31 +76,25 @@ class Table:
     def __init__(
         self, name: str, primary_key: str = "id", schema: Mapping[str, Any] | None = None
     ) -> None:
-        from dictdb.database import DictDB
-
-        db = DictDB()
-        db._create(name, primary_key, schema, instance=self)
+        engine = Engine()
+        self._bind(engine, engine.create(name, primary_key, schema))
 
     @classmethod
-    def _blank(cls) -> Table:
-        return cls.__new__(cls)
+    def of(cls, engine: Engine, state: TableState) -> Table:
+        """The table that speaks for *state* in *engine* (made once, then the same object)."""
+        table = state.facade
+        if table is None:
+            table = cls.__new__(cls)
+            cls._bind(table, engine, state)
+        return table  # type: ignore[no-any-return]
 
-    def _setup(self, db: DictDB, name: str, primary_key: str, schema: Schema | None) -> None:
-        self._db = db
-        self.table_name = name
-        self.primary_key = primary_key
-        self.schema = schema
-        self._rows = {}
-        self._special = set()  # keys of rows that are not plain (dictdb.values.own_record)
-        # Keys changed since the last backup cut → the state-digest hash of their row at
-        # the cut (DictDB._pre_from); None while no backup chain is tracked.
-        self._pre = None if db._pre_from is None else {}
-        self._next_pk = 1
-        # Secondary indexes (dictdb.index), maintained by DictDB._apply while non-empty, and
-        # with them each row's insertion rank, to give index-found rows in table order.
-        self._indexes = {}
-        self._positions = {}
-        self._next_position = 0
+    def _bind(self, engine: Engine, state: TableState) -> None:
+        self._engine = engine
+        self._t = state
+        self.table_name = state.name
+        self.primary_key = state.primary_key
+        self.schema = state.schema
+        state.facade = self
 
     # -- the fields DSL -------------------------------------------------------------------
 
@@ -136,25 +110,17 @@ class Table:
 
     # -- state ----------------------------------------------------------------------------
 
-    def _live(self) -> DictDB:
-        db = self._db
-        if db._broken is not None:
-            raise db._broken
-        wal_log = db._wal
-        if wal_log is not None and wal_log.failed is not None:
-            raise db._log_failed(wal_log.failed)
-        if db._tables.get(self.table_name) is not self:
-            raise TableNotFoundError(f"table {self.table_name!r} was dropped")
-        return db
+    def _live(self) -> None:
+        self._engine.check_live(self._t)
 
     def definition(self) -> dict[str, Any]:
         """The table's definition as stored in the journal: primary key and schema."""
-        return {"primary_key": self.primary_key, "schema": schema_to_names(self.schema)}
+        return self._t.definition()
 
     @property
     def next_pk(self) -> int:
         """The smallest auto key the next insert may take (it skips keys in use)."""
-        return self._next_pk
+        return self._t.next_pk
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -165,8 +131,8 @@ class Table:
             validate_record(self.table_name, self.schema, row)
 
     def _auto_key(self) -> int:
-        key = self._next_pk
-        rows = self._rows
+        key = self._t.next_pk
+        rows = self._t.rows
         while key in rows:
             key += 1
         return key
@@ -213,19 +179,20 @@ class Table:
         if type(record) is list:
             return self._insert_many(record)
         # The hot path of the library: measured in benchmarks/, kept flat on purpose.
-        db = self._db
+        engine = self._engine
+        t = self._t
         name = self.table_name
-        lock = db._lock
+        lock = engine.lock
         lock.acquire()
         try:
-            if db._tables.get(name) is not self or db._broken is not None:
+            if engine.tables.get(name) is not t or engine.broken is not None:
                 self._live()
             row, plain = own_record(name, record)
             pk_name = self.primary_key
             key = row.get(pk_name)
             if key is None:
-                key = self._next_pk
-                if key in self._rows:
+                key = t.next_pk
+                if key in t.rows:
                     key = self._auto_key()
                 row[pk_name] = key
                 if key > INT64_MAX:  # an auto key past int64 (after a huge explicit key)
@@ -233,22 +200,22 @@ class Table:
             else:
                 if type(key) not in PK_TYPES:  # before any lookup: [1] is unhashable
                     check_primary_key(name, pk_name, key)
-                if key in self._rows:
+                if key in t.rows:
                     raise DuplicateKeyError(
                         f"table {name!r}: a record with {pk_name}={key!r} already exists"
                     )
             if self.schema is not None:
                 self._check_row(row, key)
-            db._commit(INSERT, name, key, row, None, plain)
+            engine.commit(INSERT, name, key, row, None, plain)
             return key
         finally:
             lock.release()
 
     def _insert_many(self, records: list[Record]) -> list[Any]:
-        db = self._db
-        with db._lock:
+        engine = self._engine
+        with engine.lock:
             self._live()
-            name, pk_name, rows = self.table_name, self.primary_key, self._rows
+            name, pk_name, rows = self.table_name, self.primary_key, self._t.rows
             owned: list[Record] = []
             plains: list[bool] = []
             explicit: set[Any] = set()
@@ -268,7 +235,7 @@ class Table:
                     )
                 explicit.add(key)
             keys: list[Any] = []
-            next_key = self._next_pk
+            next_key = self._t.next_pk
             for position, row in enumerate(owned):
                 key = row.get(pk_name)
                 if key is None:
@@ -282,7 +249,7 @@ class Table:
             if self.schema is not None:
                 for row in owned:
                     validate_record(name, self.schema, row)
-            db._commit_many(
+            engine.commit_many(
                 (INSERT, name, key, row, None, plain)
                 for key, row, plain in zip(keys, owned, plains, strict=True)
             )
@@ -310,13 +277,14 @@ class Table:
             raise ValueError(
                 f"on_conflict must be 'update', 'ignore' or 'error', got {on_conflict!r}"
             )
-        db = self._db
-        with db._lock:
+        engine = self._engine
+        t = self._t
+        with engine.lock:
             self._live()
             key = record.get(self.primary_key) if type(record) is dict else None
             if key is not None and type(key) not in PK_TYPES:
                 check_primary_key(self.table_name, self.primary_key, key)
-            if key is None or key not in self._rows:
+            if key is None or key not in t.rows:
                 return self.insert(record), "inserted"
             if on_conflict == "error":
                 raise DuplicateKeyError(
@@ -326,11 +294,11 @@ class Table:
             if on_conflict == "ignore":
                 return key, "ignored"
             changes, plain = own_record(self.table_name, record)
-            old = self._rows[key]
+            old = t.rows[key]
             row = {**old, **changes}
             self._check_row(row, key)
-            plain = plain and key not in self._special
-            db._commit(UPDATE, self.table_name, key, row, old, plain)
+            plain = plain and key not in t.special
+            engine.commit(UPDATE, self.table_name, key, row, old, plain)
             return key, "updated"
 
     def update(self, changes: Record, where: Predicate | None = None) -> int:
@@ -346,8 +314,9 @@ class Table:
             PrimaryKeyError: *changes* would give a row a different primary key.
             ValueDomainError, SchemaValidationError: as for insert.
         """
-        db = self._db
-        with db._lock:
+        engine = self._engine
+        special = self._t.special
+        with engine.lock:
             self._live()
             owned, changes_plain = own_record(self.table_name, changes)
             matches = self._matching(where)
@@ -371,9 +340,9 @@ class Table:
                     row[pk_name] = key  # keep the key's own type (1 == 1.0 == True)
                 if self.schema is not None:
                     validate_record(self.table_name, self.schema, row)
-                plain = changes_plain and key not in self._special
+                plain = changes_plain and key not in special
                 ops.append((UPDATE, self.table_name, key, row, old, plain))
-            db._commit_many(ops)
+            engine.commit_many(ops)
             return len(ops)
 
     def delete(self, where: Predicate | None = None) -> int:
@@ -385,16 +354,16 @@ class Table:
         Raises:
             RecordNotFoundError: no row matched.
         """
-        db = self._db
-        with db._lock:
+        engine = self._engine
+        with engine.lock:
             self._live()
             matches = self._matching(where)
             if not matches:
                 raise RecordNotFoundError(
                     f"table {self.table_name!r}: no record matches {where!r} to delete"
                 )
-            special = self._special
-            db._commit_many(
+            special = self._t.special
+            engine.commit_many(
                 [
                     (DELETE, self.table_name, key, None, old, key not in special)
                     for key, old in matches
@@ -406,17 +375,18 @@ class Table:
 
     def _matching(self, where: Any) -> list[tuple[Any, Record]]:
         """(key, stored row) pairs matching *where*; the caller holds the lock."""
-        rows = self._rows
+        t = self._t
+        rows = t.rows
         if where is None:
             return list(rows.items())
         pred = as_predicate(where)
         test = pred.fn
-        keys = candidates(pred, self._indexes, rows, self.primary_key)
+        keys = candidates(pred, t.indexes, rows, self.primary_key)
         if keys is None:
             return [(key, row) for key, row in rows.items() if test(row)]
         # Every candidate is tested with the full predicate, and results keep table order.
         count = len(keys)
-        positions = self._positions
+        positions = t.positions
         if count <= 1 or (positions and count * 8 <= len(rows)):
             ordered = list(keys) if count <= 1 else sorted(keys, key=positions.__getitem__)
             found = []
@@ -459,46 +429,46 @@ class Table:
             raise TypeError(
                 "select's first argument is the columns; pass the condition as where=..."
             )
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
             rows = [row for _, row in self._matching(where)]
         return run_select(rows, columns, order_by, limit, offset, distinct)
 
     def all(self) -> list[Record]:
         """Copies of every row, in insertion order."""
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
-            rows = list(self._rows.values())
+            rows = list(self._t.rows.values())
         return [copy_row(r) for r in rows]
 
     def copy(self) -> dict[Any, Record]:
         """A dict primary key → copy of the row."""
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
-            items = list(self._rows.items())
+            items = list(self._t.rows.items())
         return {k: copy_row(r) for k, r in items}
 
     @property
     def records(self) -> RecordsView:
         """Read-only mapping primary key → copy of the row."""
-        return RecordsView(self)
+        return RecordsView(self._engine.lock, self._t)
 
     def get(self, key: Any, default: Any = None) -> Any:
         """A copy of the row with primary key *key*, or *default*."""
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
             try:
-                row = self._rows.get(key)
+                row = self._t.rows.get(key)
             except TypeError:  # an unhashable key is no key of this table
                 return default
         return default if row is None else copy_row(row)
 
     def count(self, where: Predicate | None = None) -> int:
         """The number of rows (matching *where* when given)."""
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
             if where is None:
-                return len(self._rows)
+                return len(self._t.rows)
             return len(self._matching(where))
 
     def size(self) -> int:
@@ -509,10 +479,10 @@ class Table:
         return self.count()
 
     def __contains__(self, key: object) -> bool:
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
             try:
-                return key in self._rows
+                return key in self._t.rows
             except TypeError:
                 return False
 
@@ -523,9 +493,9 @@ class Table:
         """The schema's fields, or else the sorted union of the rows' fields."""
         if self.schema is not None:
             return list(self.schema)
-        with self._db._lock:
+        with self._engine.lock:
             names: set[str] = set()
-            for row in self._rows.values():
+            for row in self._t.rows.values():
                 names.update(row)
         return sorted(names)
 
@@ -571,7 +541,7 @@ class Table:
                 add.
         """
         check_aggregations(aggregations)
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
             rows = [row for _, row in self._matching(where)]
         return run_aggregate(rows, group_by, aggregations)
@@ -628,9 +598,9 @@ class Table:
         if type(field) is not str:
             raise TypeError(f"an index field must be a str, got {field!r}")
         index = make_index(field, index_type)
-        with self._db._lock:
+        with self._engine.lock:
             self._live()
-            existing = self._indexes.get(field)
+            existing = self._t.indexes.get(field)
             if existing is not None:
                 if existing.index_type == index.index_type:
                     return
@@ -638,11 +608,11 @@ class Table:
                     f"table {self.table_name!r}: field {field!r} already has a "
                     f"{existing.index_type} index; drop_index({field!r}) first"
                 )
-            if not self._indexes:
-                self._positions = {key: i for i, key in enumerate(self._rows)}
-                self._next_position = len(self._positions)
-            index.build(self._rows.items())
-            self._indexes[field] = index
+            if not self._t.indexes:
+                self._t.positions = {key: i for i, key in enumerate(self._t.rows)}
+                self._t.next_position = len(self._t.positions)
+            index.build(self._t.rows.items())
+            self._t.indexes[field] = index
 
     def drop_index(self, field: str) -> None:
         """Remove the index on *field*.
@@ -650,48 +620,29 @@ class Table:
         Raises:
             IndexNotFoundError: *field* has no index.
         """
-        with self._db._lock:
-            if field not in self._indexes:
+        with self._engine.lock:
+            if field not in self._t.indexes:
                 raise IndexNotFoundError(f"table {self.table_name!r}: no index on field {field!r}")
-            del self._indexes[field]
-            if not self._indexes:
-                self._positions = {}
-                self._next_position = 0
+            del self._t.indexes[field]
+            if not self._t.indexes:
+                self._t.positions = {}
+                self._t.next_position = 0
 
     def indexed_fields(self) -> list[str]:
         """The indexed fields, in creation order."""
-        return list(self._indexes)
+        return list(self._t.indexes)
 
     def has_index(self, field: str) -> bool:
         """Whether *field* has an index."""
-        return field in self._indexes
+        return field in self._t.indexes
 
     @property
     def indexes(self) -> dict[str, Index]:
         """Field → index (a copy; use `create_index` / `drop_index` to change it)."""
-        return dict(self._indexes)
-
-    def _index_write(self, key: Any, row: Record) -> None:
-        # Called by DictDB._apply for an insert or update, before *row* is stored.
-        old = self._rows.get(key)
-        if old is None:
-            self._positions[key] = self._next_position
-            self._next_position += 1
-            for index in self._indexes.values():
-                index.add(key, row)
-        else:
-            for index in self._indexes.values():
-                index.replace(key, old, row)
-
-    def _index_delete(self, key: Any) -> None:
-        # Called by DictDB._apply for a delete, before the row is removed.
-        old = self._rows[key]
-        del self._positions[key]
-        for index in self._indexes.values():
-            index.remove(key, old)
+        return dict(self._t.indexes)
 
     def __repr__(self) -> str:
-        return f"<Table {self.table_name!r} pk={self.primary_key!r} rows={len(self._rows)}>"
+        return f"<Table {self.table_name!r} pk={self.primary_key!r} rows={len(self._t.rows)}>"
 
 
 class _Missing:
@@ -702,22 +653,3 @@ class _Missing:
 
 
 _MISSING: Any = _Missing()
-
-
-def normalize_definition(name: str, definition: Mapping[str, Any]) -> tuple[str, Schema | None]:
-    """Read a stored table definition back into (primary key, schema).
-
-    Raises:
-        SchemaValidationError: a malformed definition.
-    """
-    from dictdb.errors import SchemaValidationError
-
-    if not isinstance(definition, Mapping):
-        raise SchemaValidationError(f"table {name!r}: malformed definition", table=name)
-    primary_key = definition.get("primary_key")
-    if type(primary_key) is not str or not primary_key:
-        raise SchemaValidationError(
-            f"table {name!r}: primary_key must be a non-empty str, got {brief(primary_key)}",
-            table=name,
-        )
-    return primary_key, normalize_schema(name, primary_key, definition.get("schema"))

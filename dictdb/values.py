@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
+import zlib
+from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
+
 from dictdb.errors import PrimaryKeyError, ValueDomainError
-from wal import UnsupportedValueError, own_value
+from wal import UnsupportedValueError, own_value, to_plain
 from wal.errors import brief
 
 Record = dict[str, Any]
@@ -121,3 +125,19 @@ def copy_row(row: Record) -> Record:
     if _CONTAINERS.isdisjoint(map(type, row.values())):
         return row.copy()
     return {k: copy_value(v) for k, v in row.items()}
+
+
+_dumps = orjson.dumps
+_crc32 = zlib.crc32
+
+
+def canonical(row: Mapping[str, Any], plain: bool) -> bytes:
+    """The canonical bytes of a row: ``orjson.dumps(wal.to_plain(row))`` (fields in stored
+    order, non-JSON values tagged), which for a plain row is ``orjson.dumps(row)``."""
+    return _dumps(row if plain else to_plain(row))
+
+
+def row_hash(row: Mapping[str, Any], plain: bool = False) -> int:
+    """The hash of one row in the state digest (`dictdb.storage.digest`): CRC-32 of its
+    canonical bytes."""
+    return _crc32(canonical(row, plain))

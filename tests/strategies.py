@@ -340,7 +340,7 @@ def predicates(fields: tuple[str, ...] = QUERY_FIELDS) -> st.SearchStrategy[Any]
 def plain_json(
     text_size: int = 10, container_size: int = 3, max_leaves: int = 8
 ) -> st.SearchStrategy[Any]:
-    """JSON values that `wal.codec` keeps as they are (no tags needed): what the durable log
+    """JSON values that `wal.tags` keeps as they are (no tags needed): what the durable log
     may dump without tagging."""
     leaves = st.one_of(
         st.none(),

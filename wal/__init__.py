@@ -1,20 +1,25 @@
-"""A generic, event-sourced write-ahead-log engine: operations, journal, codecs.
+"""A generic, event-sourced write-ahead-log engine: operations, journal, durable log.
 
 `wal` knows operations on keyed items of named collections; it gives them no further meaning
-and never imports `dictdb`.
+and never imports `dictdb`. This module only re-exports: the modules are `operation` (the
+one record type), `tags` (the value domain and its JSON form), `zstd` (bounded compression),
+`framing` (the segment format), `recovery` (reading segments back), `durable` (the durable
+log's writer), `journal` (the in-memory journal), `compaction` (folding operations into net
+changes), `directory` (durable directory entries) and `errors`.
 """
 
-from wal.codec import (
-    MAX_NESTING,
-    Codec,
-    check_plain,
-    converter,
-    from_plain,
-    own_value,
-    plain_items,
-    to_plain,
+from wal.compaction import Compaction, compact, compact_flat
+from wal.directory import fsync_directory, open_regular
+from wal.durable import BATCH_FIELDS, POLICIES, DurableLog, LogFailedError
+from wal.errors import (
+    CodecError,
+    JournalError,
+    NotRegularFileError,
+    UnsupportedValueError,
+    WALError,
+    brief,
 )
-from wal.errors import CodecError, JournalError, UnsupportedValueError, WALError
+from wal.framing import MAX_TS, WIDTH
 from wal.journal import Journal
 from wal.operation import (
     CREATE,
@@ -26,11 +31,13 @@ from wal.operation import (
     UPDATE,
     Operation,
     OpTuple,
-    as_operation,
-    make_operation,
 )
+from wal.recovery import RecoveryError, iter_wal, list_segments, read_until_gap
+from wal.tags import MAX_NESTING, from_plain, own_value, plain_items, to_plain
+from wal.zstd import ZSTD_MAGIC, compress, decompress
 
 __all__ = [
+    "BATCH_FIELDS",
     "CREATE",
     "DELETE",
     "DROP",
@@ -38,21 +45,35 @@ __all__ = [
     "ITEM_KINDS",
     "KINDS",
     "MAX_NESTING",
+    "MAX_TS",
+    "POLICIES",
     "UPDATE",
-    "Codec",
+    "WIDTH",
+    "ZSTD_MAGIC",
     "CodecError",
+    "Compaction",
+    "DurableLog",
     "Journal",
     "JournalError",
+    "LogFailedError",
+    "NotRegularFileError",
     "OpTuple",
     "Operation",
+    "RecoveryError",
     "UnsupportedValueError",
     "WALError",
-    "as_operation",
-    "check_plain",
-    "own_value",
-    "converter",
+    "brief",
+    "compact",
+    "compact_flat",
+    "compress",
+    "decompress",
+    "fsync_directory",
     "from_plain",
-    "make_operation",
+    "iter_wal",
+    "list_segments",
+    "open_regular",
+    "own_value",
     "plain_items",
+    "read_until_gap",
     "to_plain",
 ]

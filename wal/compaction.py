@@ -19,9 +19,8 @@ from typing import Any
 import attrs
 
 from wal.errors import JournalError
-from wal.operation import CREATE, DELETE, DROP, INSERT, UPDATE, Operation, OpTuple
+from wal.operation import CREATE, DELETE, DROP, INSERT, ITEM_KINDS, Operation, OpTuple
 
-_ITEM_KINDS = frozenset({INSERT, UPDATE, DELETE})
 _WIDTH = len(Operation._fields)  # fields per operation in a flat list
 
 
@@ -112,7 +111,7 @@ def compact_flat(flat: list[Any], from_lsn: int) -> Compaction:
     if (
         not count
         or len(set(tables)) != 1
-        or not _ITEM_KINDS.issuperset(kinds)
+        or not ITEM_KINDS.issuperset(kinds)
         or lsns != list(range(from_lsn, from_lsn + count))  # then `_fold` names the gap
     ):
         columns = (lsns, stamps, kinds, tables, keys, afters, befores)
@@ -149,7 +148,7 @@ def _fold(ops: Iterable[tuple[Any, ...]], from_lsn: int) -> Compaction:
             raise JournalError(f"operation {lsn} found where {expected} was expected")
         expected += 1
         last_ts = ts
-        if kind in _ITEM_KINDS:
+        if kind in ITEM_KINDS:
             ends = afters.get(table)
             if ends is None:
                 ends = afters[table] = {}

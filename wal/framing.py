@@ -27,8 +27,8 @@ end of the bytes. A complete frame whose CRC does not match is *corrupt*.
 
 Payload: one *batch* of operations (whole statements: one, or those that writers and a
 flush encoded together), consecutive LSNs, as one flat JSON array of 8 values per operation,
-``[lsn, ts, kind, table, key, after, before, meta, lsn, ts, ...]``, values in `wal.codec`'s
-plain form (tags for non-JSON values); ``lsn`` in 1..`MAX_LSN`, ``ts`` epoch seconds in
+``[lsn, ts, kind, table, key, after, before, meta, lsn, ts, ...]``, values as plain trees
+(`wal.tags`: tags for non-JSON values); ``lsn`` in 1..`MAX_LSN`, ``ts`` epoch seconds in
 [0, `MAX_TS`) (before the year 10000). Flat, not one array per operation, because the log
 keeps pending operations as one flat list (see `wal.durable`) and dumps it as it is: a
 tracked object per pending operation made the garbage collector cost ~0.8 µs per insert.
@@ -45,9 +45,10 @@ from typing import Any, Final
 import crc32c as _crc32c
 import orjson
 
-from wal.codec import compress, decompress, from_plain, to_plain
 from wal.errors import WALError, brief
 from wal.operation import Operation, OpTuple
+from wal.tags import from_plain, to_plain
+from wal.zstd import compress, decompress
 
 MAGIC: Final = b"DICTDBWL"
 VERSION: Final = 2

@@ -67,7 +67,7 @@ class Journal:
         retain: bool = True,
         start_lsn: int = 0,
         start_ts: float = 0.0,
-        lock: threading.RLock | None = None,
+        lock: Any = None,
     ) -> None:
         if start_lsn < 0:
             raise JournalError(f"start_lsn must be >= 0, got {start_lsn}")

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import attrs
 
-from wal.codec import ZSTD_MAGIC
 from wal.directory import fsync_directory, read_regular
 from wal.errors import NotRegularFileError, WALError
 from wal.framing import (
@@ -38,6 +37,7 @@ from wal.framing import (
     parse_segment_name,
 )
 from wal.operation import Operation
+from wal.zstd import ZSTD_MAGIC
 
 
 class RecoveryError(WALError):

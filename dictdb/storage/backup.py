@@ -19,15 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from dictdb._engine import Engine, HasEngine
 from dictdb.errors import StateError
 from dictdb.storage import persist
 from dictdb.storage.catalog import Chain, next_free_name, scan
 from wal.directory import fsync_directory
-
-if TYPE_CHECKING:
-    from dictdb.database import DictDB
 
 log = logging.getLogger("dictdb")
 
@@ -77,7 +75,7 @@ class BackupManager:
 
     def __init__(
         self,
-        db: DictDB,
+        db: HasEngine,
         backup_dir: str | Path,
         backup_interval: float = 300,
         file_format: str = "json",
@@ -90,9 +88,8 @@ class BackupManager:
         keep_chains: int | None = None,
         keep_for: float | None = None,
     ) -> None:
-        from dictdb.database import DictDB
-
-        if not isinstance(db, DictDB):
+        engine = getattr(db, "engine", None)
+        if not isinstance(engine, Engine):
             raise TypeError(f"db must be a DictDB, got {type(db).__name__}")
         _positive("backup_interval", backup_interval)
         if type(min_backup_interval) not in (int, float) or not (
@@ -109,14 +106,15 @@ class BackupManager:
         if on_backup_failure is not None and not callable(on_backup_failure):
             raise TypeError("on_backup_failure must be callable")
         self.db = db
+        self._engine = engine
         self.backup_dir = Path(backup_dir)
         self.backup_interval = float(backup_interval)
-        self.file_format = persist._check_format(file_format)
+        self.file_format = persist.check_format(file_format)
         self.min_backup_interval = float(min_backup_interval)
         self.on_backup_failure = on_backup_failure
         self.incremental = bool(incremental)
         self.max_deltas_before_full = max_deltas_before_full
-        self.compression = persist._check_compression(compression)
+        self.compression = persist.check_compression(compression)
         self.keep_chains = keep_chains
         self.keep_for = keep_for
         self.backup_dir.mkdir(parents=True, exist_ok=True)
@@ -275,7 +273,7 @@ class BackupManager:
         return self.min_backup_interval
 
     def _changed_since_last_backup(self) -> bool:
-        return self._base_lsn is None or self.db.lsn != self._base_lsn
+        return self._base_lsn is None or self._engine.lsn != self._base_lsn
 
     # -- backups -----------------------------------------------------------------------------
 
@@ -341,9 +339,9 @@ class BackupManager:
     def _chain_intact(self) -> bool:
         # A delta may follow only this manager's last file, if the database's cursor is still
         # there and the chain's full snapshot is still on disk.
-        cursor = self.db._backup_cursor
+        cursor = self._engine.cursor
         return (
-            self.db.journal.retain  # deltas are cut from the journal; without it, fulls
+            self._engine.journal.retain  # deltas are cut from the journal; without it, fulls
             and self._base_lsn is not None
             and cursor is not None
             and cursor.lsn == self._base_lsn
@@ -353,7 +351,7 @@ class BackupManager:
 
     def _write(self, kind: str) -> Path | None:
         # Returns None only for a delta with nothing to write.
-        db = self.db
+        db = self._engine
         fmt, comp = self.file_format, self.compression  # one consistent pair per file
         self.backup_dir.mkdir(parents=True, exist_ok=True)
         for _ in range(_NAME_RETRIES):
@@ -364,7 +362,7 @@ class BackupManager:
                     # The snapshot is this chain's base only if the database's cursor is
                     # at it (another writer may have moved it meanwhile).
                     lsn = persist.read_header(path)["lsn"]
-                    cursor = db._backup_cursor
+                    cursor = db.cursor
                     based = cursor is not None and cursor.lsn == lsn
                     self._base_lsn = lsn if based else None
                     self._base_full = path if based else None
@@ -373,7 +371,7 @@ class BackupManager:
                     return None
             except FileExistsError:
                 continue  # another writer took the name between the check and the link
-            cursor = db._backup_cursor
+            cursor = db.cursor
             self._base_lsn = None if cursor is None else cursor.lsn
             return path
         raise StateError(f"no free backup file name in {self.backup_dir}")
@@ -437,7 +435,7 @@ class BackupManager:
     def _trim_log(self, oldest_kept_lsn: int) -> None:
         # A durable database logging into this directory keeps its log back to the oldest
         # retained snapshot (op-exact restore across the retained window), and no further.
-        wal_log = self.db._wal
+        wal_log = self._engine.sink
         if wal_log is None:
             return
         try:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from itertools import repeat
 from typing import Any, Final
 
 import orjson
 
 from dictdb.storage.files import Pieces
-from wal import to_plain
 from wal.errors import brief
 
 _MASK: Final = (1 << 64) - 1
@@ -31,16 +30,6 @@ StateDigest = dict[str, TableDigest]
 
 _dumps = orjson.dumps
 _crc32 = zlib.crc32
-
-
-def canonical(row: Mapping[str, Any], plain: bool) -> bytes:
-    """The canonical bytes of a row (see module docstring)."""
-    return _dumps(row if plain else to_plain(row))
-
-
-def row_hash(row: Mapping[str, Any], plain: bool = False) -> int:
-    """The hash of one row."""
-    return _crc32(canonical(row, plain))
 
 
 #: Rows per C-level loop: between chunks the interpreter can switch threads, so hashing or

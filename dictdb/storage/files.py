@@ -31,11 +31,15 @@ from pathlib import Path
 from typing import Any, BinaryIO, Final, TypeAlias
 
 from dictdb.errors import CorruptFileError
-from wal import CodecError
-from wal.codec import ZSTD_MAGIC, compress, decompress
-from wal.directory import fsync_directory
-from wal.directory import open_regular as _open_regular
-from wal.errors import NotRegularFileError
+from wal import (
+    ZSTD_MAGIC,
+    CodecError,
+    NotRegularFileError,
+    compress,
+    decompress,
+    fsync_directory,
+)
+from wal import open_regular as _open_regular
 
 _JSON_HEAD: Final = b',"checksum":"sha256:'
 _JSON_TAIL: Final = b'"}\n'

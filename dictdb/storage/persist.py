@@ -48,12 +48,13 @@ import zlib
 from collections.abc import Iterator, Mapping
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, cast
 
 import attrs
 import orjson
 import zstandard
 
+from dictdb._engine import Engine, HasEngine, Lock, TableState, normalize_definition
 from dictdb.errors import (
     CorruptFileError,
     DictDBError,
@@ -62,29 +63,25 @@ from dictdb.errors import (
 )
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
+from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
 from dictdb.storage.files import Buffer, Pieces, SealedFile, open_regular, unseal
 from dictdb.storage.gcshelter import Shelter
-from dictdb.table import Table, normalize_definition
-from dictdb.values import INT64_MAX, PK_TYPES, check_primary_key, own_record
+from dictdb.values import INT64_MAX, PK_TYPES, check_primary_key, own_record, row_hash
 from wal import (
     CREATE,
     DELETE,
     DROP,
     INSERT,
+    MAX_TS,
     UPDATE,
     CodecError,
-    Journal,
+    Compaction,
+    brief,
+    compact_flat,
     from_plain,
     plain_items,
     to_plain,
 )
-from wal.codec import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
-from wal.compaction import Compaction, compact_flat
-from wal.errors import brief
-from wal.framing import MAX_TS
-
-if TYPE_CHECKING:
-    from dictdb.database import DictDB
 
 FORMAT_NAME: Final = "dictdb"
 #: The on-disk format version written; files with a higher version are refused. Version 2
@@ -110,19 +107,19 @@ class BackupCursor:
     plain: frozenset[str] = frozenset()
 
 
-def _plain_tables(db: DictDB) -> frozenset[str]:
+def _plain_tables(engine: Engine) -> frozenset[str]:
     # The tables whose rows are all plain right now; the caller holds the database lock.
-    return frozenset(name for name, t in db._tables.items() if not t._special)
+    return frozenset(name for name, t in engine.tables.items() if not t.special)
 
 
-def _check_format(file_format: str | None) -> str:
+def check_format(file_format: str | None) -> str:
     fmt = (file_format or "").lower() if isinstance(file_format, str) else None
     if fmt not in FORMATS:
         raise ValueError(f"unsupported file_format {file_format!r}: use 'json' or 'pickle'")
     return fmt
 
 
-def _check_compression(compression: str | None) -> str | None:
+def check_compression(compression: str | None) -> str | None:
     if compression not in (None, "zstd"):
         raise ValueError(f"unsupported compression {compression!r}: use None or 'zstd'")
     return compression
@@ -141,40 +138,40 @@ class _TableCut:
     special: frozenset[Any]
 
 
-def _lineage_fields(db: DictDB) -> dict[str, Any]:
-    # Which history a file belongs to (see `DictDB._lineage`); read under the database lock.
-    parent = db._parent
-    return {"lineage": db._lineage, "parent": None if parent is None else list(parent)}
+def _lineage_fields(engine: Engine) -> dict[str, Any]:
+    # Which history a file belongs to (see `Engine.lineage`); read under the database lock.
+    parent = engine.parent
+    return {"lineage": engine.lineage, "parent": None if parent is None else list(parent)}
 
 
 def _capture(
-    db: DictDB, shelter: Shelter | None = None
+    engine: Engine, shelter: Shelter | None = None
 ) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None]:
     # A consistent cut: one short lock hold copies the row maps (rows themselves are never
     # mutated in place, so sharing them is safe); encoding happens outside the lock. The
     # copies go under the *shelter* at once (see `gcshelter`). When the journal holds
     # everything since the backup cursor and that is less work than hashing every row, the
     # state digest is advanced from the cursor's (time ∝ changes).
-    with db._lock:
-        lsn = db._lsn
+    with engine.lock:
+        lsn = engine.lsn
         tables = [
-            _TableCut(name, t.definition(), t._next_pk, t._rows.copy(), frozenset(t._special))
-            for name, t in db._tables.items()
+            _TableCut(name, t.definition(), t.next_pk, t.rows.copy(), frozenset(t.special))
+            for name, t in engine.tables.items()
         ]
         if shelter is not None:
             shelter.freeze()
-        last_ts = db._journal.last_ts
-        db._journal.cut()  # releasing up to this snapshot will drop whole blocks
-        pre_from, pre = db._cut_pre(lsn)
-        cursor = db._backup_cursor
+        last_ts = engine.journal.last_ts
+        engine.journal.cut()  # releasing up to this snapshot will drop whole blocks
+        pre_from, pre = engine.cut_pre(lsn)
+        cursor = engine.cursor
         ops = None
-        if cursor is not None and cursor.lsn > db._journal.released_lsn - 1:
+        if cursor is not None and cursor.lsn > engine.journal.released_lsn - 1:
             pending = lsn - cursor.lsn
             if pending == 0:
                 ops = []
             elif pending * 8 < sum(len(c.rows) for c in tables):
                 # ~2 µs per pending operation vs ~0.25 µs per row from scratch
-                ops = db._journal.read_flat(cursor.lsn + 1, lsn)  # a slice: the lock stays short
+                ops = engine.journal.read_flat(cursor.lsn + 1, lsn)  # a slice: the lock stays short
     digest = None
     if cursor is not None and ops is not None:
         plain_now = frozenset(c.name for c in tables if not c.special)
@@ -200,12 +197,12 @@ def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
     return records, positions
 
 
-def _log_durable(db: DictDB, lsn: int) -> None:
+def _log_durable(engine: Engine, lsn: int) -> None:
     # A file must never be ahead of a durable database's log: after a crash the log would
     # resume past a hole. So the log is made durable up to the cut before the file is written
     # (and a failed log fails the backup).
-    if db._wal is not None:
-        db._wal.wait_durable(lsn)
+    if engine.sink is not None:
+        engine.sink.wait_durable(lsn)
 
 
 def _header(kind: str, **fields: Any) -> dict[str, Any]:
@@ -218,7 +215,7 @@ def _header(kind: str, **fields: Any) -> dict[str, Any]:
 
 
 def _encode_full(
-    db: DictDB,
+    engine: Engine,
     lsn: int,
     last_ts: float,
     tables: list[_TableCut],
@@ -229,7 +226,7 @@ def _encode_full(
     """Encode the snapshot of *tables* into *out*; return its state digest (*digest* when
     known, else computed on the way)."""
     header = _header(
-        "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(db)
+        "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(engine)
     )
     if file_format == "json":
         return _encode_full_json(_dumps(header)[:-1] + b",", tables, digest, out)
@@ -308,12 +305,13 @@ def _record_chunks(cut: _TableCut, positions: list[int]) -> Iterator[list[Any]]:
         yield block
 
 
-def state_digest(db: DictDB) -> _digest.StateDigest:
+def state_digest(db: HasEngine) -> _digest.StateDigest:
     """The state digest of *db* computed from scratch (time proportional to its size)."""
-    with db._lock:
+    engine = db.engine
+    with engine.lock:
         tables = [
-            _TableCut(name, {}, 0, t._rows.copy(), frozenset(t._special))
-            for name, t in db._tables.items()
+            _TableCut(name, {}, 0, t.rows.copy(), frozenset(t.special))
+            for name, t in engine.tables.items()
         ]
     return {cut.name: _digest.of_plain_records(_plain_records(cut)[0]) for cut in tables}
 
@@ -330,7 +328,7 @@ def _advance_digest(
 
     *plain_before* / *plain_after* name the tables whose rows were all plain at the start /
     end of the run (their images are their own plain trees). *pre*, when given, holds per
-    table the hashes of the before-images recorded at write time (`DictDB._pre_from` is the
+    table the hashes of the before-images recorded at write time (`Engine.pre_from` is the
     run's start): those rows are not read again. *added*, when given, holds per table the
     ``(count, sum of hashes)`` of the after-images (already computed for a delta document;
     not twice).
@@ -394,7 +392,7 @@ def _target(
     fmt = _format_for(name, file_format)
     if compression is None and name.endswith(".zst"):
         compression = "zstd"
-    comp = _check_compression(compression)
+    comp = check_compression(compression)
     if comp == "zstd" and not name.endswith(".zst"):
         path = path.with_name(name + ".zst")
     return path, fmt, comp
@@ -411,14 +409,14 @@ def _format_for(name: str, file_format: str | None) -> str:
         named = "pickle"
     if file_format is None:
         return named or "json"
-    fmt = _check_format(file_format)
+    fmt = check_format(file_format)
     if named is not None and named != fmt:
         raise ValueError(f"file_format {file_format!r} contradicts the file name {name!r}")
     return fmt
 
 
 def save(
-    db: DictDB,
+    db: HasEngine,
     filename: str | Path,
     file_format: str | None = None,
     compression: str | None = None,
@@ -437,7 +435,7 @@ def save(
     chain; ``as_base=True`` always moves the cursor, ``False`` never does.
 
     Args:
-        db: the database.
+        engine: the database.
         filename: the file; with ``compression="zstd"`` the name gains ``.zst``.
         file_format: ``"json"`` or ``"pickle"``; None infers it from the name (JSON by
             default); a format that contradicts the name is refused.
@@ -451,11 +449,12 @@ def save(
         ValueError: an unknown format or compression.
         OSError: the write failed; no file (and no temp file) is left behind.
     """
-    return _save(db, filename, file_format, compression, overwrite, as_base)[0]
+    engine = db.engine
+    return _save(engine, filename, file_format, compression, overwrite, as_base)[0]
 
 
 def _save(
-    db: DictDB,
+    engine: Engine,
     filename: str | Path,
     file_format: str | None,
     compression: str | None,
@@ -465,23 +464,23 @@ def _save(
     # `save`, returning also the snapshot's LSN and whether it became the chain's base.
     path, fmt, comp = _target(filename, file_format, compression)
     with SealedFile(path, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
-        lsn, last_ts, tables, known = _capture(db, shelter)
-        _log_durable(db, lsn)
-        digest = _encode_full(db, lsn, last_ts, tables, fmt, known, sealed.out)
+        lsn, last_ts, tables, known = _capture(engine, shelter)
+        _log_durable(engine, lsn)
+        digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out)
         plain = frozenset(cut.name for cut in tables if not cut.special)
         del tables  # the copies: freed here, before the last write and the fsync
     based = False
-    with db._lock:
-        cursor = db._backup_cursor
+    with engine.lock:
+        cursor = engine.cursor
         # Never move the cursor backwards: a delta written meanwhile (by another writer of
         # the same database) is newer than this snapshot.
         if (as_base or (as_base is None and cursor is None)) and (
             cursor is None or cursor.lsn <= lsn
         ):
-            db._backup_cursor = BackupCursor(lsn, digest, plain)
-            db._journal.release(lsn, defer_free=True)
+            engine.cursor = BackupCursor(lsn, digest, plain)
+            engine.journal.release(lsn, defer_free=True)
             based = True
-    db._journal.free_released()  # outside the lock
+    engine.journal.free_released()  # outside the lock
     return path, lsn, based
 
 
@@ -490,7 +489,7 @@ def _sniff(path: Path, data: bytes, file_format: str | None) -> tuple[str, bool]
     compressed = name.endswith(".zst")
     stem = name[: -len(".zst")] if compressed else name
     if file_format is not None:
-        fmt = _check_format(file_format)
+        fmt = check_format(file_format)
     elif stem.endswith(".json"):
         fmt = "json"
     elif stem.endswith((".pickle", ".pkl")):
@@ -722,22 +721,23 @@ def _num_field(path: Path, doc: Mapping[str, Any], name: str) -> float:
     )
 
 
-def load(filename: str | Path, file_format: str | None = None) -> DictDB:
-    """Load a full snapshot into a new database, verifying it completely.
+def load(
+    filename: str | Path, file_format: str | None = None, *, lock: Lock | None = None
+) -> Engine:
+    """Load a full snapshot into a new engine, verifying it completely.
 
     Args:
         filename: the file (``.zst`` means compressed).
         file_format: ``"json"`` or ``"pickle"``; None infers it from the name.
+        lock: the engine's lock (default: a new RLock).
 
     Returns:
-        The database, at the snapshot's LSN, ready to take deltas.
+        The engine, at the snapshot's LSN, ready to take deltas.
 
     Raises:
         CorruptFileError: damaged, truncated, of another type, or its content does not match
             its recorded digest.
     """
-    from dictdb.database import DictDB
-
     path = Path(filename)
     doc = _read(path, file_format)
     if doc["type"] != "full":
@@ -750,23 +750,20 @@ def load(filename: str | Path, file_format: str | None = None) -> DictDB:
         expected = _digest.from_document(doc.get("digest"))
     except ValueError as exc:
         raise CorruptFileError(path, str(exc)) from None
-    db = DictDB()
+    tables: list[TableState] = []
     actual: _digest.StateDigest = {}
     for name, tdoc in tables_doc.items():
-        table, actual[name] = _load_table(path, db, name, tdoc)
-        db._tables[name] = table
+        table, actual[name] = _load_table(path, name, tdoc)
+        tables.append(table)
     if actual != expected:
         raise CorruptFileError(path, _digest.describe_mismatch(expected, actual))
-    db._lsn = lsn
     last_ts = _num_field(path, doc, "last_op_ts")
-    db._journal = Journal(retain=True, start_lsn=lsn, start_ts=last_ts, lock=db._lock)
-    db._journal_append = db._journal.append_held
-    db._backup_cursor = BackupCursor(lsn, actual, _plain_tables(db))
-    db._cut_pre(lsn)
     lineage, parent = _read_lineage(path, doc)
-    if lineage is not None:
-        db._lineage, db._parent = lineage, parent
-    return db
+    engine = Engine(start_lsn=lsn, start_ts=last_ts, lock=lock, lineage=lineage, parent=parent)
+    engine.tables.update((t.name, t) for t in tables)
+    engine.cursor = BackupCursor(lsn, actual, _plain_tables(engine))
+    engine.cut_pre(lsn)
+    return engine
 
 
 #: A lineage: `uuid.uuid4().hex`.
@@ -792,7 +789,7 @@ def _read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple
     return lineage, (parent[0], parent[1])
 
 
-def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, _digest.TableDigest]:
+def _load_table(path: Path, name: str, tdoc: Any) -> tuple[TableState, _digest.TableDigest]:
     if not name:
         raise CorruptFileError(path, "a table has an empty name")
     if type(tdoc) is not dict:
@@ -861,11 +858,14 @@ def _load_table(path: Path, db: DictDB, name: str, tdoc: Any) -> tuple[Table, _d
         raise CorruptFileError(
             path, f"table {name!r}: next_pk {brief(next_pk)} <= largest key {brief(max_int)}"
         )
-    table = Table._blank()
-    table._setup(db, name, primary_key, schema)
-    table._rows = table_rows
-    table._special = {keys[i] for i in positions}
-    table._next_pk = next_pk
+    table = TableState(
+        name,
+        primary_key,
+        schema,
+        rows=table_rows,
+        special={keys[i] for i in positions},
+        next_pk=next_pk,
+    )
     return table, _digest.of_plain_records(hashed)
 
 
@@ -892,7 +892,7 @@ def _flat_plain(records: list[dict[str, Any]], primary_key: str) -> bool:
 
 
 def save_delta(
-    db: DictDB,
+    db: HasEngine,
     filename: str | Path,
     file_format: str | None = None,
     compression: str | None = None,
@@ -911,38 +911,39 @@ def save_delta(
         DictDBError: no base snapshot was written or loaded in this process.
         OSError: the write failed: nothing is released, so the next delta includes all of it.
     """
+    engine = db.engine
     path, fmt, comp = _target(filename, file_format, compression)
-    with db._lock:
-        cursor = db._backup_cursor
+    with engine.lock:
+        cursor = engine.cursor
         if cursor is None:
             raise DictDBError(
                 "no base snapshot for a delta: write a full snapshot (save) or load one first"
             )
-        if not db._journal.retain:
+        if not engine.journal.retain:
             raise DictDBError(
                 "deltas need the journal: this database was made with retain_journal=False"
             )
-        if cursor.lsn == db._lsn:
+        if cursor.lsn == engine.lsn:
             return None
-        db_lsn = db._lsn
-        flat = db._journal.read_flat(cursor.lsn + 1, db_lsn)  # a slice: the lock stays short
-        db._journal.cut()
-        pre_from, pre = db._cut_pre(db_lsn)
-        table_info = {name: (t.primary_key, t._next_pk) for name, t in db._tables.items()}
-        lineage = _lineage_fields(db)
-        plain_now = _plain_tables(db)
-    _log_durable(db, db_lsn)
+        db_lsn = engine.lsn
+        flat = engine.journal.read_flat(cursor.lsn + 1, db_lsn)  # a slice: the lock stays short
+        engine.journal.cut()
+        pre_from, pre = engine.cut_pre(db_lsn)
+        table_info = {name: (t.primary_key, t.next_pk) for name, t in engine.tables.items()}
+        lineage = _lineage_fields(engine)
+        plain_now = _plain_tables(engine)
+    _log_durable(engine, db_lsn)
     comp_ = compact_flat(flat, cursor.lsn + 1)
     known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
     with SealedFile(path, fmt, comp, overwrite=overwrite) as sealed:
         digest = _encode_delta(
             comp_, cursor, plain_now, known, table_info, lineage, fmt, sealed.out
         )
-    with db._lock:
-        if db._backup_cursor is cursor:
-            db._backup_cursor = BackupCursor(comp_.to_lsn, digest, plain_now)
-            db._journal.release(comp_.to_lsn, defer_free=True)
-    db._journal.free_released()  # outside the lock
+    with engine.lock:
+        if engine.cursor is cursor:
+            engine.cursor = BackupCursor(comp_.to_lsn, digest, plain_now)
+            engine.journal.release(comp_.to_lsn, defer_free=True)
+    engine.journal.free_released()  # outside the lock
     return path
 
 
@@ -1007,7 +1008,7 @@ def _encode_delta(
     return digest
 
 
-def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None) -> int:
+def apply_delta(db: HasEngine, filename: str | Path, file_format: str | None = None) -> int:
     """Apply a delta file to *db*, all or nothing.
 
     The whole file is checked first (checksum, version, type, LSN continuity with `db.lsn`,
@@ -1023,7 +1024,8 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
         StateError: *db* is durable (`DictDB.open`): its log holds every operation, and a
             delta holds only their net effect, which the log cannot take.
     """
-    if db._wal is not None:
+    engine = db.engine
+    if engine.sink is not None:
         raise StateError(
             "apply_delta cannot change a durable database: its log needs every operation, a "
             "delta holds only their net effect (restore into a new database instead)"
@@ -1039,49 +1041,49 @@ def apply_delta(db: DictDB, filename: str | Path, file_format: str | None = None
         expected = _digest.from_document(doc.get("digest"))
     except ValueError as exc:
         raise CorruptFileError(path, str(exc)) from None
-    with db._lock:
-        if from_lsn != db._lsn + 1:
+    with engine.lock:
+        if from_lsn != engine.lsn + 1:
             raise CorruptFileError(
                 path,
-                f"delta covers LSN {from_lsn}..{to_lsn} but the database is at LSN {db._lsn}: "
-                + ("a gap" if from_lsn > db._lsn + 1 else "an overlap"),
+                f"delta covers LSN {from_lsn}..{to_lsn} but the database is at LSN {engine.lsn}: "
+                + ("a gap" if from_lsn > engine.lsn + 1 else "an overlap"),
             )
         try:
-            plan, touched = _plan_delta(db, doc)
-            digest = _planned_digest(_current_digest(db), plan)
+            plan, touched = _plan_delta(engine, doc)
+            digest = _planned_digest(_current_digest(engine), plan)
         except (DictDBError, CodecError, TypeError, ValueError, KeyError) as exc:
             raise CorruptFileError(path, f"delta does not fit the database: {exc}") from None
         if digest != expected:
             raise CorruptFileError(path, _digest.describe_mismatch(expected, digest))
         for kind, name, key, after, before, plain, next_pk in plan:
             if kind == "next_pk":
-                table = db._tables[name]
-                table._next_pk = max(table._next_pk, next_pk)
+                table = engine.tables[name]
+                table.next_pk = max(table.next_pk, next_pk)
                 continue
-            db._apply((to_lsn, last_ts, kind, name, key, after, before, None), plain)
-        db._lsn = to_lsn
-        db._journal.skip_to(to_lsn, last_ts)
-        db._backup_cursor = BackupCursor(to_lsn, digest, _plain_tables(db))
-        db._cut_pre(to_lsn)
+            engine.apply((to_lsn, last_ts, kind, name, key, after, before, None), plain)
+        engine.lsn = to_lsn
+        engine.journal.skip_to(to_lsn, last_ts)
+        engine.cursor = BackupCursor(to_lsn, digest, _plain_tables(engine))
+        engine.cut_pre(to_lsn)
     return touched
 
 
-def _current_digest(db: DictDB) -> _digest.StateDigest:
-    cursor = db._backup_cursor
-    if cursor is not None and cursor.lsn == db._lsn:
-        return cursor.digest
-    return state_digest(db)
+def _current_digest(engine: Engine) -> _digest.StateDigest:
+    cursor = engine.cursor
+    if cursor is not None and cursor.lsn == engine.lsn:
+        return cast(_digest.StateDigest, cursor.digest)
+    return state_digest(engine)
 
 
 _PlanStep = tuple[str, str, Any, Any, Any, bool, int]
 
 
-def _plan_delta(db: DictDB, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], int]:
+def _plan_delta(engine: Engine, doc: Mapping[str, Any]) -> tuple[list[_PlanStep], int]:
     """Check a whole delta against *db* and list the steps that apply it (no change made)."""
     definitions: dict[str, tuple[str, Any]] = {
-        name: (t.primary_key, t.schema) for name, t in db._tables.items()
+        name: (t.primary_key, t.schema) for name, t in engine.tables.items()
     }
-    rows: dict[str, Mapping[Any, Any]] = {name: t._rows for name, t in db._tables.items()}
+    rows: dict[str, Mapping[Any, Any]] = {name: t.rows for name, t in engine.tables.items()}
     plan: list[_PlanStep] = []
     ddl = doc.get("ddl", [])
     if type(ddl) is not list:
@@ -1161,7 +1163,7 @@ def _planned_digest(base: _digest.StateDigest, plan: list[_PlanStep]) -> _digest
         elif kind == CREATE:
             digest[name] = (0, 0)
         elif kind in (INSERT, UPDATE, DELETE):
-            removed = (0, 0) if before is None else (1, _digest.row_hash(before))
-            added = (0, 0) if after is None else (1, _digest.row_hash(after))
+            removed = (0, 0) if before is None else (1, row_hash(before))
+            added = (0, 0) if after is None else (1, row_hash(after))
             digest[name] = _digest.adjust(digest[name], removed, added)
     return digest

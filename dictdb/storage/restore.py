@@ -18,32 +18,18 @@ import logging
 import math
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from dictdb.errors import CorruptFileError, DictDBError
+from dictdb._engine import Engine, Lock
+from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
+from dictdb.storage.persist import apply_delta, load
+from wal import WALError
 from wal.recovery import RecoveryError, list_segments, read_until_gap
 
-if TYPE_CHECKING:
-    from dictdb.database import DictDB
-
 log = logging.getLogger("dictdb")
-
-
-class RestoreError(DictDBError, ValueError):
-    """The directory cannot rebuild the state asked for.
-
-    Attributes:
-        path: the file at fault, when one is (else None).
-        reason: what is wrong, in one line.
-    """
-
-    def __init__(self, reason: str, path: Path | None = None) -> None:
-        super().__init__(f"{path}: {reason}" if path is not None else reason)
-        self.path = None if path is None else str(path)
-        self.reason = reason
 
 
 @attrs.frozen
@@ -305,11 +291,16 @@ def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[Restore
     return final, used
 
 
-def restore_snapshots(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
-    """`restore` from snapshots and deltas alone (the durable log is not read)."""
+def restore_snapshots(
+    backup_dir: str | Path, *, at: Any = None, lsn: int | None = None, lock: Lock | None = None
+) -> Engine:
+    """`restore_engine` from snapshots and deltas alone (the durable log is not read).
+
+    *lock* is the lock the engine is built with (durable mode's group-commit lock).
+    """
     directory = Path(backup_dir)
     ts = _target_time(at, lsn)
-    return _carry_out(_plan(scan(directory), directory, lsn, ts))
+    return _carry_out(_plan(scan(directory), directory, lsn, ts), lock)
 
 
 def _target_time(at: Any, lsn: int | None) -> float | None:
@@ -321,15 +312,13 @@ def _target_time(at: Any, lsn: int | None) -> float | None:
     return None if at is None else to_epoch(at)
 
 
-def _carry_out(plan: RestorePlan) -> DictDB:
-    from dictdb.storage.persist import apply_delta, load
-
+def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
     directory = plan.directory
     bad: list[Path] = []
     while True:
         full = plan.files[0]
         try:
-            db = load(full.path)
+            engine = load(full.path, lock=lock)
         except CorruptFileError as exc:
             log.warning("restore: skipping damaged full snapshot %s: %s", full.path, exc.reason)
             bad.append(full.path)
@@ -353,49 +342,35 @@ def _carry_out(plan: RestorePlan) -> DictDB:
         break
     for delta in plan.files[1:]:
         try:
-            apply_delta(db, delta.path)
+            apply_delta(engine, delta.path)
         except CorruptFileError as exc:
             raise RestoreError(exc.reason, delta.path) from None
-    return db
+    return engine
 
 
-def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
-    """Rebuild a database from a backup directory: the newest state, or the state at a point.
+def restore_engine(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> Engine:
+    """Rebuild an engine from a backup directory: the newest state, or the state at a point.
 
     Snapshots and deltas bring the state to the last file boundary at or before the target;
-    where the directory also holds a durable log (``wal/``, written by `DictDB.open`), its
-    operations then carry the state to the exact target (or to the log's end).
-
-    A database restored to a point that the directory's history went past starts a new
-    lineage: backups it writes into the same directory are a new history, which `restore`
-    then follows (it never mixes the two).
-
-    Args:
-        backup_dir: the directory (json, pickle and zstd files may be mixed).
-        at: a time (datetime, ISO 8601 string or epoch seconds): the state as of that moment.
-        lsn: the state right after operation *lsn*.
-
-    Returns:
-        The database; its `lsn` tells where it stopped (never past the target).
+    where the directory also holds a durable log (``wal/``), its operations then carry the
+    state to the exact target (or to the log's end). An engine restored to a point that the
+    directory's history went past starts a new lineage. See `dictdb.restore`.
 
     Raises:
         ValueError: both *at* and *lsn* given.
         RestoreError: nothing restorable at or before the target, a gap, an overlap, a
             damaged file on the way (the error names it), or damage in the log.
     """
-    from dictdb.database import DictDB
-    from wal import WALError
-
     plan, ops = _plan_all(backup_dir, at, lsn)
-    db = _carry_out(plan) if plan.files else DictDB()
+    engine = _carry_out(plan) if plan.files else Engine()
     for op in ops:
         try:
-            db.apply_operation(op)
+            engine.apply_operation(op)
         except (DictDBError, WALError) as exc:
             raise RestoreError(
                 f"log operation {op.lsn} does not apply: {exc}", plan.directory / "wal"
             ) from None
     if plan.forks:
-        db._parent = (db._lineage, db.lsn)
-        db._lineage = uuid.uuid4().hex
-    return db
+        engine.parent = (engine.lineage, engine.lsn)
+        engine.lineage = uuid.uuid4().hex
+    return engine

@@ -38,7 +38,7 @@ from dictdb import (
     list_backups,
     restore,
 )
-from dictdb.durable import DatabaseLockedError
+from dictdb.errors import DatabaseLockedError
 from tests.dictdb._scripts.strict import db_diff, diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 from wal.durable import LogFailedError
@@ -708,7 +708,7 @@ def test_an_fsync_failure_fails_the_log_and_reopen_recovers_what_is_on_disk(
     segment_io.before_fsync = fail
     with pytest.raises(LogFailedError):
         table.insert({"id": 2})
-    assert isinstance(db._wal.failed if db._wal else None, OSError)
+    assert isinstance(db.engine.sink.failed if db.engine.sink else None, OSError)
     for refused in (lambda: table.insert({"id": 3}), lambda: db.create_table("u")):
         with pytest.raises(LogFailedError):
             refused()
@@ -776,7 +776,7 @@ def test_a_backup_is_never_ahead_of_the_durable_log(tmp_path: Path, segment_io: 
     ahead = []
     t0 = time.monotonic()
     while time.monotonic() - t0 < 0.3:
-        durable = db._wal.durable_lsn if db._wal is not None else 0
+        durable = db.engine.sink.durable_lsn if db.engine.sink is not None else 0
         ahead += [f.path.name for f in list_backups(root).files if f.last_lsn > durable]
         time.sleep(0.01)
     gate.set()

@@ -26,16 +26,15 @@ import orjson
 import pytest
 import zstandard
 
-from dictdb import DictDB
+from dictdb import DictDB, RestoreError, plan_restore, restore
 from dictdb.errors import CorruptFileError, DictDBError
 from dictdb.storage import digest, files, persist
+from dictdb.storage._pickle import PICKLE_BLOB_END, pickle_blob_head
 from dictdb.storage.files import seal
-from dictdb.storage.restore import RestoreError, plan_restore, restore
 from tests.dictdb._scripts.load_capped import load_in_child
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb.test_persist import encode, fast_pickle
 from tests.dictdb.test_persist_faults import accounts, delta_document
-from wal.codec import PICKLE_BLOB_END, pickle_blob_head
 from wal.framing import MAX_PAYLOAD, encode_frame, encode_header, segment_name
 from wal.recovery import RecoveryError
 

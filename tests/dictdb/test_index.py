@@ -56,10 +56,10 @@ def assert_indexes_match_rows(table: Table) -> None:
     """Every maintained index equals one built from scratch on the current rows."""
     for field, index in table.indexes.items():
         fresh = make_index(field, index.index_type)
-        fresh.build(table._rows.items())
+        fresh.build(table._t.rows.items())
         assert index_state(fresh) == index_state(index), field
     if table.indexes:
-        assert list(table._rows) == sorted(table._rows, key=table._positions.__getitem__)
+        assert list(table._t.rows) == sorted(table._t.rows, key=table._t.positions.__getitem__)
 
 
 def people(index: dict[str, str] | None = None) -> Table:
@@ -223,16 +223,16 @@ def test_large_candidate_sets_come_back_in_table_order() -> None:
 
 def test_the_planner_never_uses_an_index_under_not() -> None:
     t = people({"dept": "hash"})
-    assert None is candidates(Not(Field("dept") == "IT"), t._indexes, t._rows, "id")
-    assert None is candidates(Field("dept") != "IT", t._indexes, t._rows, "id")
+    assert None is candidates(Not(Field("dept") == "IT"), t._t.indexes, t._t.rows, "id")
+    assert None is candidates(Field("dept") != "IT", t._t.indexes, t._t.rows, "id")
 
 
 def test_the_planner_unions_a_disjunction_only_when_every_branch_is_indexed() -> None:
     t = people({"dept": "hash"})
     both = Or(Field("dept") == "IT", Field("dept") == "HR")
-    assert {1, 2, 6} == set(candidates(both, t._indexes, t._rows, "id") or ())
+    assert {1, 2, 6} == set(candidates(both, t._t.indexes, t._t.rows, "id") or ())
     assert None is candidates(
-        Or(Field("dept") == "IT", Field("age") >= 50), t._indexes, t._rows, "id"
+        Or(Field("dept") == "IT", Field("age") >= 50), t._t.indexes, t._t.rows, "id"
     )
 
 
@@ -242,13 +242,13 @@ def test_the_planner_intersects_a_conjunction_and_ignores_unindexed_operands() -
     t.create_index("k")
     t.create_index("v", "sorted")
     pred = And(Field("k") == 0, Field("v") < 10, Field("other") == "unindexed")
-    assert {1, 3, 5, 7, 9} == set(candidates(pred, t._indexes, t._rows, "id") or ())
+    assert {1, 3, 5, 7, 9} == set(candidates(pred, t._t.indexes, t._t.rows, "id") or ())
 
 
 def test_a_conjunction_stops_looking_up_once_candidates_are_few() -> None:
     t = people({"dept": "hash", "age": "sorted"})
     pred = And(Field("age") >= 30, Field("dept") == "IT")  # the equality is looked up first
-    assert {1, 6} == set(candidates(pred, t._indexes, t._rows, "id") or ())
+    assert {1, 6} == set(candidates(pred, t._t.indexes, t._t.rows, "id") or ())
     assert names(t.select(where=pred)) == ["ann"]
 
 
@@ -256,9 +256,9 @@ def test_the_planner_answers_primary_key_equality_with_the_stored_key() -> None:
     t = Table("t")
     t.insert({"id": dt.datetime(2024, 1, 1, tzinfo=dt.UTC)})
     other_offset = dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    (key,) = candidates(Field("id") == other_offset, t._indexes, t._rows, "id") or ()
+    (key,) = candidates(Field("id") == other_offset, t._t.indexes, t._t.rows, "id") or ()
     assert dt.UTC is key.tzinfo
-    assert None is candidates(Field("id") == 1.0, t._indexes, t._rows, "id")
+    assert None is candidates(Field("id") == 1.0, t._t.indexes, t._t.rows, "id")
 
 
 @pytest.mark.parametrize(
@@ -269,7 +269,7 @@ def test_the_planner_answers_primary_key_equality_with_the_stored_key() -> None:
 @pytest.mark.parametrize("kind", ["hash", "sorted"])
 def test_operands_outside_the_domain_fall_back_to_a_scan(operand: Any, kind: str) -> None:
     t = people({"dept": kind, "age": kind})
-    assert None is candidates(Field("dept") == operand, t._indexes, t._rows, "id")
+    assert None is candidates(Field("dept") == operand, t._t.indexes, t._t.rows, "id")
     assert t.select(where=Field("dept") == operand) == []
 
 
@@ -480,7 +480,7 @@ def test_sorted_index_comparisons_equal_python_comparisons(values: list[Any], op
     t.create_index("v", "sorted")
     field = Field("v")
     for pred in (field < operand, field <= operand, field > operand, field >= operand):
-        found = candidates(pred, t._indexes, t._rows, "id")
+        found = candidates(pred, t._t.indexes, t._t.rows, "id")
         matching = {r["id"] for r in t.all() if pred(r)}
         assert found is None or matching <= set(found), repr(pred)
 

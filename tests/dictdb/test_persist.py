@@ -29,11 +29,11 @@ from hypothesis import strategies as st
 from dictdb import DictDB, Field, SchemaValidationError, ValueDomainError
 from dictdb.errors import CorruptFileError
 from dictdb.storage import files, persist
+from dictdb.storage._pickle import PICKLE_BLOB_END, pickle_blob_head
 from dictdb.storage.files import seal
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 from tests.strategies import plain_json
-from wal.codec import PICKLE_BLOB_END, pickle_blob_head
 
 #: (file_format, compression) pairs; a chain may mix them file by file.
 CHOICES = [("json", None), ("json", "zstd"), ("pickle", None), ("pickle", "zstd")]
@@ -393,7 +393,7 @@ def test_a17_a_snapshot_is_a_consistent_cut_across_tables(tmp_path: Path) -> Non
         src, dst = b, a
         while not stop.is_set():
             for k in keys:
-                with db._lock:  # one move = two statements under one lock hold
+                with db.engine.lock:  # one move = two statements under one lock hold
                     dst.insert({"id": k, "pad": "x" * 40})
                     src.delete(where=Field("id") == k)
                 moves[0] += 1
@@ -611,8 +611,8 @@ def test_deltas_stay_right_when_rows_turn_special_and_plain_again(tmp_path: Path
         assert path is not None
         deltas.append(path)
         # the digest the next delta starts from is the state's, computed from scratch
-        assert live._backup_cursor is not None
-        assert live._backup_cursor.digest == persist.state_digest(live)
+        assert live.engine.cursor is not None
+        assert live.engine.cursor.digest == persist.state_digest(live)
     restored = persist.load(full)
     for path in deltas:
         persist.apply_delta(restored, path)  # checks the digest of every step
@@ -628,15 +628,15 @@ def test_the_cursor_knows_which_tables_are_all_plain(tmp_path: Path) -> None:
     live.create_table("tagged")
     live.get_table("tagged").insert({"id": 1, "v": dt.date(2020, 1, 1)})
     persist.save(live, tmp_path / "full.json")
-    assert live._backup_cursor is not None
-    assert live._backup_cursor.plain == {"people"}
+    assert live.engine.cursor is not None
+    assert live.engine.cursor.plain == {"people"}
     tagged = live.get_table("tagged")
     tagged.delete(where=Field("id") == 1)
     tagged.insert({"id": 2, "v": "plain"})
     live.get_table("people").upsert({"id": 1, "v": dt.date(2020, 1, 1)})
     persist.save_delta(live, tmp_path / "d.json")
-    assert live._backup_cursor.plain == {"tagged"}
-    assert persist.load(tmp_path / "full.json")._backup_cursor.plain == {"people"}  # type: ignore[union-attr]
+    assert live.engine.cursor.plain == {"tagged"}
+    assert persist.load(tmp_path / "full.json").cursor.plain == {"people"}  # type: ignore[union-attr]
 
 
 # -- before-image hashes recorded at write time ------------------------------------------------
@@ -671,7 +671,7 @@ def test_a_delta_does_not_read_the_rows_its_updates_and_deletes_replaced(
     live = people(*({"id": i, "v": i} for i in range(10)))
     persist.save(live, tmp_path / "full.json")
     t = live.get_table("people")
-    replaced = [t._rows[k] for k in (1, 2, 3)]
+    replaced = [t._t.rows[k] for k in (1, 2, 3)]
     t.upsert({"id": 1, "v": "one"})
     t.upsert({"id": 1, "v": "uno"})  # a second change of the same key
     t.update({"v": "two"}, where=Field("id") == 2)
@@ -680,9 +680,9 @@ def test_a_delta_does_not_read_the_rows_its_updates_and_deletes_replaced(
     seen = hashed_rows(monkeypatch)
     persist.save_delta(live, tmp_path / "d.json")
     assert not any(row is old for row in seen for old in replaced)
-    assert [t._rows[1], t._rows[2], t._rows[20]] == seen  # the after-images only
-    assert live._backup_cursor is not None
-    assert persist.state_digest(live) == live._backup_cursor.digest
+    assert [t._t.rows[1], t._t.rows[2], t._t.rows[20]] == seen  # the after-images only
+    assert live.engine.cursor is not None
+    assert persist.state_digest(live) == live.engine.cursor.digest
 
 
 def test_write_time_hashes_of_rows_inserted_in_the_run_are_not_counted_as_replaced(
@@ -698,16 +698,16 @@ def test_write_time_hashes_of_rows_inserted_in_the_run_are_not_counted_as_replac
     t.insert({"id": 10, "v": 10})
     t.upsert({"id": 10, "v": "ten"})
     t.upsert({"id": 1, "v": "one"})
-    assert set(t._pre or ()) == {1, 10}
+    assert set(t._t.pre or ()) == {1, 10}
     delta = persist.save_delta(live, tmp_path / "d1.json")
     assert delta is not None
-    assert live._backup_cursor is not None
-    assert persist.state_digest(live) == live._backup_cursor.digest
+    assert live.engine.cursor is not None
+    assert persist.state_digest(live) == live.engine.cursor.digest
     t.upsert({"id": 2, "v": "two"})  # updates only: every hash is a replaced row's
     t.upsert({"id": 10, "v": "dix"})
     delta2 = persist.save_delta(live, tmp_path / "d2.json")
     assert delta2 is not None
-    assert persist.state_digest(live) == live._backup_cursor.digest
+    assert persist.state_digest(live) == live.engine.cursor.digest
     restored = persist.load(full)
     persist.apply_delta(restored, delta)
     persist.apply_delta(restored, delta2)
@@ -723,7 +723,7 @@ def test_after_a_failed_delta_the_next_one_reads_the_replaced_rows_and_is_right(
     full = persist.save(live, tmp_path / "full.json")
     t = live.get_table("people")
     t.upsert({"id": 1, "v": "one"})
-    old_two = t._rows[2]
+    old_two = t._t.rows[2]
     real_fsync = os.fsync
 
     def failing(fd: int) -> None:

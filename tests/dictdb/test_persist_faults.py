@@ -29,12 +29,12 @@ from hypothesis import strategies as st
 from dictdb import DictDB
 from dictdb.errors import CorruptFileError
 from dictdb.storage import persist
+from dictdb.storage._pickle import pickle_blob_head
 from dictdb.storage.files import seal
 from tests.dictdb._scripts.load_capped import load_in_child
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb.test_persist import as_version_1, encode, fast_pickle
-from tests.wal.test_codec import MEMO_BOMB
-from wal.codec import pickle_blob_head
+from tests.dictdb.test_pickle import MEMO_BOMB
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "_scripts"

@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from tests import strategies as s
 from tests.dictdb._scripts.strict import diff
 from wal import framing
-from wal.codec import compress
 from wal.errors import WALError
 from wal.framing import (
     FRAME_HEADER_SIZE,
@@ -45,6 +44,7 @@ from wal.framing import (
     segment_name,
 )
 from wal.operation import Operation
+from wal.zstd import compress
 
 
 def raw_header(magic: bytes = MAGIC, version: int = VERSION, first_lsn: int = 1) -> bytes:

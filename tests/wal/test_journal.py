@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wal import INSERT, Journal, JournalError, Operation, make_operation
+from wal import INSERT, Journal, JournalError, Operation
 
 
 def op(lsn: int, key: object = None, *, kind: str = INSERT, meta: object = None) -> tuple:
@@ -35,7 +35,7 @@ def test_new_journal_is_empty_and_reads_nothing() -> None:
 def test_appended_operations_are_read_back_as_operation_views_with_every_field() -> None:
     journal = Journal()
     journal.append(op(1, 10, meta={"actor": "ann"}))
-    journal.append(make_operation(2, 5.5, "update", "t", 10, {"id": 10, "v": 2}, {"id": 10}))
+    journal.append(Operation(2, 5.5, "update", "t", 10, {"id": 10, "v": 2}, {"id": 10}))
     ops = journal.read(1)
     assert [Operation, Operation] == [type(o) for o in ops]
     expected_first = Operation(1, 1001.0, INSERT, "t", 10, {"id": 10}, None, {"actor": "ann"})

@@ -1,8 +1,10 @@
 """The reference's loguru-style ``logger`` and ``configure_logging``, over stdlib `logging`.
 
-Everything goes through the standard ``logging.getLogger("dictdb")``; nothing is installed at
-import, so dictdb is silent until the application configures logging (its own, or through
-the calls below). The library itself logs DDL at DEBUG only, never one line per row.
+This module is the reference-compatible logging façade (dictdb's own code logs through
+``logging.getLogger("dictdb")`` directly). Everything goes through that standard logger, which
+gets a `logging.NullHandler` at import and nothing else, so dictdb is silent (nothing reaches
+Python's last-resort stderr handler) until the application configures logging (its own, or
+through the calls below). The library itself logs DDL at DEBUG only, never one line per row.
 
 - ``logger.add(sink, level=..., format=..., serialize=..., filter=...)`` adds a handler on the
   "dictdb" logger and returns its id: *sink* is a file path, a stream (anything with
@@ -227,7 +229,7 @@ class DictDBLogger(BoundLogger):
         level: str | int = "DEBUG",
         format: str | None = None,
         serialize: bool = False,
-        filter: Callable[[dict[str, Any]], Any] | None = None,
+        filter: Callable[[dict[str, Any]], Any] | logging.Filter | None = None,
     ) -> int:
         """Send dictdb's records at *level* and above to *sink*; returns the handler's id.
 
@@ -246,7 +248,9 @@ class DictDBLogger(BoundLogger):
             raise TypeError(f"a log sink is a path, a stream or a callable, got {sink!r}")
         handler.setLevel(number)
         handler.setFormatter(_JSONFormatter() if serialize else _TextFormatter(format))
-        if filter is not None:
+        if isinstance(filter, logging.Filter):
+            handler.addFilter(filter)
+        elif filter is not None:
             handler.addFilter(_CallableFilter(filter))
         with self._lock:
             logger = self._logger
@@ -288,9 +292,15 @@ class DictDBLogger(BoundLogger):
                 self._logger.propagate = self._saved[1]
                 self._saved = None
 
-    def _handler(self, handler_id: int) -> logging.Handler:
-        return self._handlers[handler_id]
+    @property
+    def name(self) -> str:
+        """The name of the standard-library logger behind this one (``"dictdb"``)."""
+        return self._logger.name
 
+
+# Silent by default: without a handler of its own, a WARNING would reach Python's
+# last-resort handler (stderr) even though the application configured no logging.
+logging.getLogger("dictdb").addHandler(logging.NullHandler())
 
 #: The reference's global logger object.
 logger: Final = DictDBLogger()
@@ -327,8 +337,6 @@ def configure_logging(
     if logfile:
         sinks.append(logfile)
     for sink in sinks:
-        handler_id = logger.add(sink, level=number, serialize=json)
-        if sampler is not None:
-            logger._handler(handler_id).addFilter(sampler)
+        logger.add(sink, level=number, serialize=json, filter=sampler)
     if sinks:
-        logging.getLogger(logger._logger.name).propagate = False
+        logging.getLogger(logger.name).propagate = False
