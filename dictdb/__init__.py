@@ -24,8 +24,8 @@ from dictdb.errors import (
     TableNotFoundError,
     ValueDomainError,
 )
-from dictdb.reference_logging import configure_logging, logger
 from dictdb.query import And, Condition, Field, Not, Or, PredicateExpr
+from dictdb.reference_logging import configure_logging, logger
 from dictdb.storage.backup import BackupManager
 from dictdb.storage.catalog import scan as list_backups
 from dictdb.storage.restore import RestorePlan, plan_restore

@@ -128,7 +128,7 @@ def _row(f: BackupFile, plain_row: Any) -> dict[str, Any]:
 def _decoded_events(
     f: BackupFile, table: str | None, key: Any, keys: set[Any] | None, *, absent: bool
 ) -> Iterator[Event]:
-    doc = read_document(f.path)
+    doc = read_document(f.where)
     source = f.path.name
     if f.is_full:
         found = False
@@ -329,7 +329,7 @@ def _bridge(
         before = restore_engine(directory, lsn=covered).to_dict() if covered > 0 else {}
     except RestoreError:
         before = {}
-    after = load(f.path).to_dict()
+    after = load(f.where).to_dict()
     out: list[Event] = []
     source = f.path.name
     for name in sorted(set(before) | set(after)):
@@ -538,7 +538,7 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
     chained: set[Path] = set()
     for chain in catalog.chains:
         try:
-            db = load(chain.full.path)
+            db = load(chain.full.where)
             checked += 1
         except (CorruptFileError, OSError) as exc:
             findings.append(Finding(str(chain.full.path), _reason(exc)))
@@ -550,7 +550,7 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
         reached = chain.full.last_lsn
         for delta in chain.deltas:
             try:
-                apply_delta(db, delta.path)
+                apply_delta(db, delta.where)
                 checked += 1
                 reached = delta.last_lsn
                 chained.add(delta.path)
@@ -573,7 +573,7 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
     for f in catalog.files:
         if not f.is_full and f.path not in chained and f not in catalog.orphans:
             try:
-                read_document(f.path)
+                read_document(f.where)
             except (CorruptFileError, OSError) as exc:
                 if not any(x.path == str(f.path) for x in findings):
                     findings.append(Finding(str(f.path), _reason(exc)))

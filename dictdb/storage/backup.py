@@ -11,9 +11,7 @@ serialized by one lock, whoever runs them (the worker or a caller of `backup_now
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +23,8 @@ from dictdb._engine import Engine, HasEngine
 from dictdb.errors import StateError
 from dictdb.storage import persist
 from dictdb.storage.catalog import Chain, next_free_name, scan
-from wal.directory import fsync_directory
+from dictdb.storage.target import Located, Place, as_target
+from wal import fsync_directory
 
 log = logging.getLogger("dictdb")
 
@@ -76,7 +75,7 @@ class BackupManager:
     def __init__(
         self,
         db: HasEngine,
-        backup_dir: str | Path,
+        backup_dir: Place,
         backup_interval: float = 300,
         file_format: str = "json",
         min_backup_interval: float = 5.0,
@@ -107,7 +106,8 @@ class BackupManager:
             raise TypeError("on_backup_failure must be callable")
         self.db = db
         self._engine = engine
-        self.backup_dir = Path(backup_dir)
+        self.target = as_target(backup_dir)
+        self.backup_dir = self.target.describe()
         self.backup_interval = float(backup_interval)
         self.file_format = persist.check_format(file_format)
         self.min_backup_interval = float(min_backup_interval)
@@ -117,9 +117,11 @@ class BackupManager:
         self.compression = persist.check_compression(compression)
         self.keep_chains = keep_chains
         self.keep_for = keep_for
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
-        if not self.backup_dir.is_dir():
-            raise NotADirectoryError(f"backup_dir {self.backup_dir} is not a directory")
+        self._local = self.target.local_directory()
+        if self._local is not None:
+            self._local.mkdir(parents=True, exist_ok=True)
+            if not self._local.is_dir():
+                raise NotADirectoryError(f"backup_dir {self._local} is not a directory")
 
         self._backup_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -133,7 +135,7 @@ class BackupManager:
         self._consecutive_failures = 0
         self._deltas_since_full = 0
         self._base_lsn: int | None = None  # the LSN of the last file this manager wrote
-        self._base_full: Path | None = None  # the full snapshot its chain starts with
+        self._base_full: str | None = None  # the full snapshot its chain starts with
         self.last_success: float | None = None
         self.last_error: BaseException | None = None
         self.last_backup: Path | None = None
@@ -346,34 +348,37 @@ class BackupManager:
             and cursor is not None
             and cursor.lsn == self._base_lsn
             and self._base_full is not None
-            and self._base_full.exists()
+            and any(e.name == self._base_full for e in self.target.list())
         )
 
     def _write(self, kind: str) -> Path | None:
         # Returns None only for a delta with nothing to write.
         db = self._engine
         fmt, comp = self.file_format, self.compression  # one consistent pair per file
-        self.backup_dir.mkdir(parents=True, exist_ok=True)
+        if self._local is not None:
+            self._local.mkdir(parents=True, exist_ok=True)
         for _ in range(_NAME_RETRIES):
-            path = next_free_name(self.backup_dir, kind, fmt, comp, time.time())
+            name = next_free_name(self.target, kind, fmt, comp, time.time())
+            where = Located(self.target, name)
             try:
                 if kind == "full":
-                    persist.save(db, path, fmt, comp, overwrite=False, as_base=True)
+                    path = persist.save(db, where, fmt, comp, overwrite=False, as_base=True)
                     # The snapshot is this chain's base only if the database's cursor is
                     # at it (another writer may have moved it meanwhile).
-                    lsn = persist.read_header(path)["lsn"]
+                    lsn = persist.read_header(where)["lsn"]
                     cursor = db.cursor
                     based = cursor is not None and cursor.lsn == lsn
                     self._base_lsn = lsn if based else None
-                    self._base_full = path if based else None
+                    self._base_full = name if based else None
                     return path
-                if persist.save_delta(db, path, fmt, comp, overwrite=False) is None:
+                delta = persist.save_delta(db, where, fmt, comp, overwrite=False)
+                if delta is None:
                     return None
             except FileExistsError:
                 continue  # another writer took the name between the check and the link
             cursor = db.cursor
             self._base_lsn = None if cursor is None else cursor.lsn
-            return path
+            return delta
         raise StateError(f"no free backup file name in {self.backup_dir}")
 
     def _record_success(self, path: Path) -> None:
@@ -404,7 +409,7 @@ class BackupManager:
         if self.keep_chains is None and self.keep_for is None:
             return
         try:
-            chains = list(scan(self.backup_dir).chains)
+            chains = list(scan(self.target).chains)
         except OSError as exc:
             log.warning("dictdb retention: cannot scan %s: %s", self.backup_dir, exc)
             return
@@ -424,11 +429,10 @@ class BackupManager:
         for chain in chains:
             for f in chain.files:
                 if f.path not in kept:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(f.path)
-                        removed += 1
-        if removed:
-            fsync_directory(self.backup_dir)
+                    self.target.delete(f.path.name)
+                    removed += 1
+        if removed and self._local is not None:
+            fsync_directory(self._local)
             log.info("dictdb retention: removed %d files from %s", removed, self.backup_dir)
         self._trim_log(min(c.full.last_lsn for c in keep))
 
@@ -438,8 +442,10 @@ class BackupManager:
         wal_log = self._engine.sink
         if wal_log is None:
             return
+        if self._local is None:
+            return
         try:
-            same = wal_log.directory.resolve().parent == self.backup_dir.resolve()
+            same = wal_log.directory.resolve().parent == self._local.resolve()
         except OSError:
             return
         if same:

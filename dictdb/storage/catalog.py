@@ -10,7 +10,6 @@ of ``json``, ``pickle``, each optionally followed by ``.zst``. Anything else in 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from itertools import pairwise
@@ -20,7 +19,8 @@ from typing import Any, Final
 import attrs
 
 from dictdb.errors import CorruptFileError
-from dictdb.storage.persist import _read_lineage, read_header
+from dictdb.storage.persist import read_header, read_lineage
+from dictdb.storage.target import Entry, LocalDirectory, Located, Place, Target, as_target
 
 NAME_PATTERN: Final = re.compile(
     r"^dictdb_(?P<kind>backup|delta)_(?P<sec>\d+)_(?P<usec>\d{6})"
@@ -53,6 +53,14 @@ class BackupFile:
     size: int
     lineage: str | None = None
     parent: tuple[str, int] | None = None
+    #: The target holding the file (None: the local directory of `path`).
+    target: Target | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def where(self) -> Located:
+        """Where to read the file from."""
+        target = LocalDirectory(self.path.parent) if self.target is None else self.target
+        return Located(target, self.path.name)
 
     @property
     def is_full(self) -> bool:
@@ -114,18 +122,20 @@ def backup_name(kind: str, file_format: str, compression: str | None, stamp: flo
     return f"{prefix}_{sec}_{usec:06d}.{file_format}" + (".zst" if compression else "")
 
 
-def next_free_name(directory: Path, kind: str, fmt: str, comp: str | None, stamp: float) -> Path:
-    """A name for a new file that no file in *directory* has (one microsecond later if so)."""
+def next_free_name(target: Target, kind: str, fmt: str, comp: str | None, stamp: float) -> str:
+    """A name for a new file that no object of *target* has (one microsecond later if so)."""
+    taken = {e.name for e in target.list()}
     micro = int(stamp * 1_000_000)
     while True:
-        path = directory / backup_name(kind, fmt, comp, micro / 1_000_000)
-        if not path.exists():
-            return path
+        name = backup_name(kind, fmt, comp, micro / 1_000_000)
+        if name not in taken:
+            return name
         micro += 1
 
 
-def _describe(path: Path) -> BackupFile:
-    header = read_header(path)
+def _describe(where: Located, size: int) -> BackupFile:
+    path = where.path
+    header = read_header(where)
     kind = header.get("type")
     try:
         written = float(header["timestamp"])
@@ -141,43 +151,45 @@ def _describe(path: Path) -> BackupFile:
         raise CorruptFileError(path, f"malformed header: {exc}") from None
     if not 0 < first <= last + 1 or (kind == "delta" and first > last):
         raise CorruptFileError(path, f"impossible LSN range {first}..{last}")
-    lineage, parent = _read_lineage(path, header)
-    size = path.stat().st_size
-    return BackupFile(path, str(kind), first, last, last_ts, written, size, lineage, parent)
+    lineage, parent = read_lineage(path, header)
+    return BackupFile(
+        path, str(kind), first, last, last_ts, written, size, lineage, parent, where.target
+    )
 
 
-def backup_paths(directory: Path) -> list[Path]:
-    """Regular files in *directory* (after symlinks) named like snapshots or deltas, sorted by
+def backup_entries(target: Target) -> list[Entry]:
+    """Regular objects of *target* (after symlinks) named like snapshots or deltas, sorted by
     name: a directory, FIFO or device named so is no backup (and a FIFO would block a read)."""
-    try:
-        with os.scandir(directory) as entries:
-            found = [Path(e.path) for e in entries if NAME_PATTERN.match(e.name) and e.is_file()]
-    except FileNotFoundError:
-        return []
-    return sorted(found)
+    return sorted(
+        (e for e in target.list() if e.regular and NAME_PATTERN.match(e.name)),
+        key=lambda e: e.name,
+    )
 
 
-def scan(directory: str | Path, *, exclude: Iterable[Path] = ()) -> Catalog:
-    """Read the headers of every backup file in *directory* and group them into chains.
+def scan(place: Place, *, exclude: Iterable[Path] = ()) -> Catalog:
+    """Read the headers of every backup file in *place* and group them into chains.
 
     Args:
-        directory: the backup directory.
+        place: the backup directory, or a storage target.
         exclude: files to leave out (e.g. found damaged).
 
     Raises:
-        FileNotFoundError: *directory* does not exist.
+        FileNotFoundError: a local directory that does not exist.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"backup directory {directory} does not exist")
+    target = as_target(place)
+    local = target.local_directory()
+    if local is not None and not local.is_dir():
+        raise FileNotFoundError(f"backup directory {local} does not exist")
     skip = set(exclude)
     files: list[BackupFile] = []
     unreadable: list[tuple[Path, str]] = []
-    for path in backup_paths(directory):
+    for entry in backup_entries(target):
+        where = Located(target, entry.name)
+        path = where.path
         if path in skip:
             continue
         try:
-            files.append(_describe(path))
+            files.append(_describe(where, entry.size))
         except CorruptFileError as exc:
             unreadable.append((path, exc.reason))
         except OSError as exc:

@@ -1,10 +1,10 @@
 """Files that appear atomically and carry a checksum.
 
-Atomic publication (`write_atomic`): write a temp file in the same directory (name
-``.<final>.<random>.tmp``), flush, fsync, then ``os.replace`` (or ``os.link`` when the final
-name must not already exist), then fsync the directory. On any failure the temp file is
-removed and no final name is created. A crash leaves at worst a ``.tmp`` leftover, which
-readers ignore.
+Atomic publication goes through a storage target (`dictdb.storage.target`): on a local
+directory, a temp file in the same directory (name ``.<final>.<random>.tmp``), flushed,
+fsynced, then ``os.replace`` (or ``os.link`` when the final name must not already exist),
+then the directory fsynced. On any failure the temp file is removed and no final name is
+created. A crash leaves at worst a ``.tmp`` leftover, which readers ignore.
 
 Envelope (`SealedFile`, or `seal` / `unseal`): every file ends with a trailer holding the
 SHA-256 of all the bytes before it.
@@ -20,26 +20,22 @@ SHA-256 of all the bytes before it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, BinaryIO, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from dictdb.errors import CorruptFileError
+from dictdb.storage.target import LocalDirectory, Located, ObjectWriter
 from wal import (
     ZSTD_MAGIC,
     CodecError,
-    NotRegularFileError,
     compress,
     decompress,
-    fsync_directory,
 )
-from wal import open_regular as _open_regular
 
 _JSON_HEAD: Final = b',"checksum":"sha256:'
 _JSON_TAIL: Final = b'"}\n'
@@ -109,77 +105,6 @@ class Pieces:
         return current
 
 
-class _Temp:
-    """A temp file next to *path*: `publish` makes it *path*, atomically and durably;
-    `discard` removes it."""
-
-    def __init__(self, path: Path, overwrite: bool) -> None:
-        self.path = path
-        self.overwrite = overwrite
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.tmp = Path(name)
-        try:
-            self.handle = os.fdopen(fd, "wb")
-        except BaseException:
-            os.close(fd)
-            self.tmp.unlink()
-            raise
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.handle.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-
-    def publish(self) -> None:
-        """Flush, fsync, then take the final name and fsync the directory.
-
-        Raises:
-            FileExistsError: *overwrite* is False and the final name exists.
-            OSError: any I/O failure. The temp file is removed, and the final name is as it
-                was before: a failure after the new file took the name (the directory fsync)
-                puts the old file back (kept meanwhile under a second hard link) or removes
-                the new one.
-        """
-        path, tmp, directory = self.path, self.tmp, self.path.parent
-        keep: Path | None = None  # the old file, while the new one is not yet durable
-        published = False
-        try:
-            with self.handle as handle:
-                handle.flush()
-                os.fsync(handle.fileno())
-            if self.overwrite:
-                if path.exists():
-                    keep = tmp.with_name(tmp.name[: -len(".tmp")] + ".old.tmp")
-                    os.link(path, keep)
-                os.replace(tmp, path)
-                published = True
-            else:
-                os.link(tmp, path)  # fails atomically if the name exists
-                published = True
-                os.unlink(tmp)
-            fsync_directory(directory)
-            if keep is not None:
-                os.unlink(keep)  # a failure here still puts the old file back: all or nothing
-                keep = None
-        except BaseException:
-            self.discard()
-            if published:
-                with contextlib.suppress(OSError):
-                    if keep is not None:
-                        os.replace(keep, path)
-                        keep = None
-                    else:
-                        os.unlink(path)
-                with contextlib.suppress(OSError):
-                    fsync_directory(directory)
-            raise
-        finally:
-            if keep is not None:  # only when putting the old file back failed too
-                with contextlib.suppress(OSError):
-                    os.unlink(keep)
-
-
 def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     """Publish *data* under *path* atomically and durably.
 
@@ -191,15 +116,15 @@ def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
     Raises:
         FileExistsError: *overwrite* is False and *path* exists.
         OSError: any I/O failure. No temp file is left, and *path* is as it was before the
-            call (see `_Temp.publish`).
+            call (see `dictdb.storage.target`).
     """
-    temp = _Temp(path, overwrite)
+    writer = LocalDirectory(path.parent).create(path.name, overwrite=overwrite)
     try:
-        temp.handle.write(data)
+        writer.write(data)
     except BaseException:
-        temp.discard()
+        writer.discard()
         raise
-    temp.publish()
+    writer.publish()
 
 
 class SealedFile:
@@ -217,15 +142,20 @@ class SealedFile:
     """
 
     def __init__(
-        self, path: Path, file_format: str, compression: str | None, *, overwrite: bool = True
+        self,
+        where: Located,
+        file_format: str,
+        compression: str | None,
+        *,
+        overwrite: bool = True,
     ) -> None:
-        self.path = path
+        self.where = where
         self._format = file_format
         self._overwrite = overwrite
         self._compressed = compression == "zstd"
         self._hasher = hashlib.sha256()
         self._kept: list[Buffer] = []  # compressed files: the whole content until the end
-        self._temp: _Temp | None = None
+        self._temp: ObjectWriter | None = None
         # The helper thread and its queue, from the first complete piece until stopped.
         self._queue: queue.Queue[Buffer | None] | None = None
         self._helper: threading.Thread | None = None
@@ -248,7 +178,7 @@ class SealedFile:
         if self._error is not None:
             raise self._error  # stop producing: the file cannot be written
         if self._queue is None:
-            self._temp = _Temp(self.path, self._overwrite)
+            self._temp = self._create()
             self._queue = queue.Queue(maxsize=2)
             self._helper = threading.Thread(
                 target=self._work, args=(self._queue,), name="dictdb-write", daemon=True
@@ -258,7 +188,7 @@ class SealedFile:
 
     def _work(self, pieces: queue.Queue[Buffer | None]) -> None:
         assert self._temp is not None
-        write, update = self._temp.handle.write, self._hasher.update
+        write, update = self._temp.write, self._hasher.update
         while (piece := pieces.get()) is not None:
             if self._error is None:  # after a failure, only drain (the producer never blocks)
                 try:
@@ -266,6 +196,9 @@ class SealedFile:
                     write(piece)
                 except BaseException as exc:
                     self._error = exc
+
+    def _create(self) -> ObjectWriter:
+        return self.where.target.create(self.where.name, overwrite=self._overwrite)
 
     def _stop_helper(self) -> None:
         if self._queue is not None and self._helper is not None:
@@ -281,7 +214,7 @@ class SealedFile:
             self._temp = None
 
     def publish(self) -> None:
-        """Write what remains and the trailer, then publish (see `_Temp.publish`).
+        """Write what remains and the trailer, then publish (see `dictdb.storage.target`).
 
         Raises:
             FileExistsError: *overwrite* is False and the final name exists.
@@ -298,8 +231,8 @@ class SealedFile:
             pieces.append(_trailer(self._hasher, self._format))
             data = b"".join(pieces)
             if self._temp is None:
-                self._temp = _Temp(self.path, self._overwrite)
-            self._temp.handle.write(compress(data) if self._compressed else data)
+                self._temp = self._create()
+            self._temp.write(compress(data) if self._compressed else data)
         except BaseException:
             self.abort()
             raise
@@ -322,20 +255,6 @@ def seal(body: bytes, file_format: str, compression: str | None) -> bytes:
     """
     data = body + _trailer(hashlib.sha256(body), file_format)
     return compress(data) if compression == "zstd" else data
-
-
-def open_regular(path: Path) -> BinaryIO:
-    """Open *path* for reading if it is a regular file (`wal.directory.open_regular`: a FIFO
-    or a device named like a backup is refused at once, not waited on or read forever).
-
-    Raises:
-        CorruptFileError: not a regular file.
-        OSError: it cannot be opened.
-    """
-    try:
-        return _open_regular(path)
-    except NotRegularFileError:
-        raise CorruptFileError(path, "not a regular file") from None
 
 
 def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> Buffer:

@@ -64,8 +64,9 @@ from dictdb.errors import (
 from dictdb.schema import validate_record
 from dictdb.storage import digest as _digest
 from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
-from dictdb.storage.files import Buffer, Pieces, SealedFile, open_regular, unseal
+from dictdb.storage.files import Buffer, Pieces, SealedFile, unseal
 from dictdb.storage.gcshelter import Shelter
+from dictdb.storage.target import Located, Where, locate
 from dictdb.values import INT64_MAX, PK_TYPES, check_primary_key, own_record, row_hash
 from wal import (
     CREATE,
@@ -382,20 +383,19 @@ def _plain_images(images: Mapping[Any, Any], plain: bool) -> list[Any]:
 
 
 def _target(
-    filename: str | Path, file_format: str | None, compression: str | None
-) -> tuple[Path, str, str | None]:
-    """Where and how to write: the final path (``.zst`` appended when compressing), the format
-    (`_format_for`) and the compression (a name ending in ``.zst`` implies zstd). At most one
-    `Path` built: with caches as cold as a periodic backup finds them, one costs ~20-50 µs."""
-    path = filename if isinstance(filename, Path) else Path(filename)
-    name = path.name
+    filename: Where, file_format: str | None, compression: str | None
+) -> tuple[Located, str, str | None]:
+    """Where and how to write: the final object (``.zst`` appended when compressing), the
+    format (`_format_for`) and the compression (a name ending in ``.zst`` implies zstd)."""
+    where = locate(filename)
+    name = where.name
     fmt = _format_for(name, file_format)
     if compression is None and name.endswith(".zst"):
         compression = "zstd"
     comp = check_compression(compression)
     if comp == "zstd" and not name.endswith(".zst"):
-        path = path.with_name(name + ".zst")
-    return path, fmt, comp
+        where = Located(where.target, name + ".zst")
+    return where, fmt, comp
 
 
 def _format_for(name: str, file_format: str | None) -> str:
@@ -417,7 +417,7 @@ def _format_for(name: str, file_format: str | None) -> str:
 
 def save(
     db: HasEngine,
-    filename: str | Path,
+    filename: Where,
     file_format: str | None = None,
     compression: str | None = None,
     *,
@@ -455,15 +455,15 @@ def save(
 
 def _save(
     engine: Engine,
-    filename: str | Path,
+    filename: Where,
     file_format: str | None,
     compression: str | None,
     overwrite: bool,
     as_base: bool | None,
 ) -> tuple[Path, int, bool]:
     # `save`, returning also the snapshot's LSN and whether it became the chain's base.
-    path, fmt, comp = _target(filename, file_format, compression)
-    with SealedFile(path, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
+    where, fmt, comp = _target(filename, file_format, compression)
+    with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
         lsn, last_ts, tables, known = _capture(engine, shelter)
         _log_durable(engine, lsn)
         digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out)
@@ -481,7 +481,7 @@ def _save(
             engine.journal.release(lsn, defer_free=True)
             based = True
     engine.journal.free_released()  # outside the lock
-    return path, lsn, based
+    return where.path, lsn, based
 
 
 def _sniff(path: Path, data: bytes, file_format: str | None) -> tuple[str, bool]:
@@ -499,7 +499,7 @@ def _sniff(path: Path, data: bytes, file_format: str | None) -> tuple[str, bool]
     return fmt, compressed
 
 
-def read_document(path: str | Path, file_format: str | None = None) -> dict[str, Any]:
+def read_document(where: Where, file_format: str | None = None) -> dict[str, Any]:
     """Read, verify and decode a snapshot or delta file into its plain document.
 
     Checks the checksum, the format name, the version, the type and the other header fields;
@@ -509,13 +509,14 @@ def read_document(path: str | Path, file_format: str | None = None) -> dict[str,
         CorruptFileError: unreadable, truncated, damaged, of an unknown version, or not ours.
         OSError: the file cannot be read.
     """
-    return _read(Path(path), file_format)
+    return _read(locate(where), file_format)
 
 
-def _read(path: Path, file_format: str | None) -> dict[str, Any]:
+def _read(where: Located, file_format: str | None) -> dict[str, Any]:
     # Every tree returned is one JSON carries exactly (orjson built it, or `check_plain` walked
     # a version-1 pickle body), so the checks after it are those of JSON.
-    with open_regular(path) as handle:
+    path = where.path
+    with where.target.open(where.name) as handle:
         data = handle.read()
     fmt, compressed = _sniff(path, data, file_format)
     payload = unseal(path, data, fmt, compressed)
@@ -624,7 +625,7 @@ def _check_header(path: Path, doc: Any, *, only: bool = False) -> None:
     crc = doc.get("header_crc", 0)
     if type(crc) is not int or not 0 <= crc < 1 << 32:
         raise CorruptFileError(path, f"malformed header_crc {brief(crc)}")
-    _read_lineage(path, doc)
+    read_lineage(path, doc)
 
 
 def _json_header(data: bytes) -> Any:
@@ -666,7 +667,7 @@ _HEADER_MARKERS: Final = (b',"tables":', b',"ddl":')
 _HEADER_PROBE: Final = 1 << 16
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
+def read_header(where: Where) -> dict[str, Any]:
     """Read a snapshot's or delta's header without reading the whole file.
 
     The header holds format, version, type, timestamps and the LSNs; nothing is verified
@@ -676,9 +677,10 @@ def read_header(path: str | Path) -> dict[str, Any]:
         CorruptFileError: no readable header.
         OSError: the file cannot be read.
     """
-    path = Path(path)
+    located = locate(where)
+    path = located.path
     fmt, compressed = _sniff(path, b"", None)
-    with open_regular(path) as handle:
+    with located.target.open(located.name) as handle:
         if compressed:
             try:
                 reader = zstandard.ZstdDecompressor().stream_reader(handle)
@@ -721,9 +723,7 @@ def _num_field(path: Path, doc: Mapping[str, Any], name: str) -> float:
     )
 
 
-def load(
-    filename: str | Path, file_format: str | None = None, *, lock: Lock | None = None
-) -> Engine:
+def load(filename: Where, file_format: str | None = None, *, lock: Lock | None = None) -> Engine:
     """Load a full snapshot into a new engine, verifying it completely.
 
     Args:
@@ -738,8 +738,9 @@ def load(
         CorruptFileError: damaged, truncated, of another type, or its content does not match
             its recorded digest.
     """
-    path = Path(filename)
-    doc = _read(path, file_format)
+    where = locate(filename)
+    path = where.path
+    doc = _read(where, file_format)
     if doc["type"] != "full":
         raise CorruptFileError(path, f"expected a full snapshot, found a {doc['type']}")
     lsn = _int_field(path, doc, "lsn")
@@ -758,7 +759,7 @@ def load(
     if actual != expected:
         raise CorruptFileError(path, _digest.describe_mismatch(expected, actual))
     last_ts = _num_field(path, doc, "last_op_ts")
-    lineage, parent = _read_lineage(path, doc)
+    lineage, parent = read_lineage(path, doc)
     engine = Engine(start_lsn=lsn, start_ts=last_ts, lock=lock, lineage=lineage, parent=parent)
     engine.tables.update((t.name, t) for t in tables)
     engine.cursor = BackupCursor(lsn, actual, _plain_tables(engine))
@@ -770,7 +771,7 @@ def load(
 _LINEAGE: Final = re.compile("[0-9a-f]{32}")
 
 
-def _read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple[str, int] | None]:
+def read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple[str, int] | None]:
     lineage = doc.get("lineage")
     parent = doc.get("parent")
     if lineage is not None and (type(lineage) is not str or not _LINEAGE.fullmatch(lineage)):
@@ -893,7 +894,7 @@ def _flat_plain(records: list[dict[str, Any]], primary_key: str) -> bool:
 
 def save_delta(
     db: HasEngine,
-    filename: str | Path,
+    filename: Where,
     file_format: str | None = None,
     compression: str | None = None,
     *,
@@ -912,7 +913,7 @@ def save_delta(
         OSError: the write failed: nothing is released, so the next delta includes all of it.
     """
     engine = db.engine
-    path, fmt, comp = _target(filename, file_format, compression)
+    where, fmt, comp = _target(filename, file_format, compression)
     with engine.lock:
         cursor = engine.cursor
         if cursor is None:
@@ -935,7 +936,7 @@ def save_delta(
     _log_durable(engine, db_lsn)
     comp_ = compact_flat(flat, cursor.lsn + 1)
     known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
-    with SealedFile(path, fmt, comp, overwrite=overwrite) as sealed:
+    with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed:
         digest = _encode_delta(
             comp_, cursor, plain_now, known, table_info, lineage, fmt, sealed.out
         )
@@ -944,7 +945,7 @@ def save_delta(
             engine.cursor = BackupCursor(comp_.to_lsn, digest, plain_now)
             engine.journal.release(comp_.to_lsn, defer_free=True)
     engine.journal.free_released()  # outside the lock
-    return path
+    return where.path
 
 
 def _encode_delta(
@@ -1008,7 +1009,7 @@ def _encode_delta(
     return digest
 
 
-def apply_delta(db: HasEngine, filename: str | Path, file_format: str | None = None) -> int:
+def apply_delta(db: HasEngine, filename: Where, file_format: str | None = None) -> int:
     """Apply a delta file to *db*, all or nothing.
 
     The whole file is checked first (checksum, version, type, LSN continuity with `db.lsn`,
@@ -1030,8 +1031,9 @@ def apply_delta(db: HasEngine, filename: str | Path, file_format: str | None = N
             "apply_delta cannot change a durable database: its log needs every operation, a "
             "delta holds only their net effect (restore into a new database instead)"
         )
-    path = Path(filename)
-    doc = read_document(path, file_format)
+    where = locate(filename)
+    path = where.path
+    doc = _read(where, file_format)
     if doc["type"] != "delta":
         raise CorruptFileError(path, f"expected a delta, found a {doc['type']} snapshot")
     from_lsn = _int_field(path, doc, "from_lsn", 1)

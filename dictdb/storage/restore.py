@@ -24,8 +24,9 @@ import attrs
 
 from dictdb._engine import Engine, Lock
 from dictdb.errors import CorruptFileError, DictDBError, RestoreError
+from dictdb.storage import persist
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
-from dictdb.storage.persist import apply_delta, load
+from dictdb.storage.target import LocalDirectory, Place, Target, as_target
 from wal import WALError
 from wal.recovery import RecoveryError, list_segments, read_until_gap
 
@@ -60,6 +61,13 @@ class RestorePlan:
     log_from: int | None = None
     log_to: int | None = None
     forks: bool = False
+    #: Where the files are read from (None: the local directory `directory`).
+    target: Target | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def source(self) -> Target:
+        """The target the files are read from."""
+        return LocalDirectory(self.directory) if self.target is None else self.target
 
     def as_document(self) -> dict[str, Any]:
         """A plain description (for ``dictdb restore --dry-run`` and logs)."""
@@ -135,7 +143,8 @@ def _lineages(catalog: Catalog) -> dict[str | None, float]:
     return caps
 
 
-def _plan(catalog: Catalog, directory: Path, lsn: int | None, ts: float | None) -> RestorePlan:
+def _plan(catalog: Catalog, target: Target, lsn: int | None, ts: float | None) -> RestorePlan:
+    directory = target.describe()
     caps = _lineages(catalog)
 
     def usable(f: BackupFile) -> bool:
@@ -191,7 +200,14 @@ def _plan(catalog: Catalog, directory: Path, lsn: int | None, ts: float | None) 
                 raise RestoreError(f"unreadable, and it may be needed: {reason}", path)
         _check_gap(lineage_files, reached, nxt, lsn)
     return RestorePlan(
-        directory, tuple(chain), lsn, ts, reached.last_lsn, reached.last_op_ts, catalog.unreadable
+        directory,
+        tuple(chain),
+        lsn,
+        ts,
+        reached.last_lsn,
+        reached.last_op_ts,
+        catalog.unreadable,
+        target=target,
     )
 
 
@@ -215,7 +231,7 @@ def _check_gap(
     )
 
 
-def plan_restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> RestorePlan:
+def plan_restore(backup_dir: Place, *, at: Any = None, lsn: int | None = None) -> RestorePlan:
     """Decide which files (and logged operations) rebuild the state asked for, without
     rebuilding it: a dry run.
 
@@ -234,25 +250,28 @@ def plan_restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = No
     return _plan_all(backup_dir, at, lsn)[0]
 
 
-def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[RestorePlan, list[Any]]:
+def _plan_all(backup_dir: Place, at: Any, lsn: int | None) -> tuple[RestorePlan, list[Any]]:
     # The plan, and the logged operations it replays (read once, used by `restore`).
-    directory = Path(backup_dir)
+    target = as_target(backup_dir)
+    directory = target.describe()
     ts = _target_time(at, lsn)
-    catalog = scan(directory)
-    log_dir = directory / "wal"
-    segments = list_segments(log_dir)
+    catalog = scan(target)
+    # The durable log is read where it is written: a local directory's ``wal/``.
+    local = target.local_directory()
+    log_dir = None if local is None else local / "wal"
+    segments = [] if log_dir is None else list_segments(log_dir)
     try:
-        plan = _plan(catalog, directory, lsn, ts)
+        plan = _plan(catalog, target, lsn, ts)
     except RestoreError:
         if not segments or segments[0][0] != 1:
             raise
         # The log holds every operation from the first: rebuild from an empty database.
-        plan = RestorePlan(directory, (), lsn, ts, 0, 0.0, catalog.unreadable)
+        plan = RestorePlan(directory, (), lsn, ts, 0, 0.0, catalog.unreadable, target=target)
     forks = any(
         f.lineage == (plan.files[0].lineage if plan.files else None) and f.last_lsn > plan.lsn
         for f in catalog.files
     )
-    if not segments:
+    if log_dir is None or not segments:
         return attrs.evolve(plan, forks=forks), []
     try:
         ops, hole = read_until_gap(log_dir, after_lsn=plan.lsn)
@@ -292,15 +311,15 @@ def _plan_all(backup_dir: str | Path, at: Any, lsn: int | None) -> tuple[Restore
 
 
 def restore_snapshots(
-    backup_dir: str | Path, *, at: Any = None, lsn: int | None = None, lock: Lock | None = None
+    backup_dir: Place, *, at: Any = None, lsn: int | None = None, lock: Lock | None = None
 ) -> Engine:
     """`restore_engine` from snapshots and deltas alone (the durable log is not read).
 
     *lock* is the lock the engine is built with (durable mode's group-commit lock).
     """
-    directory = Path(backup_dir)
+    target = as_target(backup_dir)
     ts = _target_time(at, lsn)
-    return _carry_out(_plan(scan(directory), directory, lsn, ts), lock)
+    return _carry_out(_plan(scan(target), target, lsn, ts), lock)
 
 
 def _target_time(at: Any, lsn: int | None) -> float | None:
@@ -313,19 +332,17 @@ def _target_time(at: Any, lsn: int | None) -> float | None:
 
 
 def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
-    directory = plan.directory
+    target = plan.source
     bad: list[Path] = []
     while True:
         full = plan.files[0]
         try:
-            engine = load(full.path, lock=lock)
+            engine = persist.load(full.where, lock=lock)
         except CorruptFileError as exc:
             log.warning("restore: skipping damaged full snapshot %s: %s", full.path, exc.reason)
             bad.append(full.path)
             try:
-                fallback = _plan(
-                    scan(directory, exclude=bad), directory, plan.target_lsn, plan.target_ts
-                )
+                fallback = _plan(scan(target, exclude=bad), target, plan.target_lsn, plan.target_ts)
             except RestoreError as err:
                 raise RestoreError(
                     f"damaged ({exc.reason}) and no older chain reaches LSN {plan.lsn}: {err}",
@@ -342,13 +359,13 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
         break
     for delta in plan.files[1:]:
         try:
-            apply_delta(engine, delta.path)
+            persist.apply_delta(engine, delta.where)
         except CorruptFileError as exc:
             raise RestoreError(exc.reason, delta.path) from None
     return engine
 
 
-def restore_engine(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> Engine:
+def restore_engine(backup_dir: Place, *, at: Any = None, lsn: int | None = None) -> Engine:
     """Rebuild an engine from a backup directory: the newest state, or the state at a point.
 
     Snapshots and deltas bring the state to the last file boundary at or before the target;

@@ -31,6 +31,7 @@ from dictdb.errors import CorruptFileError
 from dictdb.storage import persist
 from dictdb.storage._pickle import pickle_blob_head
 from dictdb.storage.files import seal
+from dictdb.storage.target import locate
 from tests.dictdb._scripts.load_capped import load_in_child
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb.test_persist import as_version_1, encode, fast_pickle
@@ -893,7 +894,7 @@ def test_a_sealed_file_holds_exactly_the_sealed_content(
     try:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "f"
-            with files.SealedFile(path, file_format, compression) as sealed:
+            with files.SealedFile(locate(path), file_format, compression) as sealed:
                 sealed.out.extend(items)
             data = path.read_bytes()
             assert os.listdir(folder) == ["f"]
