@@ -24,7 +24,7 @@ that broke it could not be restored from a backup.
 Export (`write_csv`, `Table.export_csv`): the columns given, or every field in first-seen
 order; a missing field or None is an empty cell, a str is written as is, anything else by
 ``str()`` (datetimes as ``2024-01-02 03:04:05``, which import reads back; lists and dicts as
-Python literals). The file is published atomically (`dictdb.storage.files.write_atomic`).
+Python literals). The file is published atomically (`dictdb._atomic.write_atomic`).
 With no rows the file holds just the header when columns are given, else it is empty (the
 reference wrote no file at all).
 """
@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from dictdb.storage.files import write_atomic
+from dictdb._atomic import write_atomic
 from dictdb.values import Record
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from dictdb.errors import CorruptFileError
-from dictdb.storage.target import LocalDirectory, Located, ObjectWriter
+from dictdb.storage.target import Located, ObjectWriter
 from wal import (
     ZSTD_MAGIC,
     CodecError,
@@ -105,30 +105,8 @@ class Pieces:
         return current
 
 
-def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
-    """Publish *data* under *path* atomically and durably.
-
-    Args:
-        path: the final name.
-        data: the whole content.
-        overwrite: replace an existing file (True) or fail if one exists (False).
-
-    Raises:
-        FileExistsError: *overwrite* is False and *path* exists.
-        OSError: any I/O failure. No temp file is left, and *path* is as it was before the
-            call (see `dictdb.storage.target`).
-    """
-    writer = LocalDirectory(path.parent).create(path.name, overwrite=overwrite)
-    try:
-        writer.write(data)
-    except BaseException:
-        writer.discard()
-        raise
-    writer.publish()
-
-
 class SealedFile:
-    """A sealed file (checksum trailer, see above) published atomically like `write_atomic`,
+    """A sealed file (checksum trailer, see above) published atomically (`dictdb._atomic`),
     written while its content is still being produced.
 
     The producer appends its buffers to `out`. Each complete piece (`PIECE_FLOOR`) goes to

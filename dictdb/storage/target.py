@@ -25,15 +25,15 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol, runtime_checkable
 
 import attrs
 
+from dictdb._atomic import AtomicFile
 from dictdb.errors import CorruptFileError
-from wal import NotRegularFileError, fsync_directory
+from wal import NotRegularFileError
 from wal import open_regular as _open_regular
 
 
@@ -90,80 +90,6 @@ class Target(Protocol):
         ...
 
 
-class _LocalWriter:
-    """A temp file beside the final name: `publish` makes it the final name, atomically and
-    durably; `discard` removes it."""
-
-    def __init__(self, path: Path, overwrite: bool) -> None:
-        self.path = path
-        self.overwrite = overwrite
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.tmp = Path(name)
-        try:
-            self.handle: BinaryIO = os.fdopen(fd, "wb")
-        except BaseException:
-            os.close(fd)
-            self.tmp.unlink()
-            raise
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.handle.write(data)
-
-    def discard(self) -> None:
-        with contextlib.suppress(OSError):
-            self.handle.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.tmp)
-
-    def publish(self) -> None:
-        """Flush, fsync, then take the final name and fsync the directory.
-
-        Raises:
-            FileExistsError: *overwrite* is False and the final name exists.
-            OSError: any I/O failure. The temp file is removed, and the final name is as it
-                was before: a failure after the new file took the name (the directory fsync)
-                puts the old file back (kept meanwhile under a second hard link) or removes
-                the new one.
-        """
-        path, tmp, directory = self.path, self.tmp, self.path.parent
-        keep: Path | None = None  # the old file, while the new one is not yet durable
-        published = False
-        try:
-            with self.handle as handle:
-                handle.flush()
-                os.fsync(handle.fileno())
-            if self.overwrite:
-                if path.exists():
-                    keep = tmp.with_name(tmp.name[: -len(".tmp")] + ".old.tmp")
-                    os.link(path, keep)
-                os.replace(tmp, path)
-                published = True
-            else:
-                os.link(tmp, path)  # fails atomically if the name exists
-                published = True
-                os.unlink(tmp)
-            fsync_directory(directory)
-            if keep is not None:
-                os.unlink(keep)  # a failure here still puts the old file back: all or nothing
-                keep = None
-        except BaseException:
-            self.discard()
-            if published:
-                with contextlib.suppress(OSError):
-                    if keep is not None:
-                        os.replace(keep, path)
-                        keep = None
-                    else:
-                        os.unlink(path)
-                with contextlib.suppress(OSError):
-                    fsync_directory(directory)
-            raise
-        finally:
-            if keep is not None:  # only when putting the old file back failed too
-                with contextlib.suppress(OSError):
-                    os.unlink(keep)
-
-
 class LocalDirectory:
     """A directory of files on a local disk."""
 
@@ -201,7 +127,7 @@ class LocalDirectory:
             raise CorruptFileError(path, "not a regular file") from None
 
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
-        return _LocalWriter(self.path / name, overwrite)
+        return AtomicFile(self.path / name, overwrite)
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
