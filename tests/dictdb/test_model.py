@@ -1,9 +1,16 @@
 """DictDB against a plain-dict model: random DDL and CRUD, checked after every step.
 
 The model states the documented semantics in the simplest terms (dicts of dicts), including
-which error a refused call raises. After every step: the database equals the model, the
-journal holds LSNs 1..lsn with no gap, and replaying the journal into a new database gives an
-equal database.
+which error a refused call raises. After every step: the database equals the model, type for
+type; the journal held LSNs 1..lsn with no gap (each operation is read before a backup releases
+it); and replaying those operations into a new database gives an equal database.
+
+The database is in memory or durable (`DictDB.open`), drawn per run. Its durable products must
+give back the model's state, type for type, at the LSN they hold: full snapshots (`save`, any
+format), the files of a `BackupManager` (full and delta; each delta applied with `apply_delta`
+onto a database loaded from the files before it), `restore` of the backup directory (newest,
+at each backup point, and between points), and for a durable database, closing it, `restore`
+of its directory at any LSN its log holds, and reopening it.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ import copy
 import datetime as dt
 import decimal
 import operator
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +40,8 @@ from hypothesis.stateful import (
 
 from dictdb import (
     And,
+    BackupManager,
+    CorruptFileError,
     DictDB,
     DuplicateKeyError,
     DuplicateTableError,
@@ -38,11 +50,14 @@ from dictdb import (
     Or,
     PrimaryKeyError,
     RecordNotFoundError,
+    RestoreError,
     SchemaValidationError,
     Table,
     TableNotFoundError,
     ValueDomainError,
+    restore,
 )
+from dictdb.storage.persist import apply_delta
 from tests import strategies as s
 
 TABLE_NAMES = ("t1", "t2", "count")
@@ -60,6 +75,18 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
 }
 MISSING = object()
+#: File formats and compressions of snapshots and backups.
+FORMATS = st.sampled_from([("json", None), ("json", "zstd"), ("pickle", None), ("pickle", "zstd")])
+
+# Defects the durable rules found, which the machine steers around until they are fixed. Each
+# has a strict xfail test at the end of this module: when the fix makes it pass (and so fail),
+# set the flag to False, and delete the flag once the machine passes without the steering.
+#: A row holding only a primary key whose name starts with "$" ({"$weird": 1}) is written as if
+#: it were a value tag: snapshots refuse to load, deltas to apply, the log to reopen.
+LONE_DOLLAR_KEY_DEFECT = True
+#: A reopened durable database starts a new lineage, so `restore(backups, lsn=...)` cannot reach
+#: a point backed up before the reopen once backups written after it are in the directory.
+NEW_LINEAGE_ON_REOPEN_DEFECT = True
 
 SMALL_VALUES = st.one_of(
     st.none(),
@@ -237,6 +264,8 @@ def records_for(draw: st.DrawFn, mt: ModelTable, *, key: bool = True) -> tuple[d
             record["payload"] = draw(s.domain_values(max_leaves=4))
     if key and draw(st.booleans()):
         record[mt.pk] = draw(keys_for(mt))
+    if LONE_DOLLAR_KEY_DEFECT and mt.pk.startswith("$") and not record.keys() - {mt.pk}:
+        record["tags"] = None  # not a row of its key alone
     bad = draw(st.integers(0, 9)) == 0
     if bad:
         record[draw(st.sampled_from(mt.fields()))] = draw(s.out_of_domain_values())
@@ -259,13 +288,54 @@ def refuse_dropped() -> Prediction:
     raise Refused(TableNotFoundError)
 
 
+def exact(value: Any) -> Any:
+    """*value* as a hashable tree that tells apart what ``==`` does not: the exact type of
+    every value and container, the repr of scalars (-0.0, Decimal exponents, datetime fold
+    and offset), dict members in any order."""
+    t = type(value)
+    if t is dict:
+        return ("dict", frozenset((exact(k), exact(v)) for k, v in value.items()))
+    if t is list:
+        return ("list", tuple(exact(v) for v in value))
+    return (f"{t.__module__}.{t.__qualname__}", repr(value))
+
+
+def typed(state: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A state (`DictDB.to_dict`'s shape) with keys, rows and counters made `exact`."""
+    return {
+        name: {
+            "primary_key": t["primary_key"],
+            "schema": t["schema"],
+            "next_pk": exact(t["next_pk"]),
+            "records": {exact(k): exact(row) for k, row in t["records"].items()},
+        }
+        for name, t in state.items()
+    }
+
+
 class DictDBMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.db = DictDB()
+        self.tmp = Path(tempfile.mkdtemp(prefix="dictdb-model-"))
+        self.db = DictDB()  # replaced by the first rule, in memory or durable
+        self.path: Path | None = None  # the durable database's directory
         self.model: dict[str, ModelTable] = {}
         self.handles: dict[str, Table] = {}
         self.expected_lsn = 0
+        #: Every operation so far, read from the journal before a backup releases it.
+        self.ops: list[Any] = []
+        #: A copy of the model's state after each step, by LSN.
+        self.states: dict[int, dict[str, Any]] = {}
+        self.backups = self.tmp / "backups"
+        self.manager: BackupManager | None = None
+        #: The LSNs of the files the managers wrote to `backups`, in order.
+        self.cuts: list[int] = []
+        #: A database loaded from the last full backup, each delta since applied onto it.
+        self.follower: DictDB | None = None
+
+    def teardown(self) -> None:
+        self.db.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -296,10 +366,28 @@ class DictDBMachine(RuleBasedStateMachine):
         name = data.draw(st.sampled_from(sorted(self.model)), label="table")
         return name, self.model[name], self.handles[name]
 
+    def model_state(self) -> dict[str, dict[str, Any]]:
+        return copy.deepcopy({name: mt.as_dict() for name, mt in self.model.items()})
+
+    def capture(self) -> None:
+        """Read the operations appended since the last call (before a backup releases them)."""
+        self.ops.extend(self.db.journal.read(len(self.ops) + 1))
+
+    def assert_product(self, db: DictDB, lsn: int, what: str) -> None:
+        """*db*, rebuilt from a durable product, holds the model's state at *lsn*, exactly."""
+        state = self.states[lsn]
+        assert lsn == db.lsn, what
+        assert list(state) == db.list_tables(), what
+        assert typed(state) == typed(db.to_dict()), what
+
     # -- DDL ------------------------------------------------------------------------------------
 
-    @initialize(pk=st.sampled_from(PK_NAMES), with_schema=st.booleans())
-    def first_table(self, pk: str, with_schema: bool) -> None:
+    @initialize(pk=st.sampled_from(PK_NAMES), with_schema=st.booleans(), durable=st.booleans())
+    def first_table(self, pk: str, with_schema: bool, durable: bool) -> None:
+        event(f"mode: {'durable' if durable else 'in memory'}")
+        if durable:
+            self.path = self.tmp / "data"
+            self.db = DictDB.open(self.path, fsync="off")
         self.create_table("t1", pk, "names" if with_schema else "none")
 
     @rule(
@@ -511,6 +599,99 @@ class DictDBMachine(RuleBasedStateMachine):
         del mt.indexes[indexed]
         assert sorted(mt.indexes) == sorted(table.indexed_fields())
 
+    # -- durable products ----------------------------------------------------------------------
+
+    @rule(kind=FORMATS)
+    def save(self, kind: tuple[str, str | None]) -> None:
+        file_format, compression = kind
+        event(f"save: {file_format} {compression}")
+        path = self.db.save(self.tmp / f"saved.{file_format}", file_format, compression)
+        self.assert_product(DictDB.load(path), self.db.lsn, f"save {path.name}")
+
+    def ensure_manager(self, kind: tuple[str, str | None]) -> BackupManager:
+        if self.manager is None or self.manager.db is not self.db:
+            file_format, compression = kind
+            self.manager = BackupManager(
+                self.db,
+                self.backups,
+                file_format=file_format,
+                compression=compression,
+                incremental=True,
+                min_backup_interval=0,
+            )
+        return self.manager
+
+    def backed_up(self, path: Path | None) -> None:
+        """Check the file a manager just wrote and follow it: load a full, apply a delta."""
+        assert self.manager is not None
+        assert 0 == self.manager.consecutive_failures, self.manager.last_error
+        lsn = self.db.lsn
+        if path is None:  # nothing new since the last backup
+            event("backup: nothing new")
+            assert self.cuts[-1:] == [lsn]
+            return
+        assert self.backups == path.parent
+        if path.name.startswith("dictdb_backup_"):
+            event("backup: full")
+            self.follower = DictDB.load(path)
+        else:
+            assert path.name.startswith("dictdb_delta_"), path.name
+            assert self.follower is not None
+            event("backup: delta")
+            apply_delta(self.follower, path)
+        self.assert_product(self.follower, lsn, f"backup {path.name}")
+        self.cuts.append(lsn)
+
+    @rule(kind=FORMATS)
+    def backup_full(self, kind: tuple[str, str | None]) -> None:
+        self.capture()
+        self.backed_up(self.ensure_manager(kind).backup_full())
+
+    @rule(kind=FORMATS)
+    def backup_delta(self, kind: tuple[str, str | None]) -> None:
+        # *kind* serves a new manager only, whose first backup is a full snapshot.
+        self.capture()
+        self.backed_up(self.ensure_manager(kind).backup_delta())
+
+    @precondition(lambda self: self.manager is not None)
+    @rule(kind=FORMATS)
+    def another_backup_manager(self, kind: tuple[str, str | None]) -> None:
+        """A new manager (another format, perhaps) backs up into the same directory."""
+        self.manager = None
+        self.ensure_manager(kind)
+
+    @precondition(lambda self: self.cuts)
+    @rule(data=st.data())
+    def restore_backups(self, data: st.DataObject) -> None:
+        newest = self.cuts[-1]
+        self.assert_product(restore(self.backups), newest, "restore")
+        cut = data.draw(st.sampled_from(self.cuts), label="backup point")
+        self.assert_product(restore(self.backups, lsn=cut), cut, f"restore lsn={cut}")
+        # Without a log, a target between two backup points stops at the one before it.
+        target = data.draw(st.integers(self.cuts[0], newest), label="target lsn")
+        before = max(c for c in self.cuts if c <= target)
+        self.assert_product(restore(self.backups, lsn=target), before, f"restore lsn={target}")
+
+    @precondition(lambda self: self.path is not None)
+    @rule(data=st.data())
+    def reopen(self, data: st.DataObject) -> None:
+        assert self.path is not None
+        lsn = self.db.lsn
+        self.capture()
+        self.db.close()
+        # The closed directory's log rebuilds the state at any LSN it holds.
+        self.assert_product(restore(self.path), lsn, "restore of the durable directory")
+        earlier = data.draw(st.sampled_from(sorted(self.states)), label="earlier lsn")
+        self.assert_product(restore(self.path, lsn=earlier), earlier, f"log lsn={earlier}")
+        self.db = DictDB.open(self.path, fsync="off")
+        self.assert_product(self.db, lsn, "reopen")
+        self.handles = {name: self.db.get_table(name) for name in self.model}
+        for name, mt in self.model.items():  # indexes are not state: none survives a reopen
+            assert [] == self.handles[name].indexed_fields()
+            mt.indexes.clear()
+        if NEW_LINEAGE_ON_REOPEN_DEFECT:
+            self.cuts = []  # the points backed up so far are out of reach
+
     # -- reads ---------------------------------------------------------------------------------
 
     @precondition(lambda self: self.model)
@@ -527,19 +708,88 @@ class DictDBMachine(RuleBasedStateMachine):
 
     @invariant()
     def database_equals_model(self) -> None:
-        assert {name: mt.as_dict() for name, mt in self.model.items()} == self.db.to_dict()
+        state = {name: mt.as_dict() for name, mt in self.model.items()}
+        assert state == self.db.to_dict()
+        assert typed(state) == typed(self.db.to_dict())
         assert list(self.model) == self.db.list_tables()
+        self.states[self.db.lsn] = self.model_state()
 
     @invariant()
     def journal_is_gap_free(self) -> None:
         assert self.expected_lsn == self.db.lsn
-        assert list(range(1, self.db.lsn + 1)) == [op.lsn for op in self.db.journal.read(1)]
+        self.capture()
+        assert list(range(1, self.db.lsn + 1)) == [op.lsn for op in self.ops]
+        # What the journal still holds runs gap-free up to the last operation.
+        held = self.db.journal.read(self.db.journal.released_lsn + 1)
+        assert list(range(self.db.journal.released_lsn + 1, self.db.lsn + 1)) == [
+            op.lsn for op in held
+        ]
 
     @invariant()
     def replaying_the_journal_gives_an_equal_database(self) -> None:
+        self.capture()
         replayed = DictDB()
-        assert self.db.lsn == replayed.replay(self.db.journal.read(1))
+        assert self.db.lsn == replayed.replay(self.ops)
         assert (self.db.lsn, self.db.to_dict()) == (replayed.lsn, replayed.to_dict())
 
 
 TestDictDBAgainstModel = DictDBMachine.TestCase
+
+
+# -- known defects (see the flags at the top) ------------------------------------------------
+
+
+def lone_dollar_key_defect(raises: type[Exception] | None = None) -> pytest.MarkDecorator:
+    return pytest.mark.xfail(
+        LONE_DOLLAR_KEY_DEFECT, reason="LONE_DOLLAR_KEY_DEFECT", raises=raises, strict=True
+    )
+
+
+@pytest.mark.parametrize(
+    "product",
+    [
+        pytest.param("snapshot", marks=lone_dollar_key_defect(CorruptFileError)),
+        pytest.param("delta", marks=lone_dollar_key_defect(CorruptFileError)),
+        pytest.param("log", marks=lone_dollar_key_defect()),  # the log's RecoveryError
+    ],
+)
+def test_a_row_of_a_dollar_key_alone_reads_back(tmp_path: Path, product: str) -> None:
+    db = DictDB.open(tmp_path / "data", fsync="off") if product == "log" else DictDB()
+    table = db.create_table("t", primary_key="$weird")
+    manager = BackupManager(db, tmp_path / "backups", incremental=True, min_backup_interval=0)
+    full = manager.backup_full()
+    table.insert({})  # {"$weird": 1}
+    expected = (2, db.to_dict())
+    assert {1: {"$weird": 1}} == expected[1]["t"]["records"]
+    if product == "snapshot":
+        back = DictDB.load(db.save(tmp_path / "full.json"))
+    elif product == "delta":
+        assert full is not None
+        back = DictDB.load(full)
+        apply_delta(back, manager.backup_delta())
+    else:
+        db.close()
+        back = DictDB.open(tmp_path / "data", fsync="off")
+        back.close()
+    assert expected == (back.lsn, back.to_dict())
+
+
+@pytest.mark.xfail(
+    NEW_LINEAGE_ON_REOPEN_DEFECT,
+    reason="NEW_LINEAGE_ON_REOPEN_DEFECT",
+    raises=RestoreError,
+    strict=True,
+)
+def test_a_point_backed_up_before_a_durable_database_reopened_can_be_restored(
+    tmp_path: Path,
+) -> None:
+    with DictDB.open(tmp_path / "data", fsync="off") as db:
+        db.create_table("t")
+        BackupManager(db, tmp_path / "backups", min_backup_interval=0).backup_full()
+    with DictDB.open(tmp_path / "data", fsync="off") as db:
+        db.get_table("t").insert({"v": 1})
+        BackupManager(db, tmp_path / "backups", min_backup_interval=0).backup_full()
+    assert (1, {"t": {"primary_key": "id", "schema": None, "next_pk": 1, "records": {}}}) == (
+        restore(tmp_path / "backups", lsn=1).lsn,
+        restore(tmp_path / "backups", lsn=1).to_dict(),
+    )
