@@ -10,7 +10,8 @@ path itself. A target promises:
   ``overwrite=False``, publishing onto an existing name fails with `FileExistsError`
   and changes nothing (two writers never overwrite each other).
 - `list` names the objects that are there now, with their sizes; only regular objects
-  (never symlinks, FIFOs, devices or directories) are listed as readable.
+  (never FIFOs, devices or directories; on a local disk a symlink counts as what it points
+  to, for now) are listed as readable.
 - `open` returns a binary stream of an object's content, or raises `FileNotFoundError` if it
   is gone (retention may delete it between a listing and a read); a name that is not a
   regular object is refused with `CorruptFileError`.
@@ -45,7 +46,7 @@ class Entry:
         name: the object's name (no directory part).
         size: its size in bytes.
         regular: whether it is a regular object that `read` will return (False for a
-            symlink, FIFO, device or directory under that name).
+            FIFO, device or directory under that name, or a symlink to one).
     """
 
     name: str
