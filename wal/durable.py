@@ -12,25 +12,21 @@ Policies:
 - ``off``: the background thread writes, the OS decides when data reaches the disk (fsync
   only on rotation and close).
 
-Submitting is cheap (list appends): the owner calls `submit` while holding its own lock
-(passed as *lock*), so statements enter the log whole and in LSN order. Once the pending
-statements hold `BATCH` operations, the submitting writer encodes them (`encode_pending`):
-their objects are still in the CPU cache then, and encoding them ~50 ms later on the flusher
-thread, with the GIL held all the same, cost about twice as much. Each batch joins the
-payload of the next flush, one JSON array (one frame of at most `FRAME_TARGET` bytes). The
-rest of the encoding, the framing and the I/O happen on the flusher or leader thread, which
-writes the frames of a flush with one `os.writev` (each call that releases the GIL costs the
-flusher up to a switch interval to get it back from a busy writer).
+The writer API is `submit` (a statement of several operations) and `submit_one` (a statement
+of one operation, the common case), the only ways in: the owner calls them holding its own
+lock (passed as *lock*), so statements enter the log whole and in LSN order. Submitting is
+cheap (list appends). Once the pending statements hold `BATCH` operations, the submitting
+writer encodes them: their objects are still in the CPU cache then, and encoding them ~50 ms
+later on the flusher thread, with the GIL held all the same, cost about twice as much. Each
+batch joins the payload of the next flush, one JSON array (one frame of at most
+`FRAME_TARGET` bytes). The rest of the encoding, the framing and the I/O happen on the
+flusher or leader thread, which writes the frames of a flush with one `os.writev` (each call
+that releases the GIL costs the flusher up to a switch interval to get it back from a busy
+writer).
 
-An owner whose single-operation writes are hot may do what `submit_one` does inline (the
-call is ~60 ns of a ~1.9 µs insert), holding its lock: if `refusing`, raise `refusal()`;
-append the operation's position (``len(pending) // WIDTH``) to `tagged` if it may need tags;
-extend `pending` with its `WIDTH` fields; call `encode_pending` once ``len(pending) >=
-BATCH_FIELDS``. The lists are never replaced, only emptied.
-
-After a write or fsync failure the log is *failed*: every later `submit` and `wait_durable`
-raises `LogFailedError` (the page cache can no longer be trusted; reopen to recover from what
-is on disk).
+After a write or fsync failure the log is *failed*: every later `submit`, `submit_one` and
+`wait_durable` raises `LogFailedError` (the page cache can no longer be trusted; reopen to
+recover from what is on disk).
 
 Segments rotate when they exceed *segment_size*; a new segment's file and its directory entry
 are fsynced before any frame goes into it.
@@ -67,7 +63,7 @@ FRAME_TARGET: Final = 8 << 20
 #: are ~30 KB of payload, ~30 µs on that writer every 256th statement.
 BATCH: Final = 256
 
-#: `BATCH` operations' worth of fields in `DurableLog.pending`.
+#: `BATCH` operations' worth of pending fields (`WIDTH` per operation).
 BATCH_FIELDS: Final = BATCH * WIDTH
 
 #: Buffers per `os.writev` call (the usual IOV_MAX).
@@ -108,17 +104,17 @@ class DurableLog:
         self.segment_size = segment_size
         self.compress = compress
         self.flush_interval = flush_interval
-        self._owner_lock = lock  # guards pending, tagged, _encoded* (held by submitters)
+        self._owner_lock = lock  # guards _pending, _tagged, _encoded* (held by submitters)
         # Pending operations, flat (`WIDTH` fields each, like the payload): one tracked list,
         # not one tuple per operation for the garbage collector to walk; and the positions
         # in it of those whose images may need tags. Both lists live as long as the log and
         # are emptied in place, never replaced: a list made for each batch stayed young, so
         # every young-generation collection (one per ~200 inserts) walked the up to 2,048
         # fields it held; measured ~60 ns per insert. An old list is not walked by them.
-        self.pending: list[Any] = []
-        self.tagged: list[int] = []
+        self._pending: list[Any] = []
+        self._tagged: list[int] = []
         # Statements encoded by their writers, not yet written, in LSN order and before
-        # `pending` (guarded like it): one payload (a JSON array) of operations
+        # `_pending` (guarded like it): one payload (a JSON array) of operations
         # _encoded_first.._encoded_last that grows batch by batch (see `encode_pending`),
         # and the earlier payloads set aside at `FRAME_TARGET`, as (first, last, payload).
         self._encoded: list[tuple[int, int, Buffer]] = []
@@ -133,9 +129,9 @@ class DurableLog:
         self._crowd = 0  # how many were waiting when the last group commit ended
         self._failed: BaseException | None = None
         self._closing = False  # no new statements (set first by close)
-        #: True once the log takes no more statements (it failed, or it is closing): then
-        #: `refusal()` says why.
-        self.refusing = False
+        # True once the log takes no more statements (it failed, or it is closing): then
+        # `_refusal()` says why.
+        self._refusing = False
         self._closed = False
         self._last_fsync = time.monotonic()
         self._fd: int | None = None
@@ -237,39 +233,39 @@ class DurableLog:
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self.refusing:
-            raise self.refusal()
-        pending = self.pending
+        if self._refusing:
+            raise self._refusal()
+        pending = self._pending
         base = len(pending) // WIDTH
         for op in ops:
             pending.extend(op)
-        self.tagged.extend(base + i for i, p in enumerate(plain) if not p)
+        self._tagged.extend(base + i for i, p in enumerate(plain) if not p)
         if len(pending) >= BATCH_FIELDS:
-            self.encode_pending()
+            self._encode_pending()
 
     def submit_one(self, op: OpTuple | Operation, plain: bool) -> None:
         """`submit` for a one-operation statement (the common case; no lists to build).
 
+        Args:
+            op: the operation, its LSN following what was submitted before.
+            plain: True when its after- and before-images and its meta need no tags.
+
         Raises:
             LogFailedError: the log failed or is closed; nothing was queued.
         """
-        if self.refusing:
-            raise self.refusal()
-        pending = self.pending
+        if self._refusing:
+            raise self._refusal()
+        pending = self._pending
         if not plain:
-            self.tagged.append(len(pending) // WIDTH)
+            self._tagged.append(len(pending) // WIDTH)
         pending.extend(op)
         if len(pending) >= BATCH_FIELDS:
-            self.encode_pending()
+            self._encode_pending()
 
-    def encode_pending(self) -> None:
-        """Encode the pending statements (by the writer that submitted the last one, holding
-        the owner's lock).
-
-        Raises:
-            LogFailedError: they could not be encoded; the log has failed.
-        """
-        ops, tagged = self.pending, self.tagged
+    def _encode_pending(self) -> None:
+        # Encode the pending statements, by the writer that submitted the last one (holding
+        # the owner's lock). Raises LogFailedError when they cannot be: the log has failed.
+        ops, tagged = self._pending, self._tagged
         first, last = ops[0], ops[-WIDTH]
         try:
             self._join(first, last, encode_flat(ops, tagged))
@@ -302,8 +298,8 @@ class DurableLog:
             data += payload
         self._encoded_last = last
 
-    def refusal(self) -> LogFailedError:
-        """The error that refuses a statement once `refusing` is set."""
+    def _refusal(self) -> LogFailedError:
+        # The error that refuses a statement once `_refusing` is set.
         if self._closing and self._failed is None:
             return LogFailedError("the durable log is closed")
         return LogFailedError(f"the durable log failed earlier: {self._failed!r}")
@@ -317,9 +313,9 @@ class DurableLog:
             if data:
                 encoded.append((self._encoded_first, self._encoded_last, data))
             self._encoded, self._encoded_data = [], bytearray()
-            ops, tagged = self.pending[:], self.tagged[:]
-            self.pending.clear()
-            self.tagged.clear()
+            ops, tagged = self._pending[:], self._tagged[:]
+            self._pending.clear()
+            self._tagged.clear()
         return encoded, ops, tagged
 
     def wait_durable(self, lsn: int) -> None:
@@ -337,7 +333,7 @@ class DurableLog:
         with self._cond:
             while self._durable_lsn < lsn:
                 if self._failed is not None:
-                    raise self.refusal()
+                    raise self._refusal()
                 if self._flushing:
                     self._sleepers += 1
                     try:
@@ -358,7 +354,7 @@ class DurableLog:
                     self._crowd = self._sleepers
                     self._cond.notify_all()
             if self._failed is not None and self._durable_lsn < lsn:
-                raise self.refusal()
+                raise self._refusal()
 
     def flush(self, *, sync: bool = True) -> None:
         """Write everything submitted so far (and fsync it when *sync*).
@@ -377,7 +373,7 @@ class DurableLog:
                 self._flushing = False
                 self._cond.notify_all()
         if self._failed is not None:
-            raise self.refusal()
+            raise self._refusal()
 
     def _write_pending(self, *, sync: bool) -> None:
         # Called by one thread at a time (the _flushing flag). Never raises: failures are
@@ -405,7 +401,7 @@ class DurableLog:
         # The log takes nothing more; waiters learn it.
         with self._cond:
             self._failed = exc
-            self.refusing = True
+            self._refusing = True
             self._cond.notify_all()
 
     def _append_frames(self, batches: list[tuple[int, int, Buffer]]) -> None:
@@ -500,7 +496,7 @@ class DurableLog:
         # it is held, so none is half-way): everything accepted is then in the final flush.
         with self._owner_lock:
             self._closing = True
-            self.refusing = True
+            self._refusing = True
         try:
             self.flush(sync=True)
         finally:

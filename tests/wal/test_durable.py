@@ -696,15 +696,15 @@ def test_the_pending_lists_are_emptied_in_place_never_replaced(tmp_path: Path) -
     # A list made for each batch stayed young, and every young-generation collection walked
     # the fields it held; the log's lists live as long as it does (see `DurableLog.__init__`).
     log, _ = open_log(tmp_path, fsync="everysec", flush_interval=3600)
-    pending, tagged = log.pending, log.tagged
+    pending, tagged = log._pending, log._tagged
     with log._owner_lock:
         for lsn in range(1, BATCH + 3):
             log.submit_one(op(lsn), plain=lsn % 2 == 0)
     assert (2 * WIDTH, [0]) == (len(pending), tagged)  # the batch was encoded, two remain
     log.flush()
     assert ([], []) == (pending, tagged)
-    assert pending is log.pending
-    assert tagged is log.tagged
+    assert pending is log._pending
+    assert tagged is log._tagged
     log.close()
     assert list(range(1, BATCH + 3)) == on_disk(tmp_path)
 
@@ -729,7 +729,7 @@ def test_a_writer_that_cannot_encode_its_batch_fails_the_log(
         bad = op(10 + BATCH)
     with pytest.raises(LogFailedError, match="failed"):
         submit(log, [bad])  # the batch is full now: this writer encodes it, and fails
-    assert ([], []) == (log.pending, log.tagged)
+    assert ([], []) == (log._pending, log._tagged)
     assert log.failed is not None
     with pytest.raises(LogFailedError):
         submit(log, [op(11 + BATCH)])
