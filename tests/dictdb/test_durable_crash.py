@@ -78,10 +78,20 @@ def spawn(directory: Path, start: int, backup: bool, policy: str) -> subprocess.
 
 
 def run_round(
-    rng: random.Random, directory: Path, start: int, backup: bool, max_delay: float, policy: str
+    rng: random.Random,
+    directory: Path,
+    start: int,
+    backup: bool,
+    max_delay: float,
+    policy: str,
+    settle: float | None = None,
 ) -> tuple[list[tuple[int, str, float]], float]:
     """Start a writer, kill it at a random moment; its acknowledged (lsn, key, monotonic time)
     lines, and the monotonic time of the kill.
+
+    With *settle*, the kill waits for the first acknowledgement (up to `ACK_DEADLINE`), then
+    *settle* seconds more, then the random delay: the round then always has acknowledged
+    operations older than *settle* at the kill, however slowly the writer started.
 
     Its output is drained all along by a thread (a full pipe would stall the writer).
     """
@@ -89,17 +99,25 @@ def run_round(
     assert proc.stdout is not None
     assert proc.stderr is not None
     chunks: list[bytes] = []
-    ready = threading.Event()
+    ready = threading.Event()  # the READY line arrived
+    acknowledged = threading.Event()  # and the first acknowledged statement's line
 
     def drain(fd: int) -> None:
+        lines = 0
         while block := os.read(fd, 1 << 16):
             chunks.append(block)
-            if b"\n" in block:
+            lines += block.count(b"\n")
+            if lines:
                 ready.set()
+            if lines > 1:
+                acknowledged.set()
 
     reader = threading.Thread(target=drain, args=(proc.stdout.fileno(),), daemon=True)
     reader.start()
-    if rng.random() < 0.25:
+    if settle is not None:
+        acknowledged.wait(ACK_DEADLINE)
+        time.sleep(settle + rng.uniform(0.01, max_delay))
+    elif rng.random() < 0.25:
         time.sleep(rng.uniform(0.0, 0.45))  # may land while it opens and recovers
     else:
         ready.wait(30)
@@ -129,19 +147,34 @@ def crash_loop(
     max_delay: float = 0.35,
     policy: str = "always",
 ) -> None:
-    """Kill, reopen, check, resume; *rounds* times.
+    """Kill, reopen, check, resume; *rounds* times, plus one round if none checked anything.
 
     With ``always`` every acknowledged operation must survive; with ``everysec`` (a process
-    crash loses at most the flusher's interval, 10 ms) every operation acknowledged more
-    than `EVERYSEC_MARGIN` before the kill.
+    crash loses at most the flusher's interval) every operation acknowledged more than
+    `EVERYSEC_MARGIN` before the kill. The kill moments are random, so a round may check
+    nothing (killed while opening, or, with ``everysec``, before any acknowledgement was
+    `EVERYSEC_MARGIN` old: more likely when the writer starts slowly, under coverage or load).
+    Then one more round kills only once an acknowledgement is that old (`run_round`'s
+    *settle*), so every run checks acknowledged operations.
     """
     rng = random.Random(seed)
     model = Model()
     lsn = 0
     acked_total = checked = 0
-    for round_no in range(rounds):
-        where = f"seed {seed}, round {round_no}"
-        acked, killed_at = run_round(rng, directory, model.index_at[lsn], backup, max_delay, policy)
+    for round_no in range(rounds + 1):
+        settle = round_no == rounds
+        if settle and checked:
+            break
+        where = f"seed {seed}, round {round_no}" + (" (settled)" if settle else "")
+        acked, killed_at = run_round(
+            rng,
+            directory,
+            model.index_at[lsn],
+            backup,
+            max_delay,
+            policy,
+            settle=EVERYSEC_MARGIN if settle else None,
+        )
         acked_total += len(acked)
         if policy != "always":
             acked = [a for a in acked if a[2] < killed_at - EVERYSEC_MARGIN]
@@ -172,7 +205,8 @@ def crash_loop(
 
 
 SEED = int.from_bytes(os.urandom(4), "big")
-EVERYSEC_MARGIN = 0.25  # seconds: the 10 ms flush interval, plus scheduling slack
+EVERYSEC_MARGIN = 0.25  # seconds: the 50 ms flush interval, plus scheduling slack
+ACK_DEADLINE = 60.0  # seconds: only a writer that never acknowledges anything waits this long
 
 
 def test_kill_9_at_random_moments_never_loses_an_acknowledged_operation(tmp_path: Path) -> None:
