@@ -41,13 +41,13 @@ from wal import (
     INSERT,
     UPDATE,
     Journal,
+    LogFailedError,
     Operation,
     OpTuple,
     UnsupportedValueError,
+    brief,
     own_value,
 )
-from wal.durable import LogFailedError
-from wal.errors import brief
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -22,8 +22,18 @@ from dictdb.errors import CorruptFileError, RestoreError
 from dictdb.storage.catalog import BackupFile, scan
 from dictdb.storage.persist import apply_delta, load, read_document
 from dictdb.storage.restore import restore_engine
-from wal import CREATE, DELETE, DROP, INSERT, UPDATE, CodecError, WALError, from_plain
-from wal.recovery import RecoveryError, iter_wal
+from wal import (
+    CREATE,
+    DELETE,
+    DROP,
+    INSERT,
+    UPDATE,
+    CodecError,
+    RecoveryError,
+    WALError,
+    from_plain,
+    iter_wal,
+)
 
 #: How fine a result is: one operation, the net change of one delta, or a snapshot's state.
 OPERATION: Final = "operation"
@@ -98,7 +108,7 @@ def _log_dir(directory: Path) -> Path | None:
 
 
 def _log_start(directory: Path) -> int | None:
-    from wal.recovery import list_segments
+    from wal import list_segments
 
     wal_dir = _log_dir(directory)
     if wal_dir is None:

@@ -154,7 +154,7 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
         print(f"orphan delta {f.first_lsn}..{f.last_lsn} {f.path.name}", file=out)
     for path, reason in catalog.unreadable:
         print(f"unreadable {path.name}: {reason}", file=out)
-    from wal.recovery import list_segments
+    from wal import list_segments
 
     segments = list_segments(Path(args.dir) / "wal")
     if segments:

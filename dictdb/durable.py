@@ -33,7 +33,7 @@ from dictdb._engine import Engine
 from dictdb.errors import DatabaseLockedError
 from dictdb.storage.catalog import scan
 from dictdb.storage.restore import restore_snapshots
-from wal.durable import POLICIES, DurableLog, LogFailedError
+from wal import POLICIES, DurableLog, LogFailedError
 
 log = logging.getLogger("dictdb")
 

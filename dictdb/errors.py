@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wal.durable import LogFailedError
+from wal import LogFailedError
 
 
 class DictDBError(Exception):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from dictdb.errors import SchemaValidationError
-from wal.errors import brief
+from wal import brief
 
 Schema = dict[str, type]
 

@@ -22,8 +22,7 @@ from typing import Any, Final
 import orjson
 
 from dictdb.errors import PrimaryKeyError, ValueDomainError
-from wal import UnsupportedValueError, own_value, to_plain
-from wal.errors import brief
+from wal import UnsupportedValueError, brief, own_value, to_plain
 
 Record = dict[str, Any]
 

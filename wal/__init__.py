@@ -10,7 +10,7 @@ changes), `directory` (durable directory entries) and `errors`.
 
 from wal.compaction import Compaction, compact, compact_flat
 from wal.directory import fsync_directory, open_regular
-from wal.durable import BATCH_FIELDS, POLICIES, DurableLog, LogFailedError
+from wal.durable import POLICIES, DurableLog, LogFailedError
 from wal.errors import (
     CodecError,
     JournalError,
@@ -19,7 +19,7 @@ from wal.errors import (
     WALError,
     brief,
 )
-from wal.framing import MAX_TS, WIDTH
+from wal.framing import MAX_TS
 from wal.journal import Journal
 from wal.operation import (
     CREATE,
@@ -37,7 +37,6 @@ from wal.tags import MAX_NESTING, from_plain, own_value, plain_items, to_plain
 from wal.zstd import ZSTD_MAGIC, compress, decompress
 
 __all__ = [
-    "BATCH_FIELDS",
     "CREATE",
     "DELETE",
     "DROP",
@@ -48,7 +47,6 @@ __all__ = [
     "MAX_TS",
     "POLICIES",
     "UPDATE",
-    "WIDTH",
     "ZSTD_MAGIC",
     "CodecError",
     "Compaction",

@@ -21,7 +21,7 @@ from typing import Any, Final
 import orjson
 
 from dictdb.storage.files import Pieces
-from wal.errors import brief
+from wal import brief
 
 _MASK: Final = (1 << 64) - 1
 

@@ -27,8 +27,7 @@ from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
 from dictdb.storage.target import LocalDirectory, Place, Target, as_target
-from wal import WALError
-from wal.recovery import RecoveryError, list_segments, read_until_gap
+from wal import RecoveryError, WALError, list_segments, read_until_gap
 
 log = logging.getLogger("dictdb")
 
