@@ -5,8 +5,9 @@ A frame (RFC 8878) is written whole by `compress` and states its content size in
 
 - bytes that are not one frame: no magic, a bad header, a truncated frame, bytes after it;
 - a frame that does not state its content size, or states more than the caller's bound or
-  than its own bytes could hold (each block yields at most 128 KiB and takes at least 4
-  bytes): refused from the header alone, before any output is allocated;
+  than its own bytes could hold (a block yields at most 128 KiB, and one that yields
+  anything takes at least 4 bytes): refused from the header alone, before any output is
+  allocated;
 - a frame that yields more or less than it states: the output is allocated once, at the
   stated size, and decompression stops when it is full.
 """
@@ -23,7 +24,8 @@ from wal.errors import CodecError
 ZSTD_MAGIC: Final = b"\x28\xb5\x2f\xfd"
 
 #: The most output one byte of a frame can stand for: a block yields at most 128 KiB
-#: (Block_Maximum_Size) and takes at least 4 bytes (a 3-byte header, then an RLE byte).
+#: (Block_Maximum_Size), and one that yields anything takes at least 4 bytes (a 3-byte
+#: header, then an RLE block's one byte; a compressed block needs more bytes for as much).
 _MAX_RATIO: Final = (128 << 10) // 4
 
 #: The most bytes a frame of no content takes: its largest header (18 bytes), one empty
