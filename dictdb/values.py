@@ -2,7 +2,7 @@
 
 A record is a dict with str keys. Values: None, bool, int, float (not NaN), str, bytes, list,
 dict (str keys), datetime (naive or fixed-offset timezone), date, Decimal (not NaN), UUID —
-nested up to `wal.codec.MAX_NESTING` (100) lists and dicts deep, the record counting as one.
+nested up to `wal.tags.MAX_NESTING` (100) lists and dicts deep, the record counting as one.
 Anything else is refused at the mutation with `ValueDomainError` naming the table and the
 field, so that no backup can fail on it later.
 

@@ -23,16 +23,16 @@ Delta (``type: "delta"``), the seed's shape plus what restore needs::
                           "next_pk": 50}},
      "digest": {...}, "checksum": "sha256:<hex>"}
 
-Values use `wal.codec`'s tags. A pickle file holds the same document as two pickle streams:
+Values use `wal.tags`' tags. A pickle file holds the same document as two pickle streams:
 the header (the members before ``tables`` / ``ddl``) as a dict, then the rest as one bytes
-object holding a JSON object (`wal.codec.pickle_blob_head`), so that any unpickler reads it,
+object holding a JSON object (`dictdb.storage._pickle.pickle_blob_head`), so that any unpickler reads it,
 and dictdb reads the body with no unpickler at all. Both end with the checksum trailer of
 `dictdb.storage.files`.
 
 Versions: 2 is written. 1 is read too: its JSON files are the same, its pickle files held the
 body as a pickled tree, read by the restricted unpickler after a pass that admits only the
-opcodes plain data needs (`wal.codec._BytesCodec.load_stream`: several times slower than
-version 2's JSON body, and safe), then walked (`wal.check_plain`).
+opcodes plain data needs (`dictdb.storage._pickle`: several times slower than version 2's
+JSON body, and safe), then walked (`dictdb.storage._pickle.check_plain`).
 
 Deltas chain: each starts at the LSN after the previous full snapshot or delta *written by this
 process for this database* (the backup cursor). Every full snapshot moves the cursor; a delta
