@@ -195,8 +195,10 @@ class Table:
                 if key in t.rows:
                     key = self._auto_key()
                 row[pk_name] = key
-                if key > INT64_MAX:  # an auto key past int64 (after a huge explicit key)
-                    plain = False  # the row now holds a value that needs a tag
+                # The row now holds a value that needs a tag: an auto key past int64 (after a
+                # huge explicit key), or it is the key alone, named "$...": it reads as a tag.
+                if key > INT64_MAX or (len(row) == 1 and pk_name[0] == "$"):
+                    plain = False
             else:
                 if type(key) not in PK_TYPES:  # before any lookup: [1] is unhashable
                     check_primary_key(name, pk_name, key)
@@ -243,8 +245,8 @@ class Table:
                         next_key += 1
                     key = row[pk_name] = next_key
                     next_key += 1
-                    if key > INT64_MAX:  # past int64: the row needs a tag
-                        plains[position] = False
+                    if key > INT64_MAX or (len(row) == 1 and pk_name[0] == "$"):
+                        plains[position] = False  # the row needs a tag (see `insert`)
                 keys.append(key)
             if self.schema is not None:
                 for row in owned:

@@ -41,7 +41,6 @@ from hypothesis.stateful import (
 from dictdb import (
     And,
     BackupManager,
-    CorruptFileError,
     DictDB,
     DuplicateKeyError,
     DuplicateTableError,
@@ -81,9 +80,6 @@ FORMATS = st.sampled_from([("json", None), ("json", "zstd"), ("pickle", None), (
 # Defects the durable rules found, which the machine steers around until they are fixed. Each
 # has a strict xfail test at the end of this module: when the fix makes it pass (and so fail),
 # set the flag to False, and delete the flag once the machine passes without the steering.
-#: A row holding only a primary key whose name starts with "$" ({"$weird": 1}) is written as if
-#: it were a value tag: snapshots refuse to load, deltas to apply, the log to reopen.
-LONE_DOLLAR_KEY_DEFECT = True
 #: A reopened durable database starts a new lineage, so `restore(backups, lsn=...)` cannot reach
 #: a point backed up before the reopen once backups written after it are in the directory.
 NEW_LINEAGE_ON_REOPEN_DEFECT = True
@@ -264,8 +260,6 @@ def records_for(draw: st.DrawFn, mt: ModelTable, *, key: bool = True) -> tuple[d
             record["payload"] = draw(s.domain_values(max_leaves=4))
     if key and draw(st.booleans()):
         record[mt.pk] = draw(keys_for(mt))
-    if LONE_DOLLAR_KEY_DEFECT and mt.pk.startswith("$") and not record.keys() - {mt.pk}:
-        record["tags"] = None  # not a row of its key alone
     bad = draw(st.integers(0, 9)) == 0
     if bad:
         record[draw(st.sampled_from(mt.fields()))] = draw(s.out_of_domain_values())
@@ -739,26 +733,19 @@ TestDictDBAgainstModel = DictDBMachine.TestCase
 # -- known defects (see the flags at the top) ------------------------------------------------
 
 
-def lone_dollar_key_defect(raises: type[Exception] | None = None) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(
-        LONE_DOLLAR_KEY_DEFECT, reason="LONE_DOLLAR_KEY_DEFECT", raises=raises, strict=True
-    )
-
-
-@pytest.mark.parametrize(
-    "product",
-    [
-        pytest.param("snapshot", marks=lone_dollar_key_defect(CorruptFileError)),
-        pytest.param("delta", marks=lone_dollar_key_defect(CorruptFileError)),
-        pytest.param("log", marks=lone_dollar_key_defect()),  # the log's RecoveryError
-    ],
-)
-def test_a_row_of_a_dollar_key_alone_reads_back(tmp_path: Path, product: str) -> None:
+@pytest.mark.parametrize("batch", [False, True])
+@pytest.mark.parametrize("product", ["snapshot", "delta", "log"])
+def test_a_row_of_a_dollar_key_alone_reads_back(tmp_path: Path, product: str, batch: bool) -> None:
+    """An auto key named "$..." alone in its row ({"$weird": 1}) reads like a value tag: the
+    row must be stored as needing one, or snapshots, deltas and the log cannot read it back."""
     db = DictDB.open(tmp_path / "data", fsync="off") if product == "log" else DictDB()
     table = db.create_table("t", primary_key="$weird")
     manager = BackupManager(db, tmp_path / "backups", incremental=True, min_backup_interval=0)
     full = manager.backup_full()
-    table.insert({})  # {"$weird": 1}
+    if batch:
+        table.insert([{}])  # {"$weird": 1}, through the batch path
+    else:
+        table.insert({})  # {"$weird": 1}
     expected = (2, db.to_dict())
     assert {1: {"$weird": 1}} == expected[1]["t"]["records"]
     if product == "snapshot":
