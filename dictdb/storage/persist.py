@@ -25,9 +25,9 @@ Delta (``type: "delta"``), the seed's shape plus what restore needs::
 
 Values use `wal.tags`' tags. A pickle file holds the same document as two pickle streams:
 the header (the members before ``tables`` / ``ddl``) as a dict, then the rest as one bytes
-object holding a JSON object (`dictdb.storage._pickle.pickle_blob_head`), so that any unpickler reads it,
-and dictdb reads the body with no unpickler at all. Both end with the checksum trailer of
-`dictdb.storage.files`.
+object holding a JSON object (`dictdb.storage._pickle.pickle_blob_head`), so that any
+unpickler reads it, and dictdb reads the body with no unpickler at all. Both end with the
+checksum trailer of `dictdb.storage.files`.
 
 Versions: 2 is written. 1 is read too: its JSON files are the same, its pickle files held the
 body as a pickled tree, read by the restricted unpickler after a pass that admits only the
