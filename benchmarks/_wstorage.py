@@ -321,7 +321,7 @@ class DictDBStorage:
                 manager.backup_delta()
                 if self.ours and i == deltas // 2 - 1:
                     mid_lsn = db.lsn
-            files = sorted(p.name for p in backups.iterdir() if p.name.startswith("dictdb_"))
+            files = sorted(p.name for p in _backup_files(backups))
             expect(len(files) == deltas + 1, f"{len(files)} backup files, expected {deltas + 1}")
             return {
                 "rows": self._rows_of(db),
@@ -437,7 +437,7 @@ class DictDBStorage:
                 idle_max_ms=_worst(starts, durations, starts[0] + 0.02, b0 - 1e-3) * 1e3,
                 inserts_during=float(sum(1 for s in starts if b0 <= s <= b1)),
             )
-            return len(list(directory.iterdir()))
+            return len(_backup_files(directory))
 
         def check(files: int) -> None:
             expect(files >= 2, f"{files} backup files written, expected 2")
@@ -458,7 +458,7 @@ class DictDBStorage:
                 extras["backup_s"] = _clock() - start
             measured["value"] = memory.extra
             extras.update(memory.extras())
-            return list(directory.iterdir())
+            return _backup_files(directory)
 
         def check(files: list[Path]) -> None:
             expect(len(files) == 1, f"{len(files)} backup files written")
@@ -758,3 +758,10 @@ class SQLiteStorage:
 
     def wal_off_1t(self, size: int, ops: int) -> Case:
         return self._wal("off", size)
+
+
+def _backup_files(directory: Path) -> list[Path]:
+    # Snapshots and deltas (a backup directory also holds its timeline objects).
+    return [
+        p for p in directory.iterdir() if p.name.startswith(("dictdb_backup_", "dictdb_delta_"))
+    ]

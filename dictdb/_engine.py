@@ -89,6 +89,8 @@ class LogSink(Protocol):
     def submit_one(self, op: OpTuple, plain: bool) -> None: ...
     def wait_durable(self, lsn: int) -> None: ...
     @property
+    def durable_lsn(self) -> int: ...
+    @property
     def directory(self) -> Path: ...
     def drop_segments_through(self, lsn: int) -> list[Path]: ...
 
@@ -418,10 +420,21 @@ class Engine:
     def log_failed(self, exc: BaseException) -> StateError:
         """The error for a statement the log refused or lost. After a log failure the engine
         refuses every read and write: memory may be ahead of the disk."""
-        if self.sink is not None and self.sink.failed is not None:
+        sink = self.sink
+        if sink is not None and sink.failed is not None:
+            durable = sink.durable_lsn
+            lost = (durable + 1, self.lsn) if self.lsn > durable else None
+            where = (
+                ""
+                if lost is None
+                else f"; operations {lost[0]}..{lost[1]} were applied (with fsync='everysec' "
+                "or 'off', maybe acknowledged) but are not known to be on disk"
+            )
             self.broken = DurableLogError(
-                f"the durable log failed ({self.sink.failed!r}): reopen the database to "
-                "recover what is on disk"
+                f"the durable log failed ({sink.failed!r}): the last operation on disk is "
+                f"LSN {durable}{where}; reopen the database to recover what is on disk",
+                durable_lsn=durable,
+                lost=lost,
             )
             return self.broken
         return DurableLogError("the database is closed")

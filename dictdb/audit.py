@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import decimal
+import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
 from dictdb.errors import CorruptFileError, RestoreError
-from dictdb.storage.catalog import BackupFile, scan
+from dictdb.storage.catalog import BackupFile, Catalog, scan
 from dictdb.storage.persist import apply_delta, load, read_document
 from dictdb.storage.restore import restore_engine
+from dictdb.storage.target import Target, as_target
+from dictdb.storage.timeline import read_log_lineage
 from wal import (
     CREATE,
     DELETE,
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from dictdb._engine import Engine
 
 Progress = Callable[[int, int], None]
+_R = TypeVar("_R")
 
 
 @attrs.frozen
@@ -102,15 +106,17 @@ def _iso(ts: float) -> str:
 # Reading the directory in LSN order
 
 
-def _log_dir(directory: Path) -> Path | None:
-    wal_dir = directory / "wal"
-    return wal_dir if wal_dir.is_dir() else None
+def _log_dir(target: Target) -> Path | None:
+    # The durable log is read where it is written: a local directory's ``wal/``.
+    local = target.local_directory()
+    wal_dir = None if local is None else local / "wal"
+    return wal_dir if wal_dir is not None and wal_dir.is_dir() else None
 
 
-def _log_start(directory: Path) -> int | None:
+def _log_start(target: Target) -> int | None:
     from wal import list_segments
 
-    wal_dir = _log_dir(directory)
+    wal_dir = _log_dir(target)
     if wal_dir is None:
         return None
     segments = list_segments(wal_dir)
@@ -215,7 +221,7 @@ _ANY: Any = _Any()
 
 
 def events(
-    backup_dir: str | Path,
+    backup_dir: str | Path | Target,
     *,
     start: int | None = None,
     end: int | None = None,
@@ -226,8 +232,10 @@ def events(
     after_ts: float | None = None,
     until_ts: float | None = None,
     progress: Progress | None = None,
+    timeline: int | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Iterator[Event]:
-    """Every recorded change in LSN order, finest source first.
+    """Every recorded change of one timeline in LSN order, finest source first.
 
     Operations come from the log where it covers them; before that, each delta gives its net
     change (reported at the delta's last LSN, so a delta that straddles *end* is left out:
@@ -249,18 +257,25 @@ def events(
         after_ts: only events later than this time (epoch seconds).
         until_ts: only events at or before this time.
         progress: called as ``progress(done, total)`` after each file, ending at total.
+        timeline: the timeline whose history is told (default: the newest); its ancestors'
+            files count up to each fork.
+        storage_options: for a URL, passed to fsspec.
 
     Raises:
-        RestoreError: damage in the log.
+        RestoreError: damage in the log, or no such timeline.
         CorruptFileError: a damaged file.
     """
-    directory = Path(backup_dir)
-    catalog = scan(directory)
+    target = as_target(backup_dir, storage_options)
+    catalog = scan(target)
     wanted = None if keys is None else set(keys)
-    log_from = _log_start(directory)
+    caps, log_cap = _timeline_caps(catalog, target, timeline)
+    log_from = _log_start(target) if log_cap > 0 else None
     lo = 1 if start is None else max(start, 1)
     hi = end
-    files = sorted(catalog.files, key=lambda f: (f.last_lsn, 0 if f.is_full else 1))
+    files = sorted(
+        (f for f in catalog.files if caps is None or f.last_lsn <= caps.get(f.lineage, -1)),
+        key=lambda f: (f.last_lsn, 0 if f.is_full else 1),
+    )
     total = len(files) + (1 if log_from is not None else 0)
     done = 0
 
@@ -291,7 +306,7 @@ def events(
             elif f.last_lsn > covered:
                 # Operations covered+1 .. this snapshot are in no delta: report their net
                 # effect, the difference between the state at `covered` and this snapshot.
-                bridged = _bridge(directory, covered, f, table, key, wanted)
+                bridged = _bridge(target, covered, f, table, key, wanted)
                 yield from filter(timely, bridged)
         else:
             if f.first_lsn > covered + 1:
@@ -302,10 +317,10 @@ def events(
         if progress is not None:
             progress(done, total)
     if log_from is not None:
-        wal_dir = _log_dir(directory)
+        wal_dir = _log_dir(target)
         assert wal_dir is not None
         for op in _log_operations(wal_dir, covered):
-            if hi is not None and op.lsn > hi:
+            if (hi is not None and op.lsn > hi) or op.lsn > log_cap:
                 break
             if table is not None and op.table != table:
                 continue
@@ -332,11 +347,34 @@ def events(
         progress(total, total)
 
 
+def _timeline_caps(
+    catalog: Catalog, target: Target, timeline: int | None
+) -> tuple[dict[str | None, float] | None, float]:
+    # What the told timeline takes from each history's files (None: the target has no
+    # timelines, take every file), and how far the log serves it.
+    history = catalog.history
+    if timeline is not None and timeline not in history.timelines:
+        known = ", ".join(str(n) for n in sorted(history.timelines)) or "none"
+        raise RestoreError(f"no timeline {timeline} here (timelines: {known})")
+    chosen = history.timelines.get(timeline) if timeline is not None else history.newest()
+    if chosen is None:
+        return None, math.inf
+    caps = history.caps(chosen.number)
+    wal_dir = _log_dir(target)
+    try:
+        recorded = None if wal_dir is None else read_log_lineage(wal_dir)
+    except CorruptFileError:
+        recorded = None
+    if recorded is None or recorded[0] == chosen.lineage:
+        return caps, math.inf
+    return caps, caps.get(recorded[0], 0)
+
+
 def _bridge(
-    directory: Path, covered: int, f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
+    target: Target, covered: int, f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
 ) -> list[Event]:
     try:
-        before = restore_engine(directory, lsn=covered).to_dict() if covered > 0 else {}
+        before = restore_engine(target, lsn=covered).to_dict() if covered > 0 else {}
     except RestoreError:
         before = {}
     after = load(f.where).to_dict()
@@ -372,22 +410,55 @@ def _bridge(
     return out
 
 
-def history(backup_dir: str | Path, table: str, key: Any) -> list[Event]:
-    """Every version of one record: its first known state, then each change.
+def history(
+    backup_dir: str | Path | Target,
+    table: str,
+    key: Any,
+    *,
+    timeline: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> list[Event]:
+    """Every version of one record on one timeline (default: the newest): its first known
+    state, then each change.
 
     Where the durable log covers a stretch of history, every operation is listed (with
     before/after and audit metadata); elsewhere each delta gives the record's net change over
     that delta (``granularity == "delta"``); the oldest full snapshot gives its first known
-    state (``granularity == "snapshot"``). A drop of the table is listed too.
+    state (``granularity == "snapshot"``). A drop of the table is listed too. A file that
+    retention deletes while it is read makes the history be read again.
     """
-    out: list[Event] = []
-    for event in events(backup_dir, table=table, key=key, include_state=True):
-        # An absent state matters only after the record was seen: it records a deletion.
-        seen = bool(out) and out[-1].after is not None
-        if event.kind == "state" and event.after is None and not seen:
+
+    def attempt() -> list[Event]:
+        out: list[Event] = []
+        for event in events(
+            backup_dir,
+            table=table,
+            key=key,
+            include_state=True,
+            timeline=timeline,
+            storage_options=storage_options,
+        ):
+            # An absent state matters only after the record was seen: it records a deletion.
+            seen = bool(out) and out[-1].after is not None
+            if event.kind == "state" and event.after is None and not seen:
+                continue
+            out.append(event)
+        return out
+
+    return _again_if_vanished(attempt)
+
+
+#: How many times a reader starts over when a file it listed vanishes (retention).
+_READS: Final = 5
+
+
+def _again_if_vanished(attempt: Callable[[], _R]) -> _R:
+    for _ in range(_READS - 1):
+        try:
+            return attempt()
+        except FileNotFoundError:
             continue
-        out.append(event)
-    return out
+    return attempt()
 
 
 def replay(
@@ -434,22 +505,28 @@ class TableDiff:
 _MISSING: Final = object()
 
 
-def _point(directory: Path, point: Any) -> Engine:
+def _point(target: Target, point: Any) -> Engine:
     # A diff point: "lsn:N", or a time `restore` accepts.
     if isinstance(point, str) and point.startswith("lsn:"):
-        return restore_engine(directory, lsn=int(point[4:]))
-    return restore_engine(directory, at=point)
+        return restore_engine(target, lsn=int(point[4:]))
+    return restore_engine(target, at=point)
 
 
-def diff(backup_dir: str | Path, a: Any, b: Any) -> dict[str, TableDiff]:
+def diff(
+    backup_dir: str | Path | Target,
+    a: Any,
+    b: Any,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> dict[str, TableDiff]:
     """What changed between two points (times, or ``"lsn:N"``), per table.
 
     Equal by construction to the difference of ``restore(dir, at=a)`` and
     ``restore(dir, at=b)``: both are rebuilt and compared.
     """
-    directory = Path(backup_dir)
-    old = _point(directory, a).to_dict()
-    new = _point(directory, b).to_dict()
+    target = as_target(backup_dir, storage_options)
+    old = _point(target, a).to_dict()
+    new = _point(target, b).to_dict()
     out: dict[str, TableDiff] = {}
     for name in sorted(set(old) | set(new)):
         rows_a = old.get(name, {}).get("records", {})
@@ -506,6 +583,25 @@ class Finding:
 
 
 @attrs.frozen
+class TimelineWindow:
+    """One timeline of a directory, as `verify` found it.
+
+    Attributes:
+        number: the timeline's number (highest: the newest).
+        parent: the timeline it forked from (None for a root).
+        fork_lsn: the last LSN it shares with its parent.
+        restorable: LSN ranges of its own files (and log) that rebuild exactly.
+        newest: whether `restore` follows it by default.
+    """
+
+    number: int
+    parent: int | None
+    fork_lsn: int | None
+    restorable: tuple[tuple[int, int], ...]
+    newest: bool
+
+
+@attrs.frozen
 class VerifyReport:
     """What `verify` checked and found.
 
@@ -513,13 +609,19 @@ class VerifyReport:
         files_checked: snapshot and delta files read and verified.
         segments_checked: log segments read.
         findings: problems, each naming a file.
-        restorable: LSN ranges that can be rebuilt exactly, as ``(first, last)``.
+        restorable: LSN ranges that can be rebuilt exactly, as ``(first, last)`` (every
+            timeline's, merged).
+        timelines: each timeline's own chains and window (a fork is information, not a
+            finding).
+        notes: information: entries ignored (not regular files, files of no timeline here).
     """
 
     files_checked: int
     segments_checked: int
     findings: tuple[Finding, ...]
     restorable: tuple[tuple[int, int], ...]
+    timelines: tuple[TimelineWindow, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -527,21 +629,34 @@ class VerifyReport:
         return not self.findings
 
 
-def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> VerifyReport:
+def verify(
+    backup_dir: str | Path | Target,
+    *,
+    progress: Progress | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> VerifyReport:
     """Check everything a directory holds.
 
     Every file's checksum and format; LSN contiguity per chain; each chain rebuilt step by
     step with its digest checked after every step; the log's segments (checksums, continuity,
-    a torn tail reported); which LSN ranges can be rebuilt.
+    a torn tail reported); which LSN ranges can be rebuilt, per timeline. A file that
+    retention deletes while it is read makes the check start over.
     """
+    target = as_target(backup_dir, storage_options)
+    return _again_if_vanished(lambda: _verify_once(target, progress))
+
+
+def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:
     from dictdb.storage.catalog import overlaps
 
-    directory = Path(backup_dir)
-    catalog = scan(directory)
-    findings: list[Finding] = [Finding(str(p), r) for p, r in catalog.unreadable]
+    catalog = scan(target)
+    findings: list[Finding] = [
+        Finding(str(p), r) for p, r in (*catalog.unreadable, *catalog.history.unreadable)
+    ]
     for a, b in overlaps(catalog.files):
         findings.append(Finding(str(b.path), f"overlaps {a.path.name} (LSN {b.first_lsn})"))
     restorable: list[tuple[int, int]] = []
+    by_timeline: dict[int | None, list[tuple[int, int]]] = {}
     total = len(catalog.files) + 1
     done = 0
     checked = 0
@@ -550,6 +665,8 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
         try:
             db = load(chain.full.where)
             checked += 1
+        except FileNotFoundError:
+            raise  # retention removed it since the listing: verify again
         except (CorruptFileError, OSError) as exc:
             findings.append(Finding(str(chain.full.path), _reason(exc)))
             done += len(chain.files)
@@ -564,6 +681,8 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
                 checked += 1
                 reached = delta.last_lsn
                 chained.add(delta.path)
+            except FileNotFoundError:
+                raise  # retention removed it since the listing: verify again
             except (CorruptFileError, OSError) as exc:
                 findings.append(Finding(str(delta.path), _reason(exc)))
                 break
@@ -572,6 +691,8 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
                 if progress is not None:
                     progress(done, total)
         restorable.append((chain.full.last_lsn, reached))
+        window = (chain.full.last_lsn, reached)
+        by_timeline.setdefault(catalog.timeline_of(chain.full), []).append(window)
     for orphan in catalog.orphans:
         findings.append(
             Finding(
@@ -584,11 +705,13 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
         if not f.is_full and f.path not in chained and f not in catalog.orphans:
             try:
                 read_document(f.where)
+            except FileNotFoundError:
+                raise  # retention removed it since the listing: verify again
             except (CorruptFileError, OSError) as exc:
                 if not any(x.path == str(f.path) for x in findings):
                     findings.append(Finding(str(f.path), _reason(exc)))
     segments_checked = 0
-    wal_dir = _log_dir(directory)
+    wal_dir = _log_dir(target)
     if wal_dir is not None:
         try:
             segments: list[Any] = []
@@ -603,15 +726,51 @@ def verify(backup_dir: str | Path, *, progress: Progress | None = None) -> Verif
                 )
             if segments:
                 first, last = segments[0].first_lsn, segments[-1].last_lsn
-                if first == 1 or any(lo <= first - 1 <= hi for lo, hi in restorable):
+                owner = _log_timeline(catalog, wal_dir)
+                own = by_timeline.get(owner, [])
+                if first == 1 or any(lo <= first - 1 <= hi for lo, hi in own or restorable):
                     restorable.append((max(first - 1, 0), last))
+                    by_timeline.setdefault(owner, []).append((max(first - 1, 0), last))
         except RecoveryError as exc:
             findings.append(Finding(exc.segment, f"offset {exc.offset}: {exc.reason}"))
         except WALError as exc:
             findings.append(Finding(str(wal_dir), str(exc)))
     if progress is not None:
         progress(total, total)
-    return VerifyReport(checked, segments_checked, tuple(findings), _merge(restorable))
+    history = catalog.history
+    newest = history.newest()
+    windows = tuple(
+        TimelineWindow(
+            tl.number,
+            tl.parent,
+            tl.fork_lsn,
+            _merge(by_timeline.get(tl.number, [])),
+            newest is not None and tl.number == newest.number,
+        )
+        for tl in sorted(history.timelines.values(), key=lambda t: t.number)
+    )
+    notes = tuple(
+        f"{path}: ignored: {reason}" for path, reason in (*catalog.ignored, *catalog.strays)
+    ) + tuple(
+        f"timeline {w.number} forked from timeline {w.parent} after LSN {w.fork_lsn}"
+        for w in windows
+        if w.parent is not None
+    )
+    return VerifyReport(
+        checked, segments_checked, tuple(findings), _merge(restorable), windows, notes
+    )
+
+
+def _log_timeline(catalog: Catalog, wal_dir: Path) -> int | None:
+    # The timeline the durable log belongs to (its recorded lineage), else the newest.
+    try:
+        recorded = read_log_lineage(wal_dir)
+    except CorruptFileError:
+        recorded = None
+    tl = None if recorded is None else catalog.history.of_lineage(recorded[0])
+    if tl is None:
+        tl = catalog.history.newest()
+    return None if tl is None else tl.number
 
 
 def _reason(exc: BaseException) -> str:

@@ -138,28 +138,56 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     if not catalog.files and not catalog.unreadable:
         print(f"{args.dir}: no backups", file=out)
-    for n, chain in enumerate(catalog.chains, 1):
-        print(
-            f"chain {n}: LSN {chain.full.last_lsn}..{chain.last_lsn}, "
-            f"{len(chain.deltas)} deltas, {chain.size} bytes",
-            file=out,
+    history = catalog.history
+    newest = history.newest()
+    n = 0
+    for tl in sorted(history.timelines.values(), key=lambda t: t.number):
+        chains = [c for c in catalog.chains if catalog.timeline_of(c.full) == tl.number]
+        fork = (
+            ""
+            if tl.parent is None
+            else f", forked from timeline {tl.parent} after LSN {tl.fork_lsn}"
         )
-        for f in chain.files:
+        mark = " (newest)" if newest is not None and tl.number == newest.number else ""
+        depth = _depth(history, tl.number)
+        print(f"{'  ' * depth}timeline {tl.number}{mark}{fork}", file=out)
+        for chain in chains:
+            n += 1
+            pad = "  " * (depth + 1)
             print(
-                f"  {f.kind:<5} {f.first_lsn if not f.is_full else f.last_lsn:>10}"
-                f"..{f.last_lsn:<10} {_when(f.last_op_ts)}  {f.size:>12}  {f.path.name}",
+                f"{pad}chain {n}: LSN {chain.full.last_lsn}..{chain.last_lsn}, "
+                f"{len(chain.deltas)} deltas, {chain.size} bytes",
                 file=out,
             )
+            for f in chain.files:
+                print(
+                    f"{pad}  {f.kind:<5} {f.first_lsn if not f.is_full else f.last_lsn:>10}"
+                    f"..{f.last_lsn:<10} {_when(f.last_op_ts)}  {f.size:>12}  {f.path.name}",
+                    file=out,
+                )
     for f in catalog.orphans:
         print(f"orphan delta {f.first_lsn}..{f.last_lsn} {f.path.name}", file=out)
     for path, reason in catalog.unreadable:
         print(f"unreadable {path.name}: {reason}", file=out)
+    for path, reason in (*catalog.ignored, *catalog.strays):
+        print(f"ignored {path.name}: {reason}", file=out)
     from wal import list_segments
 
     segments = list_segments(Path(args.dir) / "wal")
     if segments:
         print(f"log: {len(segments)} segments from LSN {segments[0][0]}", file=out)
     return EXIT_OK
+
+
+def _depth(history: Any, number: int) -> int:
+    # How many forks lie between timeline *number* and its root (the tree's indentation).
+    depth, seen = 0, {number}
+    parent = history.timelines[number].parent
+    while parent is not None and parent in history.timelines and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = history.timelines[parent].parent
+    return depth
 
 
 def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
@@ -175,6 +203,17 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
                     "segments_checked": report.segments_checked,
                     "findings": [{"file": f.path, "reason": f.reason} for f in report.findings],
                     "restorable": [list(r) for r in report.restorable],
+                    "timelines": [
+                        {
+                            "timeline": w.number,
+                            "parent": w.parent,
+                            "fork_lsn": w.fork_lsn,
+                            "restorable": [list(r) for r in w.restorable],
+                            "newest": w.newest,
+                        }
+                        for w in report.timelines
+                    ],
+                    "notes": list(report.notes),
                 }
             ),
             file=out,
@@ -186,6 +225,12 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
         )
         for lo, hi in report.restorable:
             print(f"restorable: LSN {lo}..{hi}", file=out)
+        for w in report.timelines:
+            windows = ", ".join(f"LSN {lo}..{hi}" for lo, hi in w.restorable) or "nothing"
+            mark = " (newest)" if w.newest else ""
+            print(f"timeline {w.number}{mark}: restorable {windows}", file=out)
+        for note in report.notes:
+            print(f"note: {note}", file=out)
         for f in report.findings:
             print(f"FINDING {f.path}: {f.reason}", file=out)
         print("OK" if report.ok else f"{len(report.findings)} findings", file=out)
@@ -200,7 +245,7 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     if args.lsn is not None and args.lsn < 0:
         raise UsageError(f"--lsn must be >= 0, got {args.lsn}")
     if args.dry_run:
-        plan = plan_restore(args.dir, at=at, lsn=args.lsn)
+        plan = plan_restore(args.dir, at=at, lsn=args.lsn, timeline=args.timeline)
         doc = plan.as_document()
         if args.json:
             print(_dump(doc), file=out)
@@ -214,7 +259,7 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     if args.out is None:
         raise UsageError("--out FILE is required (or --dry-run)")
-    db = restore(args.dir, at=at, lsn=args.lsn)
+    db = restore(args.dir, at=at, lsn=args.lsn, timeline=args.timeline)
     path = db.save(args.out, file_format=args.format)
     message = {"out": str(path), "lsn": db.lsn, "tables": db.list_tables()}
     print(_dump(message) if args.json else f"restored LSN {db.lsn} to {path}", file=out)
@@ -391,6 +436,7 @@ def _parser() -> argparse.ArgumentParser:
     target = p.add_mutually_exclusive_group()
     target.add_argument("--at", help="a time: ISO 8601 or epoch seconds")
     target.add_argument("--lsn", type=int, help="the state right after this operation")
+    p.add_argument("--timeline", type=int, help="the timeline to follow (default: the newest)")
     p.add_argument("--out", help="the snapshot file to write")
     p.add_argument("--format", choices=("json", "pickle"), default="json")
     p.add_argument("--dry-run", action="store_true", help="print the plan; load nothing")

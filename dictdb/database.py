@@ -19,6 +19,7 @@ from dictdb.errors import TableNotFoundError
 from dictdb.schema import normalize_schema
 from dictdb.storage import persist
 from dictdb.storage import restore as _restore
+from dictdb.storage.target import Place
 from dictdb.table import Table
 from wal import Journal, Operation
 
@@ -248,6 +249,17 @@ class DictDB:
         return cls.from_engine(engine, closer)
 
     @property
+    def durable_lsn(self) -> int | None:
+        """The last operation known to be on disk in the durable log (None: not durable).
+
+        With ``fsync="always"`` every acknowledged operation is; with ``"everysec"`` it lags
+        by up to about a second, with ``"off"`` until the OS writes and the log rotates or
+        closes. After a log failure, the error names the operations past it.
+        """
+        sink = self._engine.sink
+        return None if sink is None else sink.durable_lsn
+
+    @property
     def durable(self) -> bool:
         """Whether operations go to a durable log (`open`)."""
         return self._engine.sink is not None
@@ -358,7 +370,14 @@ class DictDB:
         return f"<DictDB tables={len(self._engine.tables)} lsn={self._engine.lsn}>"
 
 
-def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -> DictDB:
+def restore(
+    backup_dir: Place,
+    *,
+    at: Any = None,
+    lsn: int | None = None,
+    timeline: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> DictDB:
     """Rebuild a database from a backup directory: the newest state, or the state at a point.
 
     Snapshots and deltas bring the state to the last file boundary at or before the target;
@@ -370,9 +389,15 @@ def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -
     then follows (it never mixes the two).
 
     Args:
-        backup_dir: the directory (json, pickle and zstd files may be mixed).
-        at: a time (datetime, ISO 8601 string or epoch seconds): the state as of that moment.
+        backup_dir: the directory or URL (json, pickle and zstd files may be mixed).
+        at: a time (datetime, ISO 8601 string or epoch seconds): the state as of that moment,
+            along the chosen timeline.
         lsn: the state right after operation *lsn*.
+        timeline: the timeline to follow: its parent's history up to the fork, its own after
+            (default: the newest, the highest number; never decided by a clock).
+        storage_options: for a URL (``s3://bucket/prefix``, ``gs://``, ``az://``,
+            ``memory://``), passed to fsspec; credentials otherwise come from the backend's
+            standard configuration.
 
     Returns:
         The database; its `lsn` tells where it stopped (never past the target).
@@ -382,4 +407,8 @@ def restore(backup_dir: str | Path, *, at: Any = None, lsn: int | None = None) -
         RestoreError: nothing restorable at or before the target, a gap, an overlap, a
             damaged file on the way (the error names it), or damage in the log.
     """
-    return DictDB.from_engine(_restore.restore_engine(backup_dir, at=at, lsn=lsn))
+    return DictDB.from_engine(
+        _restore.restore_engine(
+            backup_dir, at=at, lsn=lsn, timeline=timeline, storage_options=storage_options
+        )
+    )

@@ -33,6 +33,7 @@ from dictdb._engine import Engine
 from dictdb.errors import DatabaseLockedError
 from dictdb.storage.catalog import scan
 from dictdb.storage.restore import restore_snapshots
+from dictdb.storage.timeline import read_log_lineage, write_log_lineage
 from wal import POLICIES, DurableLog, LogFailedError
 
 log = logging.getLogger("dictdb")
@@ -133,9 +134,17 @@ def open_durable(
         # outermost release does it. Other policies keep the plain (C) lock: the wrapper
         # costs a Python call per acquire and release (benchmarks: wal_everysec_1t).
         sync_lock = GroupCommitLock() if fsync == "always" else None
-        # The newest state the snapshots and deltas hold, or an empty database.
-        if scan(root).chains:
-            engine = restore_snapshots(root, lock=sync_lock)
+        # The newest state the snapshots and deltas of the log's own history hold (its
+        # lineage is recorded beside the log), or an empty database of that history.
+        recorded = read_log_lineage(root / WAL_DIR)
+        catalog = scan(root)
+        own = None if recorded is None else catalog.history.of_lineage(recorded[0])
+        if catalog.chains and (recorded is None or own is not None):
+            engine = restore_snapshots(
+                root, timeline=None if own is None else own.number, lock=sync_lock
+            )
+        elif recorded is not None:
+            engine = Engine(lock=sync_lock, lineage=recorded[0], parent=recorded[1])
         else:
             engine = Engine(lock=sync_lock)
         engine.journal.retain = retain_journal
@@ -159,6 +168,8 @@ def open_durable(
                 )
             for op in ops:
                 engine.apply_operation(op)
+            if recorded is None or recorded != (engine.lineage, engine.parent):
+                write_log_lineage(root / WAL_DIR, engine.lineage, engine.parent)
             if sync_lock is not None:
                 sync_lock.attach(wal_log, engine)
             engine.attach_log(wal_log, sync_lock)

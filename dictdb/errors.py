@@ -105,7 +105,24 @@ class DurableLogError(StateError, LogFailedError):
     After a log failure the database refuses reads and writes alike: its memory may hold a
     statement the disk does not, and nobody may observe (or back up) that. Reopen the
     directory to recover exactly what is on disk.
+
+    Attributes:
+        durable_lsn: the last operation known to be on disk (None: the database is closed).
+        lost: the operations applied, and (with ``fsync="everysec"`` or ``"off"``) maybe
+            already acknowledged, that are not known to be on disk, as ``(first, last)``;
+            None when there are none.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        durable_lsn: int | None = None,
+        lost: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.durable_lsn = durable_lsn
+        self.lost = lost
 
 
 class RestoreError(DictDBError, ValueError):

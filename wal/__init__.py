@@ -9,7 +9,7 @@ changes), `directory` (durable directory entries) and `errors`.
 """
 
 from wal.compaction import Compaction, compact, compact_flat
-from wal.directory import fsync_directory, open_regular
+from wal.directory import fsync_directory, open_regular, read_regular
 from wal.durable import POLICIES, DurableLog, LogFailedError
 from wal.errors import (
     CodecError,
@@ -72,6 +72,7 @@ __all__ = [
     "open_regular",
     "own_value",
     "plain_items",
+    "read_regular",
     "read_until_gap",
     "to_plain",
 ]

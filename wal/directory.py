@@ -27,17 +27,23 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """Open *path* for reading if it is a regular file (after symlinks).
+def open_regular(path: Path, *, follow_symlinks: bool = True) -> BinaryIO:
+    """Open *path* for reading if it is a regular file.
 
     Opened without blocking first, so that a FIFO or a device named like a data file is
-    refused at once instead of waiting for a writer (or reading forever).
+    refused at once instead of waiting for a writer (or reading forever). With
+    *follow_symlinks* False, a symlink is refused too (a file that must stay in its
+    directory).
 
     Raises:
-        NotRegularFileError: not a regular file.
+        NotRegularFileError: not a regular file (or a symlink, when not followed).
         OSError: it cannot be opened.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+        if os.path.islink(path):  # O_NOFOLLOW's ELOOP is not portable to tell apart
+            raise NotRegularFileError(f"{path}: a symlink, not a regular file")
     fd = os.open(path, flags)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -50,7 +56,7 @@ def open_regular(path: Path) -> BinaryIO:
         raise
 
 
-def read_regular(path: Path) -> bytes:
+def read_regular(path: Path, *, follow_symlinks: bool = True) -> bytes:
     """The content of *path*, a regular file (see `open_regular`)."""
-    with open_regular(path) as handle:
+    with open_regular(path, follow_symlinks=follow_symlinks) as handle:
         return handle.read()

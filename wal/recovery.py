@@ -219,8 +219,10 @@ def _walk(
                 0,
                 f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}",
             )
+        if path.is_symlink():  # it could lead out of the log's directory
+            raise RecoveryError(path, 0, "a symlink, not a regular file")
         try:
-            data = read_regular(path)
+            data = read_regular(path, follow_symlinks=False)
         except NotRegularFileError:  # a FIFO would block, a device read forever
             raise RecoveryError(path, 0, "not a regular file") from None
         if is_last and _header_never_written(data, first):

@@ -12,24 +12,31 @@ serialized by one lock, whoever runs them (the worker or a caller of `backup_now
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 from dictdb._engine import Engine, HasEngine
 from dictdb.errors import StateError
 from dictdb.storage import persist
 from dictdb.storage.catalog import Chain, next_free_name, scan
 from dictdb.storage.target import Located, Place, as_target
+from dictdb.storage.timeline import register
 from wal import fsync_directory
 
 log = logging.getLogger("dictdb")
 
 FailureCallback = Callable[[BaseException, int], object]
 _NAME_RETRIES: Final = 1000
+#: Seconds after which a temp file left by an interrupted write is removed by the next backup:
+#: far longer than any write takes (a writer holds its temp file for one file's write).
+STALE_TEMP_AGE: Final = 3600.0
+#: Temp files of the atomic writes of snapshots, deltas and timelines (`dictdb._atomic`).
+_TEMP: Final = re.compile(r"^\.dictdb_(backup|delta|timeline)_.*\.tmp$")
 
 
 def _positive(name: str, value: object, *, integer: bool = False) -> None:
@@ -48,7 +55,9 @@ class BackupManager:
 
     Args:
         db: the database.
-        backup_dir: the directory (created if missing).
+        backup_dir: the directory (created if missing), a storage target, or a URL
+            (``s3://bucket/prefix``, ``gs://``, ``az://``, ``memory://``; objects are named
+            like the files).
         backup_interval: seconds between periodic backups once `start` is called.
         file_format: ``"json"`` or ``"pickle"``; deltas use it too.
         min_backup_interval: the least time, in seconds, between two backups triggered by
@@ -65,6 +74,8 @@ class BackupManager:
             and its deltas); None keeps all.
         keep_for: retention: keep only chains whose newest file is younger than this many
             seconds; None keeps all. The newest restorable chain is never deleted.
+        storage_options: for a URL, passed to fsspec; credentials otherwise come from the
+            backend's standard configuration (for S3: ``AWS_ACCESS_KEY_ID``, ...).
 
     Raises:
         ValueError: an option out of range or an unknown format (at construction, not at
@@ -86,6 +97,7 @@ class BackupManager:
         compression: str | None = None,
         keep_chains: int | None = None,
         keep_for: float | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> None:
         engine = getattr(db, "engine", None)
         if not isinstance(engine, Engine):
@@ -106,7 +118,7 @@ class BackupManager:
             raise TypeError("on_backup_failure must be callable")
         self.db = db
         self._engine = engine
-        self.target = as_target(backup_dir)
+        self.target = as_target(backup_dir, storage_options)
         self.backup_dir = self.target.describe()
         self.backup_interval = float(backup_interval)
         self.file_format = persist.check_format(file_format)
@@ -136,6 +148,7 @@ class BackupManager:
         self._deltas_since_full = 0
         self._base_lsn: int | None = None  # the LSN of the last file this manager wrote
         self._base_full: str | None = None  # the full snapshot its chain starts with
+        self._timeline: int | None = None  # the history's timeline number in the target
         self.last_success: float | None = None
         self.last_error: BaseException | None = None
         self.last_backup: Path | None = None
@@ -357,12 +370,18 @@ class BackupManager:
         fmt, comp = self.file_format, self.compression  # one consistent pair per file
         if self._local is not None:
             self._local.mkdir(parents=True, exist_ok=True)
+        if self._timeline is None:
+            self._timeline = self._register_timeline()
+            self._remove_stale_temps()
+        timeline = self._timeline
         for _ in range(_NAME_RETRIES):
             name = next_free_name(self.target, kind, fmt, comp, time.time())
             where = Located(self.target, name)
             try:
                 if kind == "full":
-                    path = persist.save(db, where, fmt, comp, overwrite=False, as_base=True)
+                    path = persist.save(
+                        db, where, fmt, comp, overwrite=False, as_base=True, timeline=timeline
+                    )
                     # The snapshot is this chain's base only if the database's cursor is
                     # at it (another writer may have moved it meanwhile).
                     lsn = persist.read_header(where)["lsn"]
@@ -371,7 +390,7 @@ class BackupManager:
                     self._base_lsn = lsn if based else None
                     self._base_full = name if based else None
                     return path
-                delta = persist.save_delta(db, where, fmt, comp, overwrite=False)
+                delta = persist.save_delta(db, where, fmt, comp, overwrite=False, timeline=timeline)
                 if delta is None:
                     return None
             except FileExistsError:
@@ -380,6 +399,24 @@ class BackupManager:
             self._base_lsn = None if cursor is None else cursor.lsn
             return delta
         raise StateError(f"no free backup file name in {self.backup_dir}")
+
+    def _register_timeline(self) -> int:
+        # The history's timeline in the target, registered before its first file there
+        # (`dictdb.storage.timeline`): a fork takes the next number, never a clock's word.
+        catalog = scan(self.target)
+        engine = self._engine
+        with engine.lock:
+            lineage, parent = engine.lineage, engine.parent
+        return register(self.target, catalog.history, lineage, parent)
+
+    def _remove_stale_temps(self) -> None:
+        # Temp files of interrupted writes (a killed process leaves them): removed once older
+        # than any running writer could still be writing (`STALE_TEMP_AGE`), never younger.
+        horizon = time.time() - STALE_TEMP_AGE
+        for entry in self.target.list():
+            if entry.regular and _TEMP.match(entry.name) and 0 < entry.mtime < horizon:
+                self.target.delete(entry.name)
+                log.info("dictdb: removed a stale temp file %s", entry.name)
 
     def _record_success(self, path: Path) -> None:
         self._consecutive_failures = 0
@@ -427,7 +464,9 @@ class BackupManager:
         kept = {f.path for c in keep for f in c.files}
         removed = 0
         for chain in chains:
-            for f in chain.files:
+            # Newest delta first, the full snapshot last: a reader listing meanwhile sees the
+            # chain shortened, never deltas without the snapshot they follow.
+            for f in reversed(chain.files):
                 if f.path not in kept:
                     self.target.delete(f.path.name)
                     removed += 1

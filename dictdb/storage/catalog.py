@@ -10,6 +10,7 @@ of ``json``, ``pickle``, each optionally followed by ``.zst``. Anything else in 
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from itertools import pairwise
@@ -21,6 +22,9 @@ import attrs
 from dictdb.errors import CorruptFileError
 from dictdb.storage.persist import read_header, read_lineage
 from dictdb.storage.target import Entry, LocalDirectory, Located, Place, Target, as_target
+from dictdb.storage.timeline import TIMELINE_PATTERN, History, read_history
+
+log = logging.getLogger("dictdb")
 
 NAME_PATTERN: Final = re.compile(
     r"^dictdb_(?P<kind>backup|delta)_(?P<sec>\d+)_(?P<usec>\d{6})"
@@ -42,6 +46,7 @@ class BackupFile:
         size: bytes on disk.
         lineage: the history the file belongs to (None in files that predate lineages).
         parent: (lineage, LSN) that history forked from, when it did.
+        timeline: the timeline number its header records (None in files that predate them).
     """
 
     path: Path
@@ -53,6 +58,7 @@ class BackupFile:
     size: int
     lineage: str | None = None
     parent: tuple[str, int] | None = None
+    timeline: int | None = None
     #: The target holding the file (None: the local directory of `path`).
     target: Target | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -102,16 +108,29 @@ class Catalog:
     """Everything a directory holds.
 
     Attributes:
-        files: readable snapshot and delta files, by LSN.
+        files: readable snapshot and delta files of the target's timelines, by LSN.
         unreadable: files named like backups whose header cannot be read, with the reason.
-        chains: the chains, oldest first.
+        chains: the chains (a full and the deltas of its history after it), oldest first.
         orphans: deltas that no full snapshot leads to.
+        history: the target's timelines.
+        strays: readable files that belong to no timeline of the target (another database's
+            history copied in), with the reason; never restored from.
+        ignored: entries named like backups that are not regular files (a FIFO, a device, a
+            directory, a symlink), with the reason; never read.
     """
 
     files: tuple[BackupFile, ...]
     unreadable: tuple[tuple[Path, str], ...]
     chains: tuple[Chain, ...]
     orphans: tuple[BackupFile, ...]
+    history: History = attrs.field(factory=lambda: History({}))
+    strays: tuple[tuple[Path, str], ...] = ()
+    ignored: tuple[tuple[Path, str], ...] = ()
+
+    def timeline_of(self, f: BackupFile) -> int | None:
+        """The number of the timeline *f* belongs to."""
+        tl = self.history.of_lineage(f.lineage)
+        return None if tl is None else tl.number
 
 
 def backup_name(kind: str, file_format: str, compression: str | None, stamp: float) -> str:
@@ -152,38 +171,115 @@ def _describe(where: Located, size: int) -> BackupFile:
     if not 0 < first <= last + 1 or (kind == "delta" and first > last):
         raise CorruptFileError(path, f"impossible LSN range {first}..{last}")
     lineage, parent = read_lineage(path, header)
+    timeline = header.get("timeline")
     return BackupFile(
-        path, str(kind), first, last, last_ts, written, size, lineage, parent, where.target
+        path,
+        str(kind),
+        first,
+        last,
+        last_ts,
+        written,
+        size,
+        lineage,
+        parent,
+        timeline if type(timeline) is int else None,
+        where.target,
     )
 
 
 def backup_entries(target: Target) -> list[Entry]:
-    """Regular objects of *target* (after symlinks) named like snapshots or deltas, sorted by
-    name: a directory, FIFO or device named so is no backup (and a FIFO would block a read)."""
+    """Regular objects of *target* named like snapshots or deltas, sorted by name (a
+    symlink, directory, FIFO or device named so is no backup: see `scan`)."""
     return sorted(
         (e for e in target.list() if e.regular and NAME_PATTERN.match(e.name)),
         key=lambda e: e.name,
     )
 
 
-def scan(place: Place, *, exclude: Iterable[Path] = ()) -> Catalog:
+def scan(
+    place: Place,
+    *,
+    exclude: Iterable[Path] = (),
+    storage_options: dict[str, Any] | None = None,
+) -> Catalog:
     """Read the headers of every backup file in *place* and group them into chains.
+
+    Entries named like backups that are not regular files are never read (`Catalog.ignored`);
+    files of no timeline of the target are set aside (`Catalog.strays`); each is named in a
+    warning. A file that vanishes between the listing and its read (retention) makes the
+    listing stale: the target is listed again, a bounded number of times.
 
     Args:
         place: the backup directory, or a storage target.
         exclude: files to leave out (e.g. found damaged).
+        storage_options: for a URL, passed to fsspec.
 
     Raises:
         FileNotFoundError: a local directory that does not exist.
     """
-    target = as_target(place)
+    target = as_target(place, storage_options)
     local = target.local_directory()
     if local is not None and not local.is_dir():
         raise FileNotFoundError(f"backup directory {local} does not exist")
     skip = set(exclude)
+    listing = None
+    for _ in range(_RESCANS):
+        listing = _read_listing(target, skip)
+        if listing is not None:
+            break
+    if listing is None:
+        # Files kept vanishing (retention pruning as fast as we list): use what is there.
+        listing = _read_listing(target, skip, tolerate=True)
+        assert listing is not None
+    entries, files, unreadable, ignored = listing
+    history = read_history(target, entries, files)
+    strays: list[tuple[Path, str]] = []
+    kept: list[BackupFile] = []
+    for f in files:
+        tl = history.of_lineage(f.lineage)
+        if tl is None:
+            strays.append((f.path, "belongs to no timeline of this target (another history)"))
+        elif f.timeline is not None and history.recorded and f.timeline != tl.number:
+            strays.append(
+                (f.path, f"says timeline {f.timeline}, but its history is timeline {tl.number}")
+            )
+        else:
+            kept.append(f)
+    for path, reason in (*ignored, *strays, *history.unreadable):
+        log.warning("dictdb: ignoring %s: %s", path, reason)
+    files = sorted(kept, key=lambda f: (f.last_lsn, 0 if f.is_full else 1, f.first_lsn))
+    chains, orphans = _chains(files)
+    return Catalog(
+        tuple(files),
+        tuple(unreadable),
+        chains,
+        orphans,
+        history,
+        tuple(strays),
+        tuple(ignored),
+    )
+
+
+#: How many times `scan` lists again when a listed file vanishes before its header is read.
+_RESCANS: Final = 5
+
+_Listing = tuple[list[Entry], list[BackupFile], list[tuple[Path, str]], list[tuple[Path, str]]]
+
+
+def _read_listing(target: Target, skip: set[Path], *, tolerate: bool = False) -> _Listing | None:
+    # One listing and the headers of its backup files; None when a file vanished meanwhile.
+    entries = sorted(target.list(), key=lambda e: e.name)
+    ignored: list[tuple[Path, str]] = []
     files: list[BackupFile] = []
     unreadable: list[tuple[Path, str]] = []
-    for entry in backup_entries(target):
+    for entry in entries:
+        named = NAME_PATTERN.match(entry.name) or TIMELINE_PATTERN.match(entry.name)
+        if named and not entry.regular:
+            path = target.describe(entry.name)
+            ignored.append((path, f"a {entry.kind}, not a regular file: never read"))
+            continue
+        if not entry.regular or not NAME_PATTERN.match(entry.name):
+            continue
         where = Located(target, entry.name)
         path = where.path
         if path in skip:
@@ -192,37 +288,55 @@ def scan(place: Place, *, exclude: Iterable[Path] = ()) -> Catalog:
             files.append(_describe(where, entry.size))
         except CorruptFileError as exc:
             unreadable.append((path, exc.reason))
+        except FileNotFoundError:
+            # Gone since the listing (retention): the listing is stale, and files written
+            # since may be missing from it too; list again.
+            if not tolerate:
+                return None
         except OSError as exc:
             unreadable.append((path, f"cannot read: {exc}"))
-    files.sort(key=lambda f: (f.last_lsn, 0 if f.is_full else 1, f.first_lsn))
-    deltas_by_first: dict[int, list[BackupFile]] = {}
+    return entries, files, unreadable, ignored
+
+
+def _chains(files: list[BackupFile]) -> tuple[tuple[Chain, ...], tuple[BackupFile, ...]]:
+    # Each full snapshot and the deltas of its own history that follow it without a gap, up
+    # to the next full snapshot of that history; the deltas no full leads to.
+    deltas_by_first: dict[tuple[str | None, int], list[BackupFile]] = {}
     for f in files:
         if not f.is_full:
-            deltas_by_first.setdefault(f.first_lsn, []).append(f)
+            deltas_by_first.setdefault((f.lineage, f.first_lsn), []).append(f)
     chains: list[Chain] = []
     used: set[Path] = set()
     full_lsns = {(f.lineage, f.last_lsn) for f in files if f.is_full}
     for full in (f for f in files if f.is_full):
         deltas: list[BackupFile] = []
         nxt = full.last_lsn + 1
-        # A chain ends where a newer full snapshot of its history starts the next one.
-        while nxt in deltas_by_first and (deltas == [] or (full.lineage, nxt - 1) not in full_lsns):
-            candidates = deltas_by_first[nxt]
-            step = max(candidates, key=lambda d: d.last_lsn)
+        while (full.lineage, nxt) in deltas_by_first and (
+            not deltas or (full.lineage, nxt - 1) not in full_lsns
+        ):
+            step = max(deltas_by_first[full.lineage, nxt], key=lambda d: d.last_lsn)
             deltas.append(step)
             nxt = step.last_lsn + 1
         chains.append(Chain(full, tuple(deltas)))
         used.update(d.path for d in deltas)
     orphans = tuple(f for f in files if not f.is_full and f.path not in used)
-    return Catalog(tuple(files), tuple(unreadable), tuple(chains), orphans)
+    return tuple(chains), orphans
 
 
 def overlaps(files: Iterable[BackupFile]) -> list[tuple[BackupFile, BackupFile]]:
-    """Pairs of deltas whose LSN ranges intersect without being the same range."""
-    deltas = sorted((f for f in files if not f.is_full), key=lambda f: (f.first_lsn, f.last_lsn))
+    """Pairs of deltas of one history whose LSN ranges intersect without being the same range
+    (deltas of two timelines past their fork point cover the same LSNs by design)."""
+    deltas = sorted(
+        (f for f in files if not f.is_full),
+        key=lambda f: (str(f.lineage), f.first_lsn, f.last_lsn),
+    )
     found: list[tuple[BackupFile, BackupFile]] = []
     for a, b in pairwise(deltas):
-        if b.first_lsn <= a.last_lsn and (a.first_lsn, a.last_lsn) != (b.first_lsn, b.last_lsn):
+        if (
+            a.lineage == b.lineage
+            and b.first_lsn <= a.last_lsn
+            and (a.first_lsn, a.last_lsn) != (b.first_lsn, b.last_lsn)
+        ):
             found.append((a, b))
     return found
 
@@ -234,6 +348,7 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
         return {
             "file": f.path.name,
             "kind": f.kind,
+            "timeline": catalog.timeline_of(f),
             "first_lsn": f.first_lsn,
             "last_lsn": f.last_lsn,
             "last_op_ts": f.last_op_ts,
@@ -253,4 +368,19 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
         ],
         "orphans": [one(f) for f in catalog.orphans],
         "unreadable": [{"file": p.name, "reason": r} for p, r in catalog.unreadable],
+        "timelines": [
+            {
+                "timeline": tl.number,
+                "parent": tl.parent,
+                "fork_lsn": tl.fork_lsn,
+                "newest": tl is catalog.history.newest(),
+                "chains": [
+                    i
+                    for i, c in enumerate(catalog.chains)
+                    if catalog.timeline_of(c.full) == tl.number
+                ],
+            }
+            for tl in sorted(catalog.history.timelines.values(), key=lambda t: t.number)
+        ],
+        "ignored": [{"file": p.name, "reason": r} for p, r in (*catalog.ignored, *catalog.strays)],
     }

@@ -67,6 +67,7 @@ from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, re
 from dictdb.storage.files import Buffer, Pieces, SealedFile, unseal
 from dictdb.storage.gcshelter import Shelter
 from dictdb.storage.target import Located, Where, locate
+from dictdb.storage.timeline import MAX_TIMELINE
 from dictdb.values import INT64_MAX, PK_TYPES, check_primary_key, own_record, row_hash
 from wal import (
     CREATE,
@@ -139,10 +140,18 @@ class _TableCut:
     special: frozenset[Any]
 
 
-def _lineage_fields(engine: Engine) -> dict[str, Any]:
-    # Which history a file belongs to (see `Engine.lineage`); read under the database lock.
+def _lineage_fields(engine: Engine, timeline: int | None) -> dict[str, Any]:
+    # Which history a file belongs to (see `Engine.lineage`), and its timeline's number in the
+    # target when a backup manager registered one (`dictdb.storage.timeline`); read under
+    # the database lock.
     parent = engine.parent
-    return {"lineage": engine.lineage, "parent": None if parent is None else list(parent)}
+    fields: dict[str, Any] = {
+        "lineage": engine.lineage,
+        "parent": None if parent is None else list(parent),
+    }
+    if timeline is not None:
+        fields["timeline"] = timeline
+    return fields
 
 
 def _capture(
@@ -223,11 +232,16 @@ def _encode_full(
     file_format: str,
     digest: _digest.StateDigest | None,
     out: Pieces,
+    timeline: int | None = None,
 ) -> _digest.StateDigest:
     """Encode the snapshot of *tables* into *out*; return its state digest (*digest* when
     known, else computed on the way)."""
     header = _header(
-        "full", lsn=lsn, timestamp=time.time(), last_op_ts=last_ts, **_lineage_fields(engine)
+        "full",
+        lsn=lsn,
+        timestamp=time.time(),
+        last_op_ts=last_ts,
+        **_lineage_fields(engine, timeline),
     )
     if file_format == "json":
         return _encode_full_json(_dumps(header)[:-1] + b",", tables, digest, out)
@@ -423,6 +437,7 @@ def save(
     *,
     overwrite: bool = True,
     as_base: bool | None = None,
+    timeline: int | None = None,
 ) -> Path:
     """Write a full snapshot of *db*, atomically.
 
@@ -435,12 +450,15 @@ def save(
     chain; ``as_base=True`` always moves the cursor, ``False`` never does.
 
     Args:
-        engine: the database.
+        db: the database (or its engine).
         filename: the file; with ``compression="zstd"`` the name gains ``.zst``.
         file_format: ``"json"`` or ``"pickle"``; None infers it from the name (JSON by
             default); a format that contradicts the name is refused.
         compression: None or ``"zstd"``; inferred as ``"zstd"`` from a ``.zst`` name.
         overwrite: replace an existing file (True) or refuse (False: FileExistsError).
+        as_base: see above.
+        timeline: the number of the history's timeline in the target, when a backup manager
+            registered one (`dictdb.storage.timeline`); recorded in the header.
 
     Returns:
         The path written.
@@ -450,7 +468,7 @@ def save(
         OSError: the write failed; no file (and no temp file) is left behind.
     """
     engine = db.engine
-    return _save(engine, filename, file_format, compression, overwrite, as_base)[0]
+    return _save(engine, filename, file_format, compression, overwrite, as_base, timeline)[0]
 
 
 def _save(
@@ -460,13 +478,14 @@ def _save(
     compression: str | None,
     overwrite: bool,
     as_base: bool | None,
+    timeline: int | None = None,
 ) -> tuple[Path, int, bool]:
     # `save`, returning also the snapshot's LSN and whether it became the chain's base.
     where, fmt, comp = _target(filename, file_format, compression)
     with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
         lsn, last_ts, tables, known = _capture(engine, shelter)
         _log_durable(engine, lsn)
-        digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out)
+        digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out, timeline)
         plain = frozenset(cut.name for cut in tables if not cut.special)
         del tables  # the copies: freed here, before the last write and the fsync
     based = False
@@ -592,6 +611,7 @@ _HEADER_FIELDS: Final = frozenset(
         "to_lsn",
         "lineage",
         "parent",
+        "timeline",
         "header_crc",
     }
 )
@@ -625,6 +645,9 @@ def _check_header(path: Path, doc: Any, *, only: bool = False) -> None:
     crc = doc.get("header_crc", 0)
     if type(crc) is not int or not 0 <= crc < 1 << 32:
         raise CorruptFileError(path, f"malformed header_crc {brief(crc)}")
+    timeline = doc.get("timeline", 1)
+    if type(timeline) is not int or not 1 <= timeline <= MAX_TIMELINE:
+        raise CorruptFileError(path, f"malformed timeline {brief(timeline)}")
     read_lineage(path, doc)
 
 
@@ -899,6 +922,7 @@ def save_delta(
     compression: str | None = None,
     *,
     overwrite: bool = False,
+    timeline: int | None = None,
 ) -> Path | None:
     """Write the changes since the last snapshot or delta as a delta file, atomically.
 
@@ -931,7 +955,7 @@ def save_delta(
         engine.journal.cut()
         pre_from, pre = engine.cut_pre(db_lsn)
         table_info = {name: (t.primary_key, t.next_pk) for name, t in engine.tables.items()}
-        lineage = _lineage_fields(engine)
+        lineage = _lineage_fields(engine, timeline)
         plain_now = _plain_tables(engine)
     _log_durable(engine, db_lsn)
     comp_ = compact_flat(flat, cursor.lsn + 1)

@@ -17,8 +17,9 @@ import datetime as _dt
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import attrs
 
@@ -27,9 +28,12 @@ from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
 from dictdb.storage.target import LocalDirectory, Place, Target, as_target
+from dictdb.storage.timeline import Timeline, read_log_lineage
 from wal import RecoveryError, WALError, list_segments, read_until_gap
 
 log = logging.getLogger("dictdb")
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -47,7 +51,11 @@ class RestorePlan:
         log_from: the first operation replayed from the durable log (None: no log used).
         log_to: the last one.
         forks: whether the history goes on past `lsn` (a restored database then starts a
-            new lineage, so that its own backups never mix with the later history).
+            new timeline, so that its own backups never mix with the later history).
+        timeline: the timeline restored (None: the target holds no backups).
+        lineage: that timeline's history (what the restored database continues, or forks
+            from).
+        parent: where that timeline forked from: (its parent's lineage, the fork LSN).
     """
 
     directory: Path
@@ -60,6 +68,9 @@ class RestorePlan:
     log_from: int | None = None
     log_to: int | None = None
     forks: bool = False
+    timeline: int | None = None
+    lineage: str | None = None
+    parent: tuple[str, int] | None = None
     #: Where the files are read from (None: the local directory `directory`).
     target: Target | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -121,52 +132,54 @@ def _name_stamp(path: Path) -> float:
     return int(match["sec"]) + int(match["usec"]) / 1_000_000
 
 
-def _lineages(catalog: Catalog) -> dict[str | None, float]:
-    """The history to restore and its ancestors, each with the last LSN it may serve.
-
-    The current history is the one of the most recently written file; an ancestor serves only
-    up to the LSN where the current history forked from it.
-    """
-    if not catalog.files:
-        return {}
-    current = max(catalog.files, key=lambda f: f.written_ts).lineage
-    caps: dict[str | None, float] = {current: math.inf}
-    parents = {f.lineage: f.parent for f in catalog.files if f.parent is not None}
-    lineage = current
-    while lineage in parents:
-        parent, fork_lsn = parents[lineage]
-        if parent in caps:
-            break
-        caps[parent] = min(fork_lsn, caps[lineage])
-        lineage = parent
-    return caps
+def _choose(catalog: Catalog, timeline: int | None) -> Timeline | None:
+    # The timeline asked for, or the newest (highest number): never a wall-clock choice.
+    history = catalog.history
+    if timeline is None:
+        return history.newest()
+    if type(timeline) is not int or timeline < 1:
+        raise ValueError(f"timeline must be an int >= 1, got {timeline!r}")
+    chosen = history.timelines.get(timeline)
+    if chosen is None:
+        known = ", ".join(str(n) for n in sorted(history.timelines)) or "none"
+        raise RestoreError(f"no timeline {timeline} here (timelines: {known})")
+    return chosen
 
 
-def _plan(catalog: Catalog, target: Target, lsn: int | None, ts: float | None) -> RestorePlan:
+def _plan(
+    catalog: Catalog, target: Target, lsn: int | None, ts: float | None, timeline: int | None
+) -> RestorePlan:
     directory = target.describe()
-    caps = _lineages(catalog)
+    chosen = _choose(catalog, timeline)
+    caps = {} if chosen is None else catalog.history.caps(chosen.number)
+    rank = {tl.lineage: tl.number for tl in catalog.history.timelines.values()}
 
     def usable(f: BackupFile) -> bool:
         return f.lineage in caps and f.last_lsn <= caps[f.lineage]
 
     files = [f for f in catalog.files if usable(f)]
     fulls = [f for f in files if f.is_full and _within(f, lsn, ts)]
+    on = "" if chosen is None else f" on timeline {chosen.number}"
     if not fulls:
+        for path, reason in catalog.history.unreadable:
+            raise RestoreError(f"unreadable timeline, and it may be needed: {reason}", path)
         if catalog.unreadable:
             path, reason = catalog.unreadable[0]
             raise RestoreError(
                 f"no readable full snapshot; this file is unreadable: {reason}", path
             )
         if not any(f.is_full for f in files):
-            raise RestoreError(f"no full snapshot in {directory}")
+            raise RestoreError(f"no full snapshot{on} in {directory}")
         earliest = min((f for f in files if f.is_full), key=lambda f: f.last_lsn)
         what = f"LSN {lsn}" if lsn is not None else f"time {ts}"
         raise RestoreError(
-            f"{what} is before the earliest point this directory can rebuild "
+            f"{what} is before the earliest point this directory can rebuild{on} "
             f"(LSN {earliest.last_lsn}, time {earliest.last_op_ts})",
             earliest.path,
         )
-    full = max(fulls, key=lambda f: (f.last_lsn, f.written_ts))
+    # At one LSN, the file of the nearest history: the chosen timeline's own, then its
+    # parent's (whose chain cannot go past the fork).
+    full = max(fulls, key=lambda f: (f.last_lsn, rank.get(f.lineage, 0)))
     lineage_files = [f for f in files if f.lineage == full.lineage]
     by_first: dict[int, list[BackupFile]] = {}
     for f in lineage_files:
@@ -206,8 +219,21 @@ def _plan(catalog: Catalog, target: Target, lsn: int | None, ts: float | None) -
         reached.last_lsn,
         reached.last_op_ts,
         catalog.unreadable,
+        timeline=None if chosen is None else chosen.number,
+        lineage=None if chosen is None else chosen.lineage,
+        parent=_fork_of(catalog, chosen),
         target=target,
     )
+
+
+def _fork_of(catalog: Catalog, chosen: Timeline | None) -> tuple[str, int] | None:
+    # (parent lineage, fork LSN) of the chosen timeline, as the target's history records it.
+    if chosen is None or chosen.parent is None or chosen.fork_lsn is None:
+        return None
+    parent = catalog.history.timelines.get(chosen.parent)
+    if parent is None or parent.lineage is None:
+        return None
+    return parent.lineage, chosen.fork_lsn
 
 
 def _check_gap(
@@ -230,47 +256,107 @@ def _check_gap(
     )
 
 
-def plan_restore(backup_dir: Place, *, at: Any = None, lsn: int | None = None) -> RestorePlan:
+def plan_restore(
+    backup_dir: Place,
+    *,
+    at: Any = None,
+    lsn: int | None = None,
+    timeline: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> RestorePlan:
     """Decide which files (and logged operations) rebuild the state asked for, without
     rebuilding it: a dry run.
 
     Args:
-        backup_dir: the backup directory.
+        backup_dir: the backup directory, or a storage target.
         at: a time (datetime, ISO 8601 string or epoch seconds): the state as of that moment.
         lsn: the state right after operation *lsn*.
+        timeline: the timeline to follow (default: the newest, the highest number).
+        storage_options: for a URL, passed to fsspec.
 
     Returns:
         The plan; `RestorePlan.lsn` says where it stops (never past the target).
 
     Raises:
         ValueError: both *at* and *lsn* given, or a negative *lsn*.
-        RestoreError: nothing at or before the target, a gap or an overlap, damage in the log.
+        RestoreError: nothing at or before the target, a gap or an overlap, damage in the log,
+            no such timeline.
     """
-    return _plan_all(backup_dir, at, lsn)[0]
+    target = as_target(backup_dir, storage_options)
+    return _retrying(lambda: _plan_all(target, at, lsn, timeline))[0]
 
 
-def _plan_all(backup_dir: Place, at: Any, lsn: int | None) -> tuple[RestorePlan, list[Any]]:
+#: How many times a restore plans afresh when a file it planned on disappears (retention).
+_REPLANS: Final = 5
+
+
+def _retrying(attempt: Callable[[], _T]) -> _T:
+    # Retention may delete a file between the listing and the read: a reader then plans
+    # again from a fresh listing (the newer chain it finds is complete), a bounded number of
+    # times, and never surfaces a bare FileNotFoundError.
+    for _ in range(_REPLANS - 1):
+        try:
+            return attempt()
+        except FileNotFoundError as exc:
+            log.info("restore: %s vanished while reading (retention?): planning again", exc)
+    try:
+        return attempt()
+    except FileNotFoundError as exc:
+        raise RestoreError(
+            f"files kept vanishing while reading (retention running?): {exc}"
+        ) from None
+
+
+def _log_lineage(log_dir: Path) -> str | None:
+    try:
+        found = read_log_lineage(log_dir)
+    except CorruptFileError as exc:
+        raise RestoreError(exc.reason, Path(exc.path)) from None
+    return None if found is None else found[0]
+
+
+def _plan_all(
+    backup_dir: Place, at: Any, lsn: int | None, timeline: int | None = None
+) -> tuple[RestorePlan, list[Any]]:
     # The plan, and the logged operations it replays (read once, used by `restore`).
     target = as_target(backup_dir)
     directory = target.describe()
     ts = _target_time(at, lsn)
     catalog = scan(target)
-    # The durable log is read where it is written: a local directory's ``wal/``.
+    # The durable log is read where it is written: a local directory's ``wal/``; it serves
+    # the history it belongs to (and, up to the fork, the timelines forked from it).
     local = target.local_directory()
     log_dir = None if local is None else local / "wal"
     segments = [] if log_dir is None else list_segments(log_dir)
+    log_lineage = None if not segments or log_dir is None else _log_lineage(log_dir)
     try:
-        plan = _plan(catalog, target, lsn, ts)
+        plan = _plan(catalog, target, lsn, ts, timeline)
     except RestoreError:
-        if not segments or segments[0][0] != 1:
+        if segments:
+            from_start = segments[0][0] == 1
+        else:  # a durable database that never wrote an operation: an empty history
+            from_start = not catalog.files and log_dir is not None and log_dir.is_dir()
+        if timeline is not None or not from_start:
             raise
-        # The log holds every operation from the first: rebuild from an empty database.
-        plan = RestorePlan(directory, (), lsn, ts, 0, 0.0, catalog.unreadable, target=target)
+        # The log holds every operation from the first (or the durable database never wrote
+        # one: an empty database): rebuild from an empty database.
+        plan = RestorePlan(
+            directory, (), lsn, ts, 0, 0.0, catalog.unreadable, lineage=log_lineage, target=target
+        )
+    caps = {} if plan.timeline is None else catalog.history.caps(plan.timeline)
+    # How far the log may carry this plan: all the way on its own history (or when it does
+    # not say which it is), up to the fork on an ancestor's, not at all on another's.
+    if log_lineage is None or plan.timeline is None or log_lineage == plan.lineage:
+        log_cap = math.inf
+    else:
+        log_cap = caps.get(log_lineage, -1)
+    # The restored state forks when its own timeline went on past it, or when it is not the
+    # newest timeline: what it writes next must become the newest history.
+    newest = catalog.history.newest()
     forks = any(
-        f.lineage == (plan.files[0].lineage if plan.files else None) and f.last_lsn > plan.lsn
-        for f in catalog.files
-    )
-    if log_dir is None or not segments:
+        caps.get(f.lineage, -1) == math.inf and f.last_lsn > plan.lsn for f in catalog.files
+    ) or (plan.timeline is not None and newest is not None and newest.number != plan.timeline)
+    if log_dir is None or not segments or log_cap <= plan.lsn:
         return attrs.evolve(plan, forks=forks), []
     try:
         ops, hole = read_until_gap(log_dir, after_lsn=plan.lsn)
@@ -285,7 +371,11 @@ def _plan_all(backup_dir: Place, at: Any, lsn: int | None) -> tuple[RestorePlan,
         )
     used = []
     for op in ops:
-        if (lsn is not None and op.lsn > lsn) or (ts is not None and op.ts > ts):
+        if (
+            (lsn is not None and op.lsn > lsn)
+            or (ts is not None and op.ts > ts)
+            or op.lsn > log_cap
+        ):
             break
         used.append(op)
     reached = used[-1].lsn if used else plan.lsn
@@ -310,7 +400,12 @@ def _plan_all(backup_dir: Place, at: Any, lsn: int | None) -> tuple[RestorePlan,
 
 
 def restore_snapshots(
-    backup_dir: Place, *, at: Any = None, lsn: int | None = None, lock: Lock | None = None
+    backup_dir: Place,
+    *,
+    at: Any = None,
+    lsn: int | None = None,
+    timeline: int | None = None,
+    lock: Lock | None = None,
 ) -> Engine:
     """`restore_engine` from snapshots and deltas alone (the durable log is not read).
 
@@ -318,7 +413,11 @@ def restore_snapshots(
     """
     target = as_target(backup_dir)
     ts = _target_time(at, lsn)
-    return _carry_out(_plan(scan(target), target, lsn, ts), lock)
+
+    def attempt() -> Engine:
+        return _carry_out(_plan(scan(target), target, lsn, ts, timeline), lock)
+
+    return _retrying(attempt)
 
 
 def _target_time(at: Any, lsn: int | None) -> float | None:
@@ -341,7 +440,13 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
             log.warning("restore: skipping damaged full snapshot %s: %s", full.path, exc.reason)
             bad.append(full.path)
             try:
-                fallback = _plan(scan(target, exclude=bad), target, plan.target_lsn, plan.target_ts)
+                fallback = _plan(
+                    scan(target, exclude=bad),
+                    target,
+                    plan.target_lsn,
+                    plan.target_ts,
+                    plan.timeline,
+                )
             except RestoreError as err:
                 raise RestoreError(
                     f"damaged ({exc.reason}) and no older chain reaches LSN {plan.lsn}: {err}",
@@ -360,25 +465,47 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
         try:
             persist.apply_delta(engine, delta.where)
         except CorruptFileError as exc:
-            raise RestoreError(exc.reason, delta.path) from None
+            raise RestoreError(
+                f"{exc.reason}; the newest point reachable before it is LSN {engine.lsn}",
+                delta.path,
+            ) from None
+    if plan.lineage is not None:
+        # The state is a point of the chosen timeline, whatever history the last file came
+        # from (an ancestor's, before the fork).
+        engine.lineage = plan.lineage
+        engine.parent = plan.parent
     return engine
 
 
-def restore_engine(backup_dir: Place, *, at: Any = None, lsn: int | None = None) -> Engine:
+def restore_engine(
+    backup_dir: Place,
+    *,
+    at: Any = None,
+    lsn: int | None = None,
+    timeline: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> Engine:
     """Rebuild an engine from a backup directory: the newest state, or the state at a point.
 
     Snapshots and deltas bring the state to the last file boundary at or before the target;
     where the directory also holds a durable log (``wal/``), its operations then carry the
-    state to the exact target (or to the log's end). An engine restored to a point that the
-    directory's history went past starts a new lineage. See `dictdb.restore`.
+    state to the exact target (or to the log's end). The newest timeline is followed unless
+    *timeline* names another. An engine restored to a point that its timeline went past
+    starts a new history, forked from that point. See `dictdb.restore`.
 
     Raises:
         ValueError: both *at* and *lsn* given.
         RestoreError: nothing restorable at or before the target, a gap, an overlap, a
-            damaged file on the way (the error names it), or damage in the log.
+            damaged file on the way (the error names it), damage in the log, no such
+            timeline.
     """
-    plan, ops = _plan_all(backup_dir, at, lsn)
-    engine = _carry_out(plan) if plan.files else Engine()
+    target = as_target(backup_dir, storage_options)
+    return _retrying(lambda: _restore_once(target, at, lsn, timeline))
+
+
+def _restore_once(backup_dir: Place, at: Any, lsn: int | None, timeline: int | None) -> Engine:
+    plan, ops = _plan_all(backup_dir, at, lsn, timeline)
+    engine = _carry_out(plan) if plan.files else Engine(lineage=plan.lineage)
     for op in ops:
         try:
             engine.apply_operation(op)

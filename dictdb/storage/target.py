@@ -9,9 +9,9 @@ path itself. A target promises:
   `discard`, or any failure, leaves no object and no final name behind. With
   ``overwrite=False``, publishing onto an existing name fails with `FileExistsError`
   and changes nothing (two writers never overwrite each other).
-- `list` names the objects that are there now, with their sizes; only regular objects
-  (never FIFOs, devices or directories; on a local disk a symlink counts as what it points
-  to, for now) are listed as readable.
+- `list` names the objects that are there now, with their sizes and modification times;
+  only regular objects are listed as readable (never a symlink, FIFO, device or directory:
+  a backup directory's files stay inside it, and a FIFO would block a read).
 - `open` returns a binary stream of an object's content, or raises `FileNotFoundError` if it
   is gone (retention may delete it between a listing and a read); a name that is not a
   regular object is refused with `CorruptFileError`.
@@ -26,9 +26,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
+import re
+import stat
 import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Final, Protocol, TypeVar, runtime_checkable
 
 import attrs
 
@@ -36,6 +41,8 @@ from dictdb._atomic import AtomicFile
 from dictdb.errors import CorruptFileError
 from wal import NotRegularFileError
 from wal import open_regular as _open_regular
+
+_T = TypeVar("_T")
 
 
 @attrs.frozen
@@ -45,13 +52,18 @@ class Entry:
     Attributes:
         name: the object's name (no directory part).
         size: its size in bytes.
-        regular: whether it is a regular object that `read` will return (False for a
-            FIFO, device or directory under that name, or a symlink to one).
+        regular: whether it is a regular object (False for a symlink, FIFO, device or
+            directory under that name).
+        kind: ``"file"``, ``"symlink"``, ``"directory"`` or ``"special"`` (FIFO, device,
+            socket).
+        mtime: its last modification, epoch seconds (0.0 when unknown).
     """
 
     name: str
     size: int
     regular: bool = True
+    kind: str = "file"
+    mtime: float = 0.0
 
 
 class ObjectWriter(Protocol):
@@ -140,11 +152,19 @@ class LocalDirectory:
 
 def _entry(e: os.DirEntry[str]) -> Entry:
     try:
-        regular = e.is_file()
-        size = e.stat().st_size if regular else 0
+        st = e.stat(follow_symlinks=False)
     except OSError:
-        regular, size = False, 0
-    return Entry(e.name, size, regular)
+        return Entry(e.name, 0, False, "special")
+    if stat.S_ISREG(st.st_mode):
+        return Entry(e.name, st.st_size, True, "file", st.st_mtime)
+    kind = (
+        "symlink"
+        if stat.S_ISLNK(st.st_mode)
+        else "directory"
+        if stat.S_ISDIR(st.st_mode)
+        else "special"
+    )
+    return Entry(e.name, 0, False, kind, st.st_mtime)
 
 
 class _MemoryWriter:
@@ -181,7 +201,7 @@ class MemoryTarget:
 
     def __init__(self, name: str = "dictdb") -> None:
         self.name = name
-        self._objects: dict[str, bytes] = {}
+        self._objects: dict[str, tuple[bytes, float]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -193,12 +213,12 @@ class MemoryTarget:
 
     def list(self) -> list[Entry]:
         with self._lock:
-            return [Entry(name, len(data)) for name, data in self._objects.items()]
+            return [Entry(name, len(data), mtime=t) for name, (data, t) in self._objects.items()]
 
     def open(self, name: str) -> BinaryIO:
         with self._lock:
             try:
-                return io.BytesIO(self._objects[name])
+                return io.BytesIO(self._objects[name][0])
             except KeyError:
                 raise FileNotFoundError(str(self.describe(name))) from None
 
@@ -214,7 +234,7 @@ class MemoryTarget:
         with self._lock:
             if not overwrite and name in self._objects:
                 raise FileExistsError(str(self.describe(name)))
-            self._objects[name] = bytes(data)
+            self._objects[name] = (bytes(data), time.time())
 
     def delete(self, name: str) -> None:
         with self._lock:
@@ -228,8 +248,15 @@ class MemoryTarget:
 Place = str | os.PathLike[str] | Target
 
 
-def as_target(place: Place) -> Target:
-    """The target for *place*: a `Target` as it is, a path as a `LocalDirectory`."""
+def as_target(place: Place, storage_options: dict[str, Any] | None = None) -> Target:
+    """The target for *place*: a `Target` as it is, a path or ``file://`` URL as a
+    `LocalDirectory`, any other URL (``s3://``, ``gs://``, ``az://``, ``memory://``) as an
+    `FsspecTarget` with *storage_options*."""
+    if isinstance(place, str) and "://" in place:
+        scheme, _, rest = place.partition("://")
+        if scheme == "file":
+            return LocalDirectory(rest or "/")
+        return FsspecTarget(place, storage_options)
     if isinstance(place, (str, os.PathLike)):
         return LocalDirectory(place)
     if isinstance(place, Target):
@@ -265,3 +292,248 @@ def locate(where: Where) -> Located:
         return where
     path = Path(where)
     return Located(LocalDirectory(path.parent), path.name)
+
+
+#: Object stores whose objects appear whole when an upload completes (a multipart upload is
+#: invisible until completed), and whose fsspec writers refuse an existing name in mode
+#: ``"xb"`` with a conditional write (S3's ``If-None-Match: *``).
+_STREAMING: Final = frozenset({"s3", "s3a"})
+#: Errors that retrying cannot cure: the answer is already known.
+_FINAL: Final = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    CorruptFileError,
+    ValueError,
+    TypeError,
+)
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Bounded exponential backoff with full jitter for a remote target's calls.
+
+    Attributes:
+        attempts: calls at most, the first included.
+        base: the first backoff's upper bound, seconds; doubled after each failure.
+        cap: the largest single backoff, seconds.
+        deadline: the most seconds a call may take with its retries, so that a dead
+            endpoint never holds a caller (a manual backup included) for minutes.
+    """
+
+    attempts: int = 6
+    base: float = 0.1
+    cap: float = 5.0
+    deadline: float = 30.0
+
+    def call(self, what: Callable[[], _T], describe: str) -> _T:
+        """Run *what*, retrying transient failures (network, 5xx, throttling, timeouts).
+
+        Raises:
+            OSError: the last failure, once attempts or the deadline are spent (naming
+                *describe*, never credentials).
+        """
+        start = time.monotonic()
+        delay = self.base
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return what()
+            except _FINAL:
+                raise
+            except Exception as exc:
+                left = self.deadline - (time.monotonic() - start)
+                if attempt == self.attempts or left <= 0:
+                    raise OSError(
+                        f"{describe}: failed after {attempt} attempts: {type(exc).__name__}: "
+                        f"{_redact(str(exc))}"
+                    ) from None
+                time.sleep(min(left, random.uniform(0, min(self.cap, delay))))
+                delay *= 2
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _redact(text: str) -> str:
+    # Error texts of HTTP clients may echo URLs with credentials or signed queries.
+    text = re.sub(
+        r"(?i)(signature|credential|security-token|x-amz-[a-z-]*)=[^&\s'\"]+", r"\1=***", text
+    )
+    return re.sub(r"//[^/@\s]+:[^/@\s]+@", "//***@", text)
+
+
+class _BufferedWriter:
+    # For filesystems whose writes are not atomic by themselves: the object is gathered in
+    # memory and put in one call at publish (`pipe_file`, in ``create`` mode when asked not
+    # to overwrite).
+    def __init__(self, target: FsspecTarget, name: str, overwrite: bool) -> None:
+        self._target = target
+        self._name = name
+        self._overwrite = overwrite
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._parts.append(bytes(data))
+
+    def publish(self) -> None:
+        data, self._parts = b"".join(self._parts), []
+        self._target.put(self._name, data, overwrite=self._overwrite)
+
+    def discard(self) -> None:
+        self._parts = []
+
+
+class _StreamingWriter:
+    # An object store upload: parts go out as they fill (multipart), the object appears only
+    # when `publish` completes the upload (conditionally, when asked not to overwrite).
+    def __init__(self, target: FsspecTarget, name: str, overwrite: bool) -> None:
+        self._target = target
+        self._path = target.key(name)
+        mode = "wb" if overwrite else "xb"
+        self._file = target.retry.call(
+            lambda: target.fs.open(self._path, mode), target.url_of(name)
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._file.write(data)
+
+    def publish(self) -> None:
+        try:
+            self._file.close()
+        except FileExistsError:
+            raise
+        except Exception as exc:
+            self.discard()
+            raise OSError(f"{self._target.url_of(self._path)}: upload failed: {exc}") from None
+
+    def discard(self) -> None:
+        # Abort the multipart upload (nothing appears), then mark the file closed so that
+        # it does not try to complete the upload when collected.
+        with contextlib.suppress(Exception):
+            self._file.discard()
+        self._file.closed = True
+
+
+class FsspecTarget:
+    """Objects under an fsspec URL: ``s3://bucket/prefix``, ``gs://``, ``az://``,
+    ``memory://``.
+
+    Args:
+        url: where the backups are (no credentials in it: they come from *storage_options*
+            or the backend's standard configuration).
+        storage_options: passed to fsspec (the pandas/dask/pyarrow convention).
+        retry: how transient failures are retried.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        import fsspec  # type: ignore[import-untyped]
+
+        self.url = _redact(url.rstrip("/"))
+        self.retry = RetryPolicy() if retry is None else retry
+        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self.root = root.rstrip("/")
+        protocols = self.fs.protocol
+        names = {protocols} if isinstance(protocols, str) else set(protocols)
+        self.streaming = bool(names & _STREAMING)
+
+    def __repr__(self) -> str:
+        return f"FsspecTarget({self.url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FsspecTarget) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def key(self, name: str) -> str:
+        """The filesystem path of object *name*."""
+        return f"{self.root}/{name}"
+
+    def url_of(self, name: str) -> str:
+        """The URL of object *name*, for messages."""
+        return f"{self.url}/{name}"
+
+    def describe(self, name: str = "") -> Path:
+        return Path(self.url_of(name) if name else self.url)
+
+    def list(self) -> list[Entry]:
+        def ls() -> list[dict[str, Any]]:
+            try:
+                found: list[dict[str, Any]] = self.fs.ls(self.root, detail=True, refresh=True)
+            except TypeError:  # a filesystem without the refresh keyword
+                found = self.fs.ls(self.root, detail=True)
+            return found
+
+        try:
+            infos = self.retry.call(ls, self.url)
+        except FileNotFoundError:
+            return []
+        entries = []
+        for info in infos:
+            name = str(info["name"]).rstrip("/").rsplit("/", 1)[-1]
+            regular = info.get("type") == "file"
+            entries.append(
+                Entry(
+                    name,
+                    int(info.get("size") or 0) if regular else 0,
+                    regular,
+                    "file" if regular else "directory",
+                    _mtime(info),
+                )
+            )
+        return entries
+
+    def open(self, name: str) -> BinaryIO:
+        handle: BinaryIO = self.retry.call(
+            lambda: self.fs.open(self.key(name), "rb"), self.url_of(name)
+        )
+        return handle
+
+    def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
+        if self.streaming:
+            return _StreamingWriter(self, name, overwrite)
+        return _BufferedWriter(self, name, overwrite)
+
+    def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:
+        """Publish *data* under *name* in one call.
+
+        Raises:
+            FileExistsError: *overwrite* is False and the name is taken.
+        """
+        mode = "overwrite" if overwrite else "create"
+
+        def pipe() -> None:
+            if not overwrite and self.fs.exists(self.key(name)):
+                # A filesystem that cannot write conditionally: checked first (a race with
+                # another writer remains; see ARCHITECTURE.md, storage targets).
+                raise FileExistsError(self.url_of(name))
+            self.fs.pipe_file(self.key(name), data, mode=mode)
+
+        self.retry.call(pipe, self.url_of(name))
+
+    def delete(self, name: str) -> None:
+        def rm() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.key(name))
+
+        self.retry.call(rm, self.url_of(name))
+
+    def local_directory(self) -> Path | None:
+        return None
+
+
+def _mtime(info: Mapping[str, Any]) -> float:
+    for field in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(field)
+        if isinstance(value, int | float):
+            return float(value)
+        stamp = getattr(value, "timestamp", None)
+        if callable(stamp):
+            return float(stamp())
+    return 0.0

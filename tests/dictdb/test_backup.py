@@ -33,6 +33,7 @@ from dictdb import (
 from dictdb.errors import CorruptFileError
 from dictdb.storage import persist
 from dictdb.storage.persist import apply_delta
+from dictdb.storage.timeline import TIMELINE_PATTERN
 from tests.dictdb._scripts.strict import db_diff
 
 FULL_NAME = re.compile(r"^dictdb_backup_(\d+)_(\d{6})\.(json|pickle)(\.zst)?$")
@@ -52,8 +53,8 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float 
 
 
 def names(directory: Path) -> list[str]:
-    """Every entry of *directory*, sorted."""
-    return sorted(os.listdir(directory))
+    """Every entry of *directory* but its timeline objects (`dictdb.storage.timeline`), sorted."""
+    return sorted(n for n in os.listdir(directory) if not TIMELINE_PATTERN.match(n))
 
 
 def fulls(directory: Path) -> list[str]:

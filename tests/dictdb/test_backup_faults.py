@@ -26,6 +26,8 @@ import pytest
 from dictdb import BackupManager, DictDB, restore
 from dictdb.storage import persist
 from dictdb.storage.catalog import NAME_PATTERN
+from dictdb.storage.target import LocalDirectory
+from dictdb.storage.timeline import TIMELINE_PATTERN, read_timeline
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb.test_backup import Failures, wait_until
 
@@ -36,9 +38,12 @@ def assert_clean(directory: Path) -> None:
     """No temp leftovers, nothing but backups, and every backup verifies completely."""
     entries = sorted(os.listdir(directory))
     assert [n for n in entries if n.endswith(".tmp") or n.startswith(".")] == []
-    assert [n for n in entries if not NAME_PATTERN.match(n)] == []
+    assert [n for n in entries if not (NAME_PATTERN.match(n) or TIMELINE_PATTERN.match(n))] == []
     for name in entries:
-        persist.read_document(directory / name)  # checksum, format, version: complete
+        if TIMELINE_PATTERN.match(name):
+            read_timeline(LocalDirectory(directory), name)  # checksum and fields
+        else:
+            persist.read_document(directory / name)  # checksum, format, version: complete
 
 
 def assert_restores(directory: Path, live: DictDB) -> None:

@@ -507,7 +507,8 @@ def test_ls_json_lists_the_chains_and_their_ranges(
 def test_ls_text_lists_chains_files_and_the_log(durable: Built) -> None:
     result = run("ls", durable.path)
     lines = result.stdout.splitlines()
-    chains = [line for line in lines if line.startswith("chain ")]
+    chains = [line.strip() for line in lines if line.strip().startswith("chain ")]
+    assert "timeline 1 (newest)" == lines[0]
     expected = [
         f"chain {n}: LSN {full_lsn}..{deltas[-1][2] if deltas else full_lsn}"
         for n, (_, full_lsn, deltas) in enumerate(expected_chains(durable), 1)

@@ -38,7 +38,7 @@ from dictdb import (
     list_backups,
     restore,
 )
-from dictdb.errors import DatabaseLockedError
+from dictdb.errors import DatabaseLockedError, DurableLogError
 from tests.dictdb._scripts.strict import db_diff, diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 from wal.durable import LogFailedError
@@ -835,3 +835,43 @@ def test_a_damaged_log_names_the_segment_and_offset_on_open(tmp_path: Path) -> N
     with pytest.raises(DictDBError) as restore_error:
         restore(root)
     assert str(first) == getattr(restore_error.value, "path", None)
+
+
+@pytest.mark.parametrize("fsync", ["everysec", "off"])
+def test_a_background_write_failure_names_the_operations_not_on_disk(
+    tmp_path: Path, segment_io: SegmentIO, fsync: str
+) -> None:
+    """With everysec/off, writes are acknowledged before they reach the disk: when the log
+    fails in the background, the next caller learns which operations are not on disk, and
+    `durable_lsn` tells where the disk stops."""
+    db = DictDB.open(tmp_path / "db", fsync=fsync)
+    assert db.durable_lsn is not None
+    table = db.create_table("t")
+    table.insert({"id": 0})
+    db.engine.sink.flush()  # type: ignore[union-attr]
+    on_disk = db.durable_lsn
+
+    def fail(fd: int, data: Any) -> None:
+        raise OSError(errno.ENOSPC, "injected: no space left on device")
+
+    segment_io.before_write = fail
+    acknowledged = [table.insert({"id": i}) for i in range(1, 6)]
+    assert [1, 2, 3, 4, 5] == acknowledged
+    applied = db.lsn
+    deadline = time.monotonic() + 10
+    while db.engine.sink.failed is None and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.01)
+    with pytest.raises(DurableLogError) as err:
+        table.insert({"id": 99})
+    assert (on_disk, (on_disk + 1, applied)) == (err.value.durable_lsn, err.value.lost)
+    assert f"operations {on_disk + 1}..{applied}" in str(err.value)
+    assert on_disk == db.durable_lsn
+    segment_io.before_write = None
+    with pytest.raises(LogFailedError):
+        db.close()
+    with DictDB.open(tmp_path / "db", fsync=fsync) as again:
+        assert on_disk == again.lsn  # exactly what the disk held, as the error said
+
+
+def test_an_in_memory_database_has_no_durable_lsn() -> None:
+    assert DictDB().durable_lsn is None

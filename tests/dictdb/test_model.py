@@ -49,7 +49,6 @@ from dictdb import (
     Or,
     PrimaryKeyError,
     RecordNotFoundError,
-    RestoreError,
     SchemaValidationError,
     Table,
     TableNotFoundError,
@@ -76,13 +75,6 @@ OPS: dict[str, Callable[[Any, Any], Any]] = {
 MISSING = object()
 #: File formats and compressions of snapshots and backups.
 FORMATS = st.sampled_from([("json", None), ("json", "zstd"), ("pickle", None), ("pickle", "zstd")])
-
-# Defects the durable rules found, which the machine steers around until they are fixed. Each
-# has a strict xfail test at the end of this module: when the fix makes it pass (and so fail),
-# set the flag to False, and delete the flag once the machine passes without the steering.
-#: A reopened durable database starts a new lineage, so `restore(backups, lsn=...)` cannot reach
-#: a point backed up before the reopen once backups written after it are in the directory.
-NEW_LINEAGE_ON_REOPEN_DEFECT = True
 
 SMALL_VALUES = st.one_of(
     st.none(),
@@ -683,8 +675,6 @@ class DictDBMachine(RuleBasedStateMachine):
         for name, mt in self.model.items():  # indexes are not state: none survives a reopen
             assert [] == self.handles[name].indexed_fields()
             mt.indexes.clear()
-        if NEW_LINEAGE_ON_REOPEN_DEFECT:
-            self.cuts = []  # the points backed up so far are out of reach
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -761,12 +751,6 @@ def test_a_row_of_a_dollar_key_alone_reads_back(tmp_path: Path, product: str, ba
     assert expected == (back.lsn, back.to_dict())
 
 
-@pytest.mark.xfail(
-    NEW_LINEAGE_ON_REOPEN_DEFECT,
-    reason="NEW_LINEAGE_ON_REOPEN_DEFECT",
-    raises=RestoreError,
-    strict=True,
-)
 def test_a_point_backed_up_before_a_durable_database_reopened_can_be_restored(
     tmp_path: Path,
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +27,18 @@ from dictdb.storage.target import (
 NAME = "dictdb_backup_1_000001.json"
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "fsspec-memory", "s3"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     if request.param == "local":
         (tmp_path / "t").mkdir()
         yield LocalDirectory(tmp_path / "t")
-    else:
+    elif request.param == "memory":
         yield MemoryTarget()
+    elif request.param == "fsspec-memory":
+        yield as_target(f"memory://contract-{uuid.uuid4().hex}")
+    else:
+        server = request.getfixturevalue("s3_server")
+        yield as_target(server.url(), server.options)
 
 
 def write(target: Target, name: str, data: bytes, *, overwrite: bool = False) -> None:

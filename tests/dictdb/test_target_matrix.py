@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +26,15 @@ from dictdb import (
     restore,
 )
 from dictdb.storage import persist
-from dictdb.storage.target import LocalDirectory, Located, MemoryTarget, Target
+from dictdb.storage.target import (
+    FsspecTarget,
+    LocalDirectory,
+    Located,
+    MemoryTarget,
+    Target,
+    as_target,
+)
+from dictdb.storage.timeline import TIMELINE_PATTERN
 
 pytestmark = pytest.mark.usefixtures("quiet_dictdb_logs")  # tests/dictdb/conftest.py
 
@@ -40,13 +49,20 @@ class Place(NamedTuple):
     target: Target
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "memory", "fsspec-memory", "s3"])
 def place(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Place]:
     if request.param == "local":
         directory = tmp_path / "backups"
         yield Place(directory, LocalDirectory(directory))
-    else:
+    elif request.param == "memory":
         target = MemoryTarget("matrix")
+        yield Place(target, target)
+    elif request.param == "fsspec-memory":
+        url = f"memory://matrix-{uuid.uuid4().hex}"
+        yield Place(url, as_target(url))
+    else:
+        server = request.getfixturevalue("s3_server")
+        target = as_target(server.url(), server.options)
         yield Place(target, target)
 
 
@@ -57,7 +73,8 @@ class Point(NamedTuple):
 
 
 def names(target: Target) -> set[str]:
-    return {e.name for e in target.list()}
+    """The snapshots and deltas of *target* (its timeline objects left out)."""
+    return {e.name for e in target.list() if not TIMELINE_PATTERN.match(e.name)}
 
 
 def run_history(where: Place, **manager_args: Any) -> tuple[DictDB, BackupManager, list[Point]]:
@@ -154,8 +171,9 @@ def test_list_backups_shows_one_chain(place: Place) -> None:
     assert chain.last_lsn == points[-1].lsn
     assert catalog.unreadable == ()
     assert catalog.orphans == ()
-    sizes = {e.name: e.size for e in place.target.list()}
+    sizes = {e.name: e.size for e in place.target.list() if not TIMELINE_PATTERN.match(e.name)}
     assert {f.path.name: f.size for f in catalog.files} == sizes
+    assert [1] == sorted(catalog.history.timelines)  # one history, recorded beside its files
 
 
 def test_persist_reads_through_a_located_object(place: Place) -> None:
@@ -208,7 +226,7 @@ def damage(target: Target, name: str, at: int) -> None:
     data[at] ^= 0xFF
     local = target.local_directory()
     if local is None:
-        assert isinstance(target, MemoryTarget)
+        assert isinstance(target, MemoryTarget | FsspecTarget)
         target.put(name, bytes(data))
     else:
         (local / name).write_bytes(bytes(data))
