@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from dictdb._values import Record, check_primary_key, copy_row, own_record, row_hash
 from dictdb.errors import (
     DuplicateKeyError,
     DuplicateTableError,
@@ -33,7 +34,6 @@ from dictdb.errors import (
 )
 from dictdb.index import Index
 from dictdb.schema import Schema, normalize_schema, schema_to_names, validate_record
-from dictdb.values import Record, check_primary_key, copy_row, own_record, row_hash
 from wal import (
     CREATE,
     DELETE,
@@ -106,7 +106,7 @@ class TableState:
     """One table's state: definition, rows, and what the engine keeps beside them.
 
     Rows are owned after-images, never mutated in place (a cut shares them). `special` holds
-    the keys of rows that are not plain (`dictdb.values.own_record`). `pre` maps a key changed
+    the keys of rows that are not plain (`dictdb._values.own_record`). `pre` maps a key changed
     since the last backup cut to the digest hash of its row at that cut (`Engine.pre_from`),
     None while no backup chain is tracked. `indexes` are secondary indexes, maintained by
     `Engine.apply` while non-empty, with each row's insertion rank in `positions`.
@@ -291,7 +291,7 @@ class Engine:
         """Change state by one operation: used by live writes and by replay alike.
 
         *plain* tells whether an insert/update after-image is plain (see
-        `dictdb.values.own_record`); tables keep the keys of rows that are not.
+        `dictdb._values.own_record`); tables keep the keys of rows that are not.
         """
         lsn, _, kind, name, key, after = op[:6]
         if kind in (INSERT, UPDATE):

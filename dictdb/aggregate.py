@@ -7,7 +7,7 @@ Semantics (the reference's, with ordering made total):
   values must add up (numbers; ``bool`` counts as int, as in Python); anything else raises
   `TypeError` naming the aggregate.
 - ``Min(field)`` / ``Max(field)``: over the non-None values, in the order ``order_by`` uses
-  (`dictdb.select.sort_key`), so values of different kinds never raise; None when there are
+  (`dictdb._select.sort_key`), so values of different kinds never raise; None when there are
   none.
 - ``group_by``: rows group by equal values (Python equality, so ``1``, ``1.0`` and ``True``
   are one group, and lists and dicts group by content); a row lacking a group field groups
@@ -24,9 +24,9 @@ from typing import Any
 
 import attrs
 
+from dictdb._select import sort_key
+from dictdb._values import Record, copy_value
 from dictdb.index import hash_key
-from dictdb.select import sort_key
-from dictdb.values import Record, copy_value
 
 
 @attrs.frozen

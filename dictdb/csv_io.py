@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from dictdb._atomic import write_atomic
-from dictdb.values import Record
+from dictdb._values import Record
 
 if TYPE_CHECKING:
     pass

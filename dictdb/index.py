@@ -11,7 +11,7 @@ promise over the whole value domain:
   equality and hashing already agree: ``1 == 1.0 == True`` share a bucket); lists and dicts,
   which are unhashable, become tagged tuples / frozensets of canonical forms, so ``[1]`` and
   ``[1.0]`` share a bucket too. Answers ``==``, `is_in`, `is_null`.
-- **SortedIndex**: `dictdb.select.sort_key` → set of keys, in a `sortedcontainers.SortedDict`.
+- **SortedIndex**: `dictdb._select.sort_key` → set of keys, in a `sortedcontainers.SortedDict`.
   ``sort_key`` orders the whole domain without raising (by kind, then by value within a
   kind), and two values share a key exactly when they are of one kind and equal. An ordering
   comparison in Python matches only values of the operand's kind (``"a" < 3`` is false, a
@@ -44,6 +44,8 @@ from typing import Any, Final
 
 from sortedcontainers import SortedDict  # type: ignore[import-untyped]
 
+from dictdb._select import sort_key
+from dictdb._values import PK_TYPES, Record
 from dictdb.query import (
     And,
     Between,
@@ -55,8 +57,6 @@ from dictdb.query import (
     Predicate,
     TextMatch,
 )
-from dictdb.select import sort_key
-from dictdb.values import PK_TYPES, Record
 
 #: The index types `make_index` knows, by lower-case name.
 INDEX_TYPES: Final = ("hash", "sorted")

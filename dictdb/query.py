@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, cast
 
-from dictdb.values import Record, copy_row
+from dictdb._values import Record, copy_row
 
 RowFn = Callable[[Mapping[str, Any]], bool]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from dictdb._engine import Engine, Lock, TableState
+from dictdb._select import Columns, OrderBy, run_select
+from dictdb._values import INT64_MAX, PK_TYPES, Record, check_primary_key, copy_row, own_record
 from dictdb.aggregate import Agg, check_aggregations, run_aggregate
 from dictdb.errors import (
     DuplicateKeyError,
@@ -22,8 +24,6 @@ from dictdb.errors import (
 from dictdb.index import Index, candidates, make_index
 from dictdb.query import Field, Predicate, as_predicate
 from dictdb.schema import Schema, validate_record
-from dictdb.select import Columns, OrderBy, run_select
-from dictdb.values import INT64_MAX, PK_TYPES, Record, check_primary_key, copy_row, own_record
 from wal import DELETE, INSERT, UPDATE
 
 OnConflict = Literal["update", "ignore", "error"]

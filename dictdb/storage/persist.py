@@ -27,7 +27,7 @@ Values use `wal.tags`' tags. A pickle file holds the same document as two pickle
 the header (the members before ``tables`` / ``ddl``) as a dict, then the rest as one bytes
 object holding a JSON object (`dictdb.storage._pickle.pickle_blob_head`), so that any
 unpickler reads it, and dictdb reads the body with no unpickler at all. Both end with the
-checksum trailer of `dictdb.storage.files`.
+checksum trailer of `dictdb.storage._files`.
 
 Versions: 2 is written. 1 is read too: its JSON files are the same, its pickle files held the
 body as a pickled tree, read by the restricted unpickler after a pass that admits only the
@@ -55,6 +55,7 @@ import orjson
 import zstandard
 
 from dictdb._engine import Engine, HasEngine, Lock, TableState, normalize_definition
+from dictdb._values import INT64_MAX, PK_TYPES, check_primary_key, own_record, row_hash
 from dictdb.errors import (
     CorruptFileError,
     DictDBError,
@@ -62,13 +63,12 @@ from dictdb.errors import (
     StateError,
 )
 from dictdb.schema import validate_record
-from dictdb.storage import digest as _digest
+from dictdb.storage import _digest
+from dictdb.storage._files import Buffer, Pieces, SealedFile, unseal
 from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
-from dictdb.storage.files import Buffer, Pieces, SealedFile, unseal
 from dictdb.storage.gcshelter import Shelter
 from dictdb.storage.target import Located, Where, locate
 from dictdb.storage.timeline import MAX_TIMELINE
-from dictdb.values import INT64_MAX, PK_TYPES, check_primary_key, own_record, row_hash
 from wal import (
     CREATE,
     DELETE,
@@ -898,7 +898,7 @@ _DICT_TYPE: Final = frozenset({dict})
 
 
 def _flat_plain(records: list[dict[str, Any]], primary_key: str) -> bool:
-    """Whether records not marked special are plain (see `dictdb.values.own_record`).
+    """Whether records not marked special are plain (see `dictdb._values.own_record`).
 
     The trees read hold only finite floats and ints JSON carries exactly (orjson built them,
     or `check_plain` walked them), so a type check suffices.

@@ -7,7 +7,7 @@ timeline and the fork LSN (the last operation the two share). "Newest" means the
 timeline, then the highest LSN on it: wall-clock times are only shown, never compared.
 
 A timeline is a small sealed object beside the backups, ``dictdb_timeline_<8 digits>.json``
-(the checksum trailer of `dictdb.storage.files`)::
+(the checksum trailer of `dictdb.storage._files`)::
 
     {"format": "dictdb", "version": 2, "type": "timeline", "timeline": 2,
      "lineage": "<32 hex>", "parent": {"timeline": 1, "lineage": "<32 hex>", "lsn": 50},
@@ -38,7 +38,7 @@ import orjson
 
 from dictdb._atomic import write_atomic
 from dictdb.errors import CorruptFileError
-from dictdb.storage.files import seal, unseal
+from dictdb.storage._files import seal, unseal
 from dictdb.storage.target import Entry, Target
 from wal import MAX_TS, NotRegularFileError, brief, read_regular
 

@@ -28,9 +28,11 @@ import zstandard
 
 from dictdb import DictDB, RestoreError, plan_restore, restore
 from dictdb.errors import CorruptFileError, DictDBError
-from dictdb.storage import digest, files, persist
+from dictdb.storage import _digest as digest
+from dictdb.storage import _files as files
+from dictdb.storage import persist
+from dictdb.storage._files import seal
 from dictdb.storage._pickle import PICKLE_BLOB_END, pickle_blob_head
-from dictdb.storage.files import seal
 from tests.dictdb._scripts.load_capped import load_in_child
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb.test_persist import encode, fast_pickle

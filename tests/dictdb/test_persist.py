@@ -28,9 +28,10 @@ from hypothesis import strategies as st
 
 from dictdb import DictDB, Field, SchemaValidationError, ValueDomainError
 from dictdb.errors import CorruptFileError
-from dictdb.storage import files, persist
+from dictdb.storage import _files as files
+from dictdb.storage import persist
+from dictdb.storage._files import seal
 from dictdb.storage._pickle import PICKLE_BLOB_END, pickle_blob_head
-from dictdb.storage.files import seal
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 from tests.strategies import plain_json
@@ -645,7 +646,7 @@ def test_the_cursor_knows_which_tables_are_all_plain(tmp_path: Path) -> None:
 def hashed_rows(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every row the state digest hashes from here on (each goes through
     `digest._sum_by_row` or a successful `digest._sum_from_encoding`)."""
-    from dictdb.storage import digest
+    from dictdb.storage import _digest as digest
 
     seen: list[Any] = []
     by_row, from_encoding = digest._sum_by_row, digest._sum_from_encoding
@@ -808,7 +809,7 @@ def test_row_hashes_cut_from_a_chunk_encoding_equal_each_row_encoded_alone(
 ) -> None:
     # Rows may be empty, hold arrays of objects, or strings that end with ",{": then the
     # encoding cannot be cut, and each row is encoded again; the sum is the same either way.
-    from dictdb.storage import digest
+    from dictdb.storage import _digest as digest
 
     expected = sum(zlib.crc32(orjson.dumps(row)) for row in rows)
     assert digest._sum_from_encoding(rows, orjson.dumps(rows)) in (expected, None)
@@ -825,7 +826,7 @@ def test_row_hashes_cut_from_a_chunk_encoding_equal_each_row_encoded_alone(
 def test_an_empty_row_and_a_string_ending_in_the_separator_do_not_fool_the_cut() -> None:
     # The empty row hides one boundary and the string adds one occurrence: the count alone
     # would match; the empty row refuses the cut.
-    from dictdb.storage import digest
+    from dictdb.storage import _digest as digest
 
     rows: list[dict[str, Any]] = [{"a": "x,{"}, {}, {"b": 1}]
     data = orjson.dumps(rows)
@@ -846,7 +847,7 @@ def test_an_empty_row_and_a_string_ending_in_the_separator_do_not_fool_the_cut()
 def test_snapshots_and_deltas_assembled_chunk_by_chunk_are_plain_compact_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
-    from dictdb.storage import digest
+    from dictdb.storage import _digest as digest
 
     monkeypatch.setattr(digest, "CHUNK", chunk)
     db = DictDB()

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from dictdb import DictDB
 from dictdb.errors import CorruptFileError
 from dictdb.storage import persist
+from dictdb.storage._files import seal
 from dictdb.storage._pickle import pickle_blob_head
-from dictdb.storage.files import seal
 from dictdb.storage.target import locate
 from tests.dictdb._scripts.load_capped import load_in_child
 from tests.dictdb._scripts.strict import db_diff
@@ -720,7 +720,8 @@ def test_a_snapshot_written_in_many_pieces_fails_cleanly_at_any_of_its_writes(
     # A large snapshot is written piece by piece (rows CHUNK at a time, joined into pieces of
     # PIECE_FLOOR bytes): both made small here,
     # so that a tiny table takes many writes, and each of them fails in turn.
-    from dictdb.storage import digest, files
+    from dictdb.storage import _digest as digest
+    from dictdb.storage import _files as files
 
     monkeypatch.setattr(digest, "CHUNK", 2)
     monkeypatch.setattr(files, "PIECE_FLOOR", 1)
@@ -775,7 +776,8 @@ def test_a_large_snapshot_is_hashed_and_written_in_pieces_of_at_least_the_floor(
     # backup thread up to a switch interval against a busy writer: so the rows, encoded a
     # few at a time, are gathered into pieces of PIECE_FLOOR bytes before hashing/writing;
     # and a helper thread hashes and writes them while the next ones are encoded.
-    from dictdb.storage import digest, files
+    from dictdb.storage import _digest as digest
+    from dictdb.storage import _files as files
 
     floor = 4096
     monkeypatch.setattr(digest, "CHUNK", 10)
@@ -807,7 +809,8 @@ def test_a_failure_while_encoding_a_streamed_snapshot_leaves_nothing_behind(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The helper thread is already writing the temp file when the encoder fails.
-    from dictdb.storage import digest, files
+    from dictdb.storage import _digest as digest
+    from dictdb.storage import _files as files
 
     monkeypatch.setattr(digest, "CHUNK", 10)
     monkeypatch.setattr(files, "PIECE_FLOOR", 1024)
@@ -842,7 +845,7 @@ def test_a_failure_while_encoding_a_streamed_snapshot_leaves_nothing_behind(
 def test_pieces_hand_on_exactly_what_was_appended_in_pieces_of_at_least_the_floor(
     items: list[bytes], floor: int
 ) -> None:
-    from dictdb.storage import files
+    from dictdb.storage import _files as files
 
     real, files.PIECE_FLOOR = files.PIECE_FLOOR, floor  # type: ignore[misc]
     try:
@@ -866,7 +869,7 @@ def test_pieces_hand_on_exactly_what_was_appended_in_pieces_of_at_least_the_floo
 def test_a_large_buffer_between_pieces_is_handed_on_uncopied(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from dictdb.storage import files
+    from dictdb.storage import _files as files
 
     monkeypatch.setattr(files, "PIECE_FLOOR", 4)
     parts: list[Any] = []
@@ -888,7 +891,7 @@ def test_a_large_buffer_between_pieces_is_handed_on_uncopied(
 def test_a_sealed_file_holds_exactly_the_sealed_content(
     items: list[bytes], floor: int, file_format: str, compression: str | None
 ) -> None:
-    from dictdb.storage import files
+    from dictdb.storage import _files as files
 
     real, files.PIECE_FLOOR = files.PIECE_FLOOR, floor  # type: ignore[misc]
     try:

@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dictdb import BackupManager, DictDB, RestoreError, list_backups, plan_restore, restore
-from dictdb.storage import files, persist
+from dictdb.storage import _files as files
+from dictdb.storage import persist
 from tests.dictdb._scripts.strict import db_diff
 from tests.dictdb._scripts.workload import random_statement, sample_values
 

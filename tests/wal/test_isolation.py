@@ -50,11 +50,11 @@ def test_the_static_check_sees_every_import_form(tmp_path: Path) -> None:
         "from dictdb import DictDB\n"
         "from .x import y\n"
         "def f():\n"
-        "    import dictdb.values as v\n"
+        "    import dictdb._values as v\n"
         "    importlib.import_module('dictdb.database')\n",
         encoding="utf-8",
     )
-    expected = ["dictdb.table", "dictdb", "dictdb.values", "dictdb.database"]
+    expected = ["dictdb.table", "dictdb", "dictdb._values", "dictdb.database"]
     assert expected == [n for n in imported_modules(source) if is_dictdb(n)]
 
 

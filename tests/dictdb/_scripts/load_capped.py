@@ -1,7 +1,7 @@
 """Child process: load files under a given decompression limit, report outcome, time and RSS.
 
 Usage: ``load_capped.py LIMIT FILE...``. *LIMIT* is a byte count assigned to
-`dictdb.storage.files.MAX_DECOMPRESSED` (a module attribute read at every load) before
+`dictdb.storage._files.MAX_DECOMPRESSED` (a module attribute read at every load) before
 anything is loaded, or ``-`` to keep the default. The address space is capped (4 GB): a load
 that tries to allocate more fails with MemoryError, reported, instead of exhausting the
 machine. Tests run it through `load_in_child`.
@@ -25,7 +25,7 @@ from typing import Any
 
 from dictdb import DictDB
 from dictdb.errors import CorruptFileError
-from dictdb.storage import files
+from dictdb.storage import _files as files
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import orjson
 
-from dictdb.storage.files import Pieces
+from dictdb.storage._files import Pieces
 from wal import brief
 
 _MASK: Final = (1 << 64) - 1
@@ -39,7 +39,7 @@ _crc32 = zlib.crc32
 #: database's rows, 20,000-row chunks made a full JSON save of a million rows ~35% slower
 #: (encoding 550 ms against 400). (Small chunks once seemed to starve a backup thread against
 #: a writer: that was the many GIL releases of hashing and writing medium-sized pieces, see
-#: `dictdb.storage.files.PIECE_FLOOR`.)
+#: `dictdb.storage._files.PIECE_FLOOR`.)
 CHUNK: Final = 2_000
 
 

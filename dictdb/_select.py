@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from dictdb.values import Record, copy_row, copy_value
+from dictdb._values import Record, copy_row, copy_value
 
 Columns = Sequence[str] | Mapping[str, str] | Sequence[tuple[str, str]]
 OrderBy = str | Sequence[str]

@@ -137,6 +137,6 @@ def canonical(row: Mapping[str, Any], plain: bool) -> bytes:
 
 
 def row_hash(row: Mapping[str, Any], plain: bool = False) -> int:
-    """The hash of one row in the state digest (`dictdb.storage.digest`): CRC-32 of its
+    """The hash of one row in the state digest (`dictdb.storage._digest`): CRC-32 of its
     canonical bytes."""
     return _crc32(canonical(row, plain))
