@@ -15,12 +15,12 @@ import math
 import sys
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import orjson
 
 from dictdb.errors import DictDBError, UsageError
+from dictdb.storage.target import as_target
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -173,7 +173,8 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
         print(f"ignored {path.name}: {reason}", file=out)
     from wal import list_segments
 
-    segments = list_segments(Path(args.dir) / "wal")
+    local = as_target(args.dir).local_directory()
+    segments = [] if local is None else list_segments(local / "wal")
     if segments:
         print(f"log: {len(segments)} segments from LSN {segments[0][0]}", file=out)
     return EXIT_OK
@@ -253,9 +254,8 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
             print(f"would restore LSN {plan.lsn} (time {_when(plan.ts)}) from:", file=out)
             for name in doc["files"]:
                 print(f"  {name}", file=out)
-            wal_dir = Path(args.dir) / "wal"
-            if wal_dir.is_dir():
-                print("  then the log's operations up to the target", file=out)
+            if plan.log_from is not None:
+                print(f"  then the log's operations {plan.log_from}..{plan.log_to}", file=out)
         return EXIT_OK
     if args.out is None:
         raise UsageError("--out FILE is required (or --dry-run)")

@@ -19,7 +19,7 @@ from wal.errors import (
     WALError,
     brief,
 )
-from wal.framing import MAX_TS
+from wal.framing import MAX_TS, segment_name
 from wal.journal import Journal
 from wal.operation import (
     CREATE,
@@ -32,8 +32,9 @@ from wal.operation import (
     Operation,
     OpTuple,
 )
-from wal.recovery import RecoveryError, iter_wal, list_segments, read_until_gap
+from wal.recovery import RecoveryError, iter_wal, list_segments, read_until_gap, read_wal
 from wal.tags import MAX_NESTING, from_plain, own_value, plain_items, to_plain
+from wal.tail import LogTail, Piece
 from wal.zstd import ZSTD_MAGIC, compress, decompress
 
 __all__ = [
@@ -54,9 +55,11 @@ __all__ = [
     "Journal",
     "JournalError",
     "LogFailedError",
+    "LogTail",
     "NotRegularFileError",
     "OpTuple",
     "Operation",
+    "Piece",
     "RecoveryError",
     "UnsupportedValueError",
     "WALError",
@@ -74,5 +77,7 @@ __all__ = [
     "plain_items",
     "read_regular",
     "read_until_gap",
+    "read_wal",
+    "segment_name",
     "to_plain",
 ]

@@ -23,6 +23,7 @@ from typing import Any, Final
 from dictdb._engine import Engine, HasEngine
 from dictdb.errors import StateError
 from dictdb.storage import persist
+from dictdb.storage.archive import LogArchiver, trim_shipped
 from dictdb.storage.catalog import Chain, next_free_name, scan
 from dictdb.storage.target import Located, Place, as_target
 from dictdb.storage.timeline import register
@@ -76,6 +77,9 @@ class BackupManager:
             seconds; None keeps all. The newest restorable chain is never deleted.
         storage_options: for a URL, passed to fsspec; credentials otherwise come from the
             backend's standard configuration (for S3: ``AWS_ACCESS_KEY_ID``, ...).
+        archive_interval: for a durable database backed up elsewhere than its own
+            directory, the log is shipped to the target's ``wal/`` at most this many seconds
+            behind the disk while the manager is started (`dictdb.storage.archive`).
 
     Raises:
         ValueError: an option out of range or an unknown format (at construction, not at
@@ -98,6 +102,7 @@ class BackupManager:
         keep_chains: int | None = None,
         keep_for: float | None = None,
         storage_options: dict[str, Any] | None = None,
+        archive_interval: float = 1.0,
     ) -> None:
         engine = getattr(db, "engine", None)
         if not isinstance(engine, Engine):
@@ -110,6 +115,7 @@ class BackupManager:
                 f"min_backup_interval must be >= 0 and finite, got {min_backup_interval!r}"
             )
         _positive("max_deltas_before_full", max_deltas_before_full, integer=True)
+        _positive("archive_interval", archive_interval)
         if keep_chains is not None:
             _positive("keep_chains", keep_chains, integer=True)
         if keep_for is not None:
@@ -129,6 +135,8 @@ class BackupManager:
         self.compression = persist.check_compression(compression)
         self.keep_chains = keep_chains
         self.keep_for = keep_for
+        self.archive_interval = float(archive_interval)
+        self._archiver: LogArchiver | None = None
         self._local = self.target.local_directory()
         if self._local is not None:
             self._local.mkdir(parents=True, exist_ok=True)
@@ -180,13 +188,44 @@ class BackupManager:
             self._thread.start()
 
     def start(self) -> None:
-        """Start periodic backups (the first one after `backup_interval`). Idempotent."""
+        """Start periodic backups (the first one after `backup_interval`), and the log's
+        shipping when it applies (see `archive_interval`). Idempotent."""
         with self._cond:
             if not self._periodic:
                 self._periodic = True
                 self._next_periodic = time.monotonic() + self.backup_interval
             self._ensure_worker()
             self._cond.notify_all()
+            if self._archiver is None and self._ships_log():
+                self._archiver = LogArchiver(
+                    self._engine, self.target, self.archive_interval, self._archive_failed
+                )
+                self._archiver.start()
+
+    def _ships_log(self) -> bool:
+        # A durable database's log goes to targets other than its own directory.
+        sink = self._engine.sink
+        if sink is None:
+            return False
+        if self._local is None:
+            return True
+        try:
+            return sink.directory.resolve().parent != self._local.resolve()
+        except OSError:
+            return True
+
+    def _archive_failed(self, exc: BaseException) -> None:
+        with self._backup_lock:
+            self._consecutive_failures += 1
+            self.last_error = exc
+            count = self._consecutive_failures
+        self._report_failure(exc, count)
+
+    def ship_log(self) -> int | None:
+        """Ship the log now (a started manager of a durable database backed up elsewhere);
+        returns the LSN shipped up to, or None when the log is not shipped."""
+        archiver = self._archiver
+        return None if archiver is None else archiver.ship()
 
     def stop(self, final_backup: bool = True, timeout: float | None = None) -> None:
         """Stop the schedule, wait for a backup in flight, then optionally back up what is new.
@@ -209,6 +248,9 @@ class BackupManager:
         with self._cond:
             if self._thread is thread:
                 self._thread = None
+            archiver, self._archiver = self._archiver, None
+        if archiver is not None:
+            archiver.stop()  # ships what is durable first
         if final_backup and self._changed_since_last_backup():
             self.backup_now()
 
@@ -481,16 +523,15 @@ class BackupManager:
         wal_log = self._engine.sink
         if wal_log is None:
             return
-        if self._local is None:
+        if self._ships_log():
+            # The shipped log: pieces wholly before the oldest retained snapshot go.
+            removed = trim_shipped(self.target, oldest_kept_lsn)
+            if removed:
+                log.info("dictdb retention: removed %d shipped log pieces", removed)
             return
-        try:
-            same = wal_log.directory.resolve().parent == self._local.resolve()
-        except OSError:
-            return
-        if same:
-            dropped = wal_log.drop_segments_through(oldest_kept_lsn)
-            if dropped:
-                log.info("dictdb retention: removed %d log segments", len(dropped))
+        dropped = wal_log.drop_segments_through(oldest_kept_lsn)
+        if dropped:
+            log.info("dictdb retention: removed %d log segments", len(dropped))
 
     def health(self) -> dict[str, object]:
         """A snapshot of the manager's state for health checks."""

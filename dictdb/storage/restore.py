@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,10 +27,11 @@ import attrs
 from dictdb._engine import Engine, Lock
 from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
+from dictdb.storage.archive import parse_piece_name
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
 from dictdb.storage.target import LocalDirectory, Place, Target, as_target
-from dictdb.storage.timeline import Timeline, read_log_lineage
-from wal import RecoveryError, WALError, list_segments, read_until_gap
+from dictdb.storage.timeline import LOG_LINEAGE, Timeline, parse_log_lineage, read_log_lineage
+from wal import RecoveryError, WALError, list_segments, read_until_gap, segment_name
 
 log = logging.getLogger("dictdb")
 
@@ -323,19 +325,17 @@ def _plan_all(
     directory = target.describe()
     ts = _target_time(at, lsn)
     catalog = scan(target)
-    # The durable log is read where it is written: a local directory's ``wal/``; it serves
-    # the history it belongs to (and, up to the fork, the timelines forked from it).
-    local = target.local_directory()
-    log_dir = None if local is None else local / "wal"
-    segments = [] if log_dir is None else list_segments(log_dir)
-    log_lineage = None if not segments or log_dir is None else _log_lineage(log_dir)
+    # The durable log: a local directory's ``wal/``, or the log shipped to the target's
+    # (`dictdb.storage.archive`); it serves the history it belongs to (and, up to the fork,
+    # the timelines forked from it).
+    source = _LogSource(target)
+    segments = source.segments
+    log_lineage = source.lineage() if segments else None
     try:
         plan = _plan(catalog, target, lsn, ts, timeline)
     except RestoreError:
-        if segments:
-            from_start = segments[0][0] == 1
-        else:  # a durable database that never wrote an operation: an empty history
-            from_start = not catalog.files and log_dir is not None and log_dir.is_dir()
+        # (No segment: a durable database that never wrote an operation, an empty history.)
+        from_start = segments[0][0] == 1 if segments else not catalog.files and source.exists()
         if timeline is not None or not from_start:
             raise
         # The log holds every operation from the first (or the durable database never wrote
@@ -356,14 +356,9 @@ def _plan_all(
     forks = any(
         caps.get(f.lineage, -1) == math.inf and f.last_lsn > plan.lsn for f in catalog.files
     ) or (plan.timeline is not None and newest is not None and newest.number != plan.timeline)
-    if log_dir is None or not segments or log_cap <= plan.lsn:
+    if not segments or log_cap <= plan.lsn:
         return attrs.evolve(plan, forks=forks), []
-    try:
-        ops, hole = read_until_gap(log_dir, after_lsn=plan.lsn)
-    except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
+    ops, hole = source.read(plan.lsn)
     if ops and ops[0].lsn != plan.lsn + 1:
         raise RestoreError(
             f"the log resumes at LSN {ops[0].lsn} but the snapshots reach only {plan.lsn}",
@@ -383,7 +378,7 @@ def _plan_all(
         # The target lies past a hole in the log (operations the log never got, e.g. after
         # a crash of a database whose snapshots went further): what is beyond is unknown.
         raise RestoreError(
-            f"the log has a hole after LSN {reached}: {hole.reason}", Path(hole.segment)
+            f"the log has a hole after LSN {reached}: {hole.reason}", source.name(hole.segment)
         )
     forks = forks or len(used) < len(ops) or hole is not None
     if not used:
@@ -397,6 +392,71 @@ def _plan_all(
         forks=forks,
     )
     return final, used
+
+
+class _LogSource:
+    """The log a target holds: a local directory's ``wal/`` read in place, or a shipped log
+    (pieces under the target's ``wal/``) fetched into a temporary directory to be read."""
+
+    def __init__(self, target: Target) -> None:
+        self._local = target.local_directory()
+        self._dir = None if self._local is None else self._local / "wal"
+        self._remote = None if self._local is not None else target.child("wal")
+        if self._dir is not None:
+            self.segments = list_segments(self._dir)
+        else:
+            assert self._remote is not None
+            firsts = [
+                (first, e.name)
+                for e in self._remote.list()
+                if e.regular and (first := parse_piece_name(e.name)) is not None
+            ]
+            self.segments = [(f, self._remote.describe(n)) for f, n in sorted(firsts)]
+
+    def exists(self) -> bool:
+        return self._dir is not None and self._dir.is_dir()
+
+    def lineage(self) -> str | None:
+        if self._dir is not None:
+            return _log_lineage(self._dir)
+        assert self._remote is not None
+        try:
+            with self._remote.open(LOG_LINEAGE) as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        try:
+            return parse_log_lineage(self._remote.describe(LOG_LINEAGE), data)[0]
+        except CorruptFileError as exc:
+            raise RestoreError(exc.reason, Path(exc.path)) from None
+
+    def name(self, segment: object) -> Path:
+        # A segment named in an error: a shipped piece by its name in the target.
+        path = Path(str(segment))
+        if self._remote is not None:
+            return self._remote.describe(path.name)
+        return path
+
+    def read(self, after_lsn: int) -> tuple[list[Any], Any]:
+        try:
+            if self._dir is not None:
+                return read_until_gap(self._dir, after_lsn=after_lsn)
+            return self._read_shipped(after_lsn)
+        except RecoveryError as exc:
+            raise RestoreError(
+                f"log damaged at offset {exc.offset}: {exc.reason}", self.name(exc.segment)
+            ) from None
+
+    def _read_shipped(self, after_lsn: int) -> tuple[list[Any], Any]:
+        # Only the pieces from the one holding after_lsn + 1 on are fetched.
+        assert self._remote is not None
+        firsts = [first for first, _ in self.segments]
+        start = max((i for i, f in enumerate(firsts) if f <= after_lsn + 1), default=0)
+        with tempfile.TemporaryDirectory(prefix="dictdb-log-") as tmp:
+            for first, path in self.segments[start:]:
+                with self._remote.open(path.name) as handle:
+                    (Path(tmp) / segment_name(first)).write_bytes(handle.read())
+            return read_until_gap(Path(tmp), after_lsn=after_lsn)
 
 
 def restore_snapshots(

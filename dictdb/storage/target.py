@@ -102,6 +102,10 @@ class Target(Protocol):
         """The local directory behind the target, if there is one (the durable log's)."""
         ...
 
+    def child(self, name: str) -> Target:
+        """The target of the objects under *name*/ (the shipped log's ``wal/``)."""
+        ...
+
 
 class LocalDirectory:
     """A directory of files on a local disk."""
@@ -140,6 +144,7 @@ class LocalDirectory:
             raise CorruptFileError(path, "not a regular file") from None
 
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
+        self.path.mkdir(parents=True, exist_ok=True)  # an object store needs no folder either
         return AtomicFile(self.path / name, overwrite)
 
     def delete(self, name: str) -> None:
@@ -148,6 +153,9 @@ class LocalDirectory:
 
     def local_directory(self) -> Path | None:
         return self.path
+
+    def child(self, name: str) -> Target:
+        return LocalDirectory(self.path / name)
 
 
 def _entry(e: os.DirEntry[str]) -> Entry:
@@ -202,6 +210,7 @@ class MemoryTarget:
     def __init__(self, name: str = "dictdb") -> None:
         self.name = name
         self._objects: dict[str, tuple[bytes, float]] = {}
+        self._children: dict[str, MemoryTarget] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -242,6 +251,10 @@ class MemoryTarget:
 
     def local_directory(self) -> Path | None:
         return None
+
+    def child(self, name: str) -> Target:
+        with self._lock:
+            return self._children.setdefault(name, MemoryTarget(f"{self.name}/{name}"))
 
 
 #: Where backups are: a local directory path, or a storage target.
@@ -290,6 +303,10 @@ def locate(where: Where) -> Located:
     """*where* as a `Located`: a file path becomes its name in a `LocalDirectory`."""
     if isinstance(where, Located):
         return where
+    if isinstance(where, str) and "://" in where:
+        parent, _, name = where.rstrip("/").rpartition("/")
+        if name and "://" in parent:
+            return Located(as_target(parent), name)
     path = Path(where)
     return Located(LocalDirectory(path.parent), path.name)
 
@@ -401,6 +418,7 @@ class _StreamingWriter:
         try:
             self._file.close()
         except FileExistsError:
+            self.discard()  # the upload is aborted; the object there stays as it was
             raise
         except Exception as exc:
             self.discard()
@@ -436,7 +454,20 @@ class FsspecTarget:
 
         self.url = _redact(url.rstrip("/"))
         self.retry = RetryPolicy() if retry is None else retry
-        self.fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self._raw_url = url.rstrip("/")
+        self._options = storage_options
+        options = dict(storage_options or {})
+        if url.startswith(("s3://", "s3a://")):
+            # Bounded waits: a stalled endpoint fails a call within seconds, and our own
+            # retries (`RetryPolicy`) replace botocore's long default ones.
+            options.setdefault(
+                "config_kwargs",
+                {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}},
+            )
+            options.setdefault("skip_instance_cache", True)  # (its retries are set below)
+        self.fs, root = fsspec.core.url_to_fs(url, **options)
+        if url.startswith(("s3://", "s3a://")) and options.get("skip_instance_cache"):
+            self.fs.retries = 1  # s3fs's own retry loop (5 by default): `retry` replaces it
         self.root = root.rstrip("/")
         protocols = self.fs.protocol
         names = {protocols} if isinstance(protocols, str) else set(protocols)
@@ -526,6 +557,9 @@ class FsspecTarget:
 
     def local_directory(self) -> Path | None:
         return None
+
+    def child(self, name: str) -> Target:
+        return FsspecTarget(f"{self._raw_url}/{name}", self._options, retry=self.retry)
 
 
 def _mtime(info: Mapping[str, Any]) -> float:

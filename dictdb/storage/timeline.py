@@ -355,11 +355,16 @@ def _claim(target: Target, tl: Timeline, parent_lineage: str | None) -> None:
 LOG_LINEAGE: Final = "LINEAGE"
 
 
+def log_lineage_bytes(lineage: str, parent: tuple[str, int] | None) -> bytes:
+    """The sealed record of which history a log belongs to (`LOG_LINEAGE`)."""
+    body = orjson.dumps({"lineage": lineage, "parent": None if parent is None else list(parent)})
+    return seal(body[:-1], "json", None)
+
+
 def write_log_lineage(wal_dir: Path, lineage: str, parent: tuple[str, int] | None) -> None:
     """Record, atomically, which history the log in *wal_dir* belongs to (a durable database
     keeps its lineage across reopens, and restore uses the log only on that history)."""
-    body = orjson.dumps({"lineage": lineage, "parent": None if parent is None else list(parent)})
-    write_atomic(wal_dir / LOG_LINEAGE, seal(body[:-1], "json", None))
+    write_atomic(wal_dir / LOG_LINEAGE, log_lineage_bytes(lineage, parent))
 
 
 def read_log_lineage(wal_dir: Path) -> tuple[str, tuple[str, int] | None] | None:
@@ -376,6 +381,15 @@ def read_log_lineage(wal_dir: Path) -> tuple[str, tuple[str, int] | None] | None
         return None
     except NotRegularFileError:
         raise CorruptFileError(path, "not a regular file") from None
+    return parse_log_lineage(path, data)
+
+
+def parse_log_lineage(path: Path, data: bytes) -> tuple[str, tuple[str, int] | None]:
+    """Verify and decode a `LOG_LINEAGE` record read from *path*.
+
+    Raises:
+        CorruptFileError: damaged.
+    """
     try:
         doc = orjson.loads(unseal(path, data, "json", False))
     except orjson.JSONDecodeError as exc:
