@@ -144,8 +144,11 @@ class LocalDirectory:
             raise CorruptFileError(path, "not a regular file") from None
 
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
-        self.path.mkdir(parents=True, exist_ok=True)  # an object store needs no folder either
-        return AtomicFile(self.path / name, overwrite)
+        try:
+            return AtomicFile(self.path / name, overwrite)
+        except FileNotFoundError:  # an object store needs no folder: neither does this
+            self.path.mkdir(parents=True, exist_ok=True)
+            return AtomicFile(self.path / name, overwrite)
 
     def delete(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
