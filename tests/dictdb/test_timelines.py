@@ -477,3 +477,50 @@ def test_random_histories_of_forks_with_the_clock_stepping(global_clock: Clock) 
     SEEN["timelines"] = 0
     ForkMachine.TestCase().runTest()
     assert SEEN["timelines"] >= 3, SEEN
+
+
+GOLDEN_V2 = Path(__file__).resolve().parent.parent / "data" / "golden" / "v2" / "json"
+
+
+def test_a_directory_written_before_timelines_is_adopted_and_its_points_stay_reachable(
+    tmp_path: Path,
+) -> None:
+    """Backups written by the previous version carry no timeline: the first manager that
+    writes there records the numbers restore used (the files' history is timeline 1), and a
+    fork then becomes timeline 2; every old point still restores."""
+    directory = tmp_path / "legacy"
+    shutil.copytree(GOLDEN_V2, directory)
+    old = {lsn: restore(directory, lsn=lsn).to_dict() for lsn in (18, 28, 35)}
+    assert not list(directory.glob("dictdb_timeline_*"))
+    same = restore(directory)  # its newest state: it continues the same history
+    m = manager(same, directory)
+    fill(same, "extra", range(3), "after-upgrade")
+    m.backup_delta()
+    history = list_backups(directory).history
+    assert [1] == sorted(history.timelines)
+    assert history.timelines[1].recorded
+    assert same.to_dict() == restore(directory).to_dict()
+    fork = restore(directory, lsn=28)  # behind timeline 1's end: a fork
+    fill(fork, "forked", range(2), "fork")
+    manager(fork, directory).backup_full()
+    history = list_backups(directory).history
+    assert (1, 28) == (history.timelines[2].parent, history.timelines[2].fork_lsn)
+    assert fork.to_dict() == restore(directory).to_dict()
+    for lsn, state in old.items():
+        assert state == restore(directory, lsn=lsn, timeline=1).to_dict()
+
+
+def test_a_damaged_timeline_object_is_rebuilt_from_its_files_and_verify_names_it(
+    tmp_path: Path,
+) -> None:
+    _, points = old_chain(tmp_path)
+    new = restore(tmp_path, lsn=min(points))
+    fill(new, "t", range(600, 603), "fork")
+    manager(new, tmp_path).backup_full()
+    victim = tmp_path / "dictdb_timeline_00000002.json"
+    data = bytearray(victim.read_bytes())
+    data[10] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert new.to_dict() == restore(tmp_path).to_dict()  # from the files' headers
+    report = audit.verify(tmp_path)
+    assert [str(victim)] == [f.path for f in report.findings]
