@@ -20,9 +20,9 @@ from typing import Any, Final
 import attrs
 
 from dictdb.errors import CorruptFileError
-from dictdb.storage.persist import read_header, read_lineage
+from dictdb.storage.persist import read_header
 from dictdb.storage.target import Entry, LocalDirectory, Located, Place, Target, as_target
-from dictdb.storage.timeline import TIMELINE_PATTERN, History, read_history
+from dictdb.storage.timeline import TIMELINE_PATTERN, History, read_history, read_lineage
 
 log = logging.getLogger("dictdb")
 

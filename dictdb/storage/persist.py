@@ -42,7 +42,6 @@ moves it too, and the journal is released up to it.
 from __future__ import annotations
 
 import io
-import re
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -68,7 +67,7 @@ from dictdb.storage._files import Buffer, Pieces, SealedFile, unseal
 from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
 from dictdb.storage.gcshelter import Shelter
 from dictdb.storage.target import Located, Where, locate
-from dictdb.storage.timeline import MAX_TIMELINE
+from dictdb.storage.timeline import MAX_TIMELINE, read_lineage
 from wal import (
     CREATE,
     DELETE,
@@ -788,29 +787,6 @@ def load(filename: Where, file_format: str | None = None, *, lock: Lock | None =
     engine.cursor = BackupCursor(lsn, actual, _plain_tables(engine))
     engine.cut_pre(lsn)
     return engine
-
-
-#: A lineage: `uuid.uuid4().hex`.
-_LINEAGE: Final = re.compile("[0-9a-f]{32}")
-
-
-def read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple[str, int] | None]:
-    lineage = doc.get("lineage")
-    parent = doc.get("parent")
-    if lineage is not None and (type(lineage) is not str or not _LINEAGE.fullmatch(lineage)):
-        raise CorruptFileError(path, f"malformed lineage {brief(lineage)}")
-    if parent is None:
-        return lineage, None
-    if (
-        type(parent) is not list
-        or len(parent) != 2
-        or type(parent[0]) is not str
-        or not _LINEAGE.fullmatch(parent[0])
-        or type(parent[1]) is not int
-        or not 0 <= parent[1] <= INT64_MAX
-    ):
-        raise CorruptFileError(path, f"malformed parent {brief(parent)}")
-    return lineage, (parent[0], parent[1])
 
 
 def _load_table(path: Path, name: str, tdoc: Any) -> tuple[TableState, _digest.TableDigest]:

@@ -394,9 +394,24 @@ def parse_log_lineage(path: Path, data: bytes) -> tuple[str, tuple[str, int] | N
         doc = orjson.loads(unseal(path, data, "json", False))
     except orjson.JSONDecodeError as exc:
         raise CorruptFileError(path, f"not a valid json document: {exc}") from None
-    lineage = doc.get("lineage") if type(doc) is dict else None
-    parent = doc.get("parent") if type(doc) is dict else None
-    if type(lineage) is not str or not _LINEAGE.fullmatch(lineage):
+    if type(doc) is not dict:
+        raise CorruptFileError(path, "not a lineage record")
+    lineage, parent = read_lineage(path, doc)
+    if lineage is None:
+        raise CorruptFileError(path, "malformed lineage None")
+    return lineage, parent
+
+
+def read_lineage(path: Path, doc: Mapping[str, Any]) -> tuple[str | None, tuple[str, int] | None]:
+    """The ``lineage`` (32 hex digits, or None in files that predate it) and ``parent``
+    (``[lineage, LSN]`` or None) members of a header or record, checked.
+
+    Raises:
+        CorruptFileError: either is malformed.
+    """
+    lineage = doc.get("lineage")
+    parent = doc.get("parent")
+    if lineage is not None and (type(lineage) is not str or not _LINEAGE.fullmatch(lineage)):
         raise CorruptFileError(path, f"malformed lineage {brief(lineage)}")
     if parent is None:
         return lineage, None
