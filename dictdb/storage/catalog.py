@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final
@@ -270,8 +271,7 @@ def _read_listing(target: Target, skip: set[Path], *, tolerate: bool = False) ->
     # One listing and the headers of its backup files; None when a file vanished meanwhile.
     entries = sorted(target.list(), key=lambda e: e.name)
     ignored: list[tuple[Path, str]] = []
-    files: list[BackupFile] = []
-    unreadable: list[tuple[Path, str]] = []
+    wanted: list[tuple[Located, int]] = []
     for entry in entries:
         named = NAME_PATTERN.match(entry.name) or TIMELINE_PATTERN.match(entry.name)
         if named and not entry.regular:
@@ -281,21 +281,44 @@ def _read_listing(target: Target, skip: set[Path], *, tolerate: bool = False) ->
         if not entry.regular or not NAME_PATTERN.match(entry.name):
             continue
         where = Located(target, entry.name)
-        path = where.path
-        if path in skip:
-            continue
-        try:
-            files.append(_describe(where, entry.size))
-        except CorruptFileError as exc:
-            unreadable.append((path, exc.reason))
-        except FileNotFoundError:
+        if where.path not in skip:
+            wanted.append((where, entry.size))
+    files: list[BackupFile] = []
+    unreadable: list[tuple[Path, str]] = []
+    for where, outcome in _headers(target, wanted):
+        if isinstance(outcome, BackupFile):
+            files.append(outcome)
+        elif isinstance(outcome, CorruptFileError):
+            unreadable.append((where.path, outcome.reason))
+        elif isinstance(outcome, FileNotFoundError):
             # Gone since the listing (retention): the listing is stale, and files written
             # since may be missing from it too; list again.
             if not tolerate:
                 return None
-        except OSError as exc:
-            unreadable.append((path, f"cannot read: {exc}"))
+        else:
+            unreadable.append((where.path, f"cannot read: {outcome}"))
     return entries, files, unreadable, ignored
+
+
+#: Headers read at once from a remote target (each read is a round trip).
+_REMOTE_READS: Final = 8
+
+
+def _headers(
+    target: Target, wanted: list[tuple[Located, int]]
+) -> list[tuple[Located, BackupFile | OSError | CorruptFileError]]:
+    # Each file's header, or the error reading it; a remote target's in parallel.
+    def one(item: tuple[Located, int]) -> tuple[Located, BackupFile | OSError | CorruptFileError]:
+        where, size = item
+        try:
+            return where, _describe(where, size)
+        except (CorruptFileError, OSError) as exc:
+            return where, exc
+
+    if target.local_directory() is not None or len(wanted) < 2:
+        return [one(item) for item in wanted]
+    with ThreadPoolExecutor(_REMOTE_READS, thread_name_prefix="dictdb-scan") as pool:
+        return list(pool.map(one, wanted))
 
 
 def _chains(files: list[BackupFile]) -> tuple[tuple[Chain, ...], tuple[BackupFile, ...]]:

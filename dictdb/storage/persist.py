@@ -534,8 +534,7 @@ def _read(where: Located, file_format: str | None) -> dict[str, Any]:
     # Every tree returned is one JSON carries exactly (orjson built it, or `check_plain` walked
     # a version-1 pickle body), so the checks after it are those of JSON.
     path = where.path
-    with where.target.open(where.name) as handle:
-        data = handle.read()
+    data = where.target.read(where.name)
     fmt, compressed = _sniff(path, data, file_format)
     payload = unseal(path, data, fmt, compressed)
     del data  # with zstd, the compressed bytes
@@ -702,15 +701,15 @@ def read_header(where: Where) -> dict[str, Any]:
     located = locate(where)
     path = located.path
     fmt, compressed = _sniff(path, b"", None)
-    with located.target.open(located.name) as handle:
-        if compressed:
+    if compressed:
+        with located.target.open(located.name) as handle:
             try:
                 reader = zstandard.ZstdDecompressor().stream_reader(handle)
                 head = reader.read(_HEADER_PROBE)
             except zstandard.ZstdError as exc:
                 raise CorruptFileError(path, f"corrupt zstandard data: {exc}") from None
-        else:
-            head = handle.read(_HEADER_PROBE)
+    else:
+        head = located.target.read_head(located.name, _HEADER_PROBE)  # one request remotely
     try:
         if fmt == "json":
             header = _json_header(head)

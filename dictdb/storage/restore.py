@@ -14,13 +14,16 @@ datetime, aware or naive-as-local, or epoch seconds), or neither (the newest sta
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import logging
 import math
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, TypeVar, cast
 
 import attrs
 
@@ -29,7 +32,7 @@ from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
 from dictdb.storage.archive import parse_piece_name
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
-from dictdb.storage.target import LocalDirectory, Place, Target, as_target
+from dictdb.storage.target import LocalDirectory, Located, Place, Target, as_target
 from dictdb.storage.timeline import LOG_LINEAGE, Timeline, parse_log_lineage, read_log_lineage
 from wal import RecoveryError, WALError, list_segments, read_until_gap, segment_name
 
@@ -394,6 +397,53 @@ def _plan_all(
     return final, used
 
 
+#: Deltas a restore fetches ahead from a remote target (each fetch is a round trip).
+_PREFETCH: Final = 8
+
+
+class _Fetched:
+    """One object already read from a remote target: read again from memory, named as there."""
+
+    def __init__(self, origin: Target, name: str, data: bytes) -> None:
+        self._origin = origin
+        self._name = name
+        self._data = data
+
+    def describe(self, name: str = "") -> Path:
+        return self._origin.describe(name)
+
+    def open(self, name: str) -> BinaryIO:
+        if name != self._name:
+            return self._origin.open(name)
+        return io.BytesIO(self._data)
+
+    def read(self, name: str) -> bytes:
+        return self._data if name == self._name else self._origin.read(name)
+
+    def read_head(self, name: str, size: int) -> bytes:
+        return self.read(name)[:size]
+
+
+def _fetched(target: Target, files: Sequence[BackupFile]) -> Iterator[Located]:
+    # Where to read each delta from: in place for a local directory; from a remote target,
+    # fetched _PREFETCH ahead in parallel while the ones before are applied.
+    if target.local_directory() is not None or len(files) < 2:
+        for f in files:
+            yield f.where
+        return
+
+    def fetch(f: BackupFile) -> bytes:
+        return f.where.target.read(f.where.name)
+
+    with ThreadPoolExecutor(_PREFETCH, thread_name_prefix="dictdb-fetch") as pool:
+        pending = deque(pool.submit(fetch, f) for f in files[:_PREFETCH])
+        for i, f in enumerate(files):
+            data = pending.popleft().result()
+            if i + _PREFETCH < len(files):
+                pending.append(pool.submit(fetch, files[i + _PREFETCH]))
+            yield Located(cast(Target, _Fetched(f.where.target, f.where.name, data)), f.where.name)
+
+
 class _LogSource:
     """The log a target holds: a local directory's ``wal/`` read in place, or a shipped log
     (pieces under the target's ``wal/``) fetched into a temporary directory to be read."""
@@ -421,8 +471,7 @@ class _LogSource:
             return _log_lineage(self._dir)
         assert self._remote is not None
         try:
-            with self._remote.open(LOG_LINEAGE) as handle:
-                data = handle.read()
+            data = self._remote.read(LOG_LINEAGE)
         except FileNotFoundError:
             return None
         try:
@@ -454,8 +503,7 @@ class _LogSource:
         start = max((i for i, f in enumerate(firsts) if f <= after_lsn + 1), default=0)
         with tempfile.TemporaryDirectory(prefix="dictdb-log-") as tmp:
             for first, path in self.segments[start:]:
-                with self._remote.open(path.name) as handle:
-                    (Path(tmp) / segment_name(first)).write_bytes(handle.read())
+                (Path(tmp) / segment_name(first)).write_bytes(self._remote.read(path.name))
             return read_until_gap(Path(tmp), after_lsn=after_lsn)
 
 
@@ -521,9 +569,9 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
             plan = fallback
             continue
         break
-    for delta in plan.files[1:]:
+    for delta, where in zip(plan.files[1:], _fetched(target, plan.files[1:]), strict=True):
         try:
-            persist.apply_delta(engine, delta.where)
+            persist.apply_delta(engine, where)
         except CorruptFileError as exc:
             raise RestoreError(
                 f"{exc.reason}; the newest point reachable before it is LSN {engine.lsn}",

@@ -90,6 +90,14 @@ class Target(Protocol):
         """A binary stream of *name*'s content (a context manager; close it)."""
         ...
 
+    def read(self, name: str) -> bytes:
+        """The whole content of *name* (on object storage: one request)."""
+        ...
+
+    def read_head(self, name: str, size: int) -> bytes:
+        """The first *size* bytes of *name*, fewer if it is shorter (one request)."""
+        ...
+
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
         """A writer that publishes *name* atomically."""
         ...
@@ -142,6 +150,14 @@ class LocalDirectory:
             return _open_regular(path)
         except NotRegularFileError:
             raise CorruptFileError(path, "not a regular file") from None
+
+    def read(self, name: str) -> bytes:
+        with self.open(name) as handle:
+            return handle.read()
+
+    def read_head(self, name: str, size: int) -> bytes:
+        with self.open(name) as handle:
+            return handle.read(size)
 
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
         try:
@@ -234,6 +250,13 @@ class MemoryTarget:
             except KeyError:
                 raise FileNotFoundError(str(self.describe(name))) from None
 
+    def read(self, name: str) -> bytes:
+        with self.open(name) as handle:
+            return handle.read()
+
+    def read_head(self, name: str, size: int) -> bytes:
+        return self.read(name)[:size]
+
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
         return _MemoryWriter(self, name, overwrite)
 
@@ -318,6 +341,8 @@ def locate(where: Where) -> Located:
 #: invisible until completed), and whose fsspec writers refuse an existing name in mode
 #: ``"xb"`` with a conditional write (S3's ``If-None-Match: *``).
 _STREAMING: Final = frozenset({"s3", "s3a"})
+#: The read-ahead block of a remote object opened for reading.
+_READ_BLOCK: Final = 1 << 20
 #: Errors that retrying cannot cure: the answer is already known.
 _FINAL: Final = (
     FileNotFoundError,
@@ -524,10 +549,24 @@ class FsspecTarget:
         return entries
 
     def open(self, name: str) -> BinaryIO:
+        # Small blocks: a header read fetches 1 MiB, not s3fs's 50 MiB default block; a
+        # whole read fetches the rest in one request all the same.
         handle: BinaryIO = self.retry.call(
-            lambda: self.fs.open(self.key(name), "rb"), self.url_of(name)
+            lambda: self.fs.open(self.key(name), "rb", block_size=_READ_BLOCK),
+            self.url_of(name),
         )
         return handle
+
+    def read(self, name: str) -> bytes:
+        data: bytes = self.retry.call(lambda: self.fs.cat_file(self.key(name)), self.url_of(name))
+        return data
+
+    def read_head(self, name: str, size: int) -> bytes:
+        def head() -> bytes:
+            data: bytes = self.fs.cat_file(self.key(name), start=0, end=size)
+            return data
+
+        return self.retry.call(head, self.url_of(name))
 
     def create(self, name: str, *, overwrite: bool = False) -> ObjectWriter:
         if self.streaming:
