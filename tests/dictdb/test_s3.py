@@ -175,10 +175,16 @@ def test_the_cli_works_on_a_bucket_with_the_standard_configuration_and_never_pri
         "AWS_ENDPOINT_URL": s3_server.endpoint,
     }
     outputs = []
+    first = min(
+        (f for f in list_backups(url, storage_options=options).files), key=lambda f: f.last_lsn
+    )
     for args in (
         ("ls", url),
         ("verify", url),
         ("history", url, "users", "1"),
+        ("log", url, "--table", "users"),
+        ("diff", url, "--from", f"lsn:{first.last_lsn}", "--to", f"lsn:{db.lsn}"),
+        ("inspect", f"{url}/{first.path.name}"),
         ("restore", url, "--out", str(tmp_path / "x.json")),
     ):
         result = run_cli(*args, env=env)
