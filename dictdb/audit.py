@@ -445,20 +445,41 @@ def history(
             out.append(event)
         return out
 
-    return _again_if_vanished(attempt)
+    return _again_if_vanished(attempt, as_target(backup_dir, storage_options))
 
 
 #: How many times a reader starts over when a file it listed vanishes (retention).
 _READS: Final = 5
 
 
-def _again_if_vanished(attempt: Callable[[], _R]) -> _R:
+def _again_if_vanished(
+    attempt: Callable[[], _R],
+    target: Target,
+    settled: Callable[[_R], bool] = lambda _: True,
+) -> _R:
+    # Read again when a listed file vanished (retention), or when the answer is not
+    # *settled* (or an error) and the target's names changed meanwhile: a listing taken
+    # while files come and go may show neither the old chain nor the new one.
     for _ in range(_READS - 1):
+        names = _names(target)
         try:
-            return attempt()
+            result = attempt()
         except FileNotFoundError:
             continue
+        except (RestoreError, CorruptFileError):
+            if _names(target) == names:
+                raise
+            continue
+        if settled(result) or _names(target) == names:
+            return result
     return attempt()
+
+
+def _names(target: Target) -> frozenset[str]:
+    try:
+        return frozenset(e.name for e in target.list())
+    except OSError:
+        return frozenset()
 
 
 def replay(
@@ -643,7 +664,7 @@ def verify(
     retention deletes while it is read makes the check start over.
     """
     target = as_target(backup_dir, storage_options)
-    return _again_if_vanished(lambda: _verify_once(target, progress))
+    return _again_if_vanished(lambda: _verify_once(target, progress), target, lambda r: r.ok)
 
 
 def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:

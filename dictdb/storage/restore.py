@@ -288,28 +288,42 @@ def plan_restore(
             no such timeline.
     """
     target = as_target(backup_dir, storage_options)
-    return _retrying(lambda: _plan_all(target, at, lsn, timeline))[0]
+    return _retrying(lambda: _plan_all(target, at, lsn, timeline), target)[0]
 
 
 #: How many times a restore plans afresh when a file it planned on disappears (retention).
 _REPLANS: Final = 5
 
 
-def _retrying(attempt: Callable[[], _T]) -> _T:
-    # Retention may delete a file between the listing and the read: a reader then plans
-    # again from a fresh listing (the newer chain it finds is complete), a bounded number of
-    # times, and never surfaces a bare FileNotFoundError.
+def _retrying(attempt: Callable[[], _T], target: Target) -> _T:
+    # Retention may delete a file between the listing and the read, and a listing taken
+    # while files are created and deleted may show neither the old chain nor the new one (a
+    # directory listing is no snapshot): a reader then plans again from a fresh listing, a
+    # bounded number of times, when a file vanished or the names changed under a failed
+    # plan. It never surfaces a bare FileNotFoundError.
     for _ in range(_REPLANS - 1):
+        names = _names(target)
         try:
             return attempt()
         except FileNotFoundError as exc:
             log.info("restore: %s vanished while reading (retention?): planning again", exc)
+        except RestoreError:
+            if _names(target) == names:
+                raise  # the same files: the answer stands
+            log.info("restore: the directory changed while planning: planning again")
     try:
         return attempt()
     except FileNotFoundError as exc:
         raise RestoreError(
             f"files kept vanishing while reading (retention running?): {exc}"
         ) from None
+
+
+def _names(target: Target) -> frozenset[str]:
+    try:
+        return frozenset(e.name for e in target.list())
+    except OSError:
+        return frozenset()
 
 
 def _log_lineage(log_dir: Path) -> str | None:
@@ -525,7 +539,7 @@ def restore_snapshots(
     def attempt() -> Engine:
         return _carry_out(_plan(scan(target), target, lsn, ts, timeline), lock)
 
-    return _retrying(attempt)
+    return _retrying(attempt, target)
 
 
 def _target_time(at: Any, lsn: int | None) -> float | None:
@@ -608,7 +622,7 @@ def restore_engine(
             timeline.
     """
     target = as_target(backup_dir, storage_options)
-    return _retrying(lambda: _restore_once(target, at, lsn, timeline))
+    return _retrying(lambda: _restore_once(target, at, lsn, timeline), target)
 
 
 def _restore_once(backup_dir: Place, at: Any, lsn: int | None, timeline: int | None) -> Engine:
