@@ -15,14 +15,14 @@ import decimal
 import math
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
 from dictdb.errors import CorruptFileError, RestoreError
 from dictdb.storage.catalog import BackupFile, Catalog, scan
 from dictdb.storage.persist import apply_delta, load, read_document
-from dictdb.storage.restore import restore_engine
+from dictdb.storage.restore import replanning, restore_engine
 from dictdb.storage.target import Target, as_target
 from dictdb.storage.timeline import read_log_lineage
 from wal import (
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from dictdb._engine import Engine
 
 Progress = Callable[[int, int], None]
-_R = TypeVar("_R")
 
 
 @attrs.frozen
@@ -445,41 +444,7 @@ def history(
             out.append(event)
         return out
 
-    return _again_if_vanished(attempt, as_target(backup_dir, storage_options))
-
-
-#: How many times a reader starts over when a file it listed vanishes (retention).
-_READS: Final = 5
-
-
-def _again_if_vanished(
-    attempt: Callable[[], _R],
-    target: Target,
-    settled: Callable[[_R], bool] = lambda _: True,
-) -> _R:
-    # Read again when a listed file vanished (retention), or when the answer is not
-    # *settled* (or an error) and the target's names changed meanwhile: a listing taken
-    # while files come and go may show neither the old chain nor the new one.
-    for _ in range(_READS - 1):
-        names = _names(target)
-        try:
-            result = attempt()
-        except FileNotFoundError:
-            continue
-        except (RestoreError, CorruptFileError):
-            if _names(target) == names:
-                raise
-            continue
-        if settled(result) or _names(target) == names:
-            return result
-    return attempt()
-
-
-def _names(target: Target) -> frozenset[str]:
-    try:
-        return frozenset(e.name for e in target.list())
-    except OSError:
-        return frozenset()
+    return replanning(attempt, as_target(backup_dir, storage_options))
 
 
 def replay(
@@ -664,7 +629,7 @@ def verify(
     retention deletes while it is read makes the check start over.
     """
     target = as_target(backup_dir, storage_options)
-    return _again_if_vanished(lambda: _verify_once(target, progress), target, lambda r: r.ok)
+    return replanning(lambda: _verify_once(target, progress), target, lambda r: r.ok)
 
 
 def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:

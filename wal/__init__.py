@@ -19,7 +19,7 @@ from wal.errors import (
     WALError,
     brief,
 )
-from wal.framing import MAX_TS, segment_name
+from wal.framing import MAX_TS, parse_segment_name, segment_name
 from wal.journal import Journal
 from wal.operation import (
     CREATE,
@@ -74,6 +74,7 @@ __all__ = [
     "list_segments",
     "open_regular",
     "own_value",
+    "parse_segment_name",
     "plain_items",
     "read_regular",
     "read_until_gap",

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Final
 from dictdb.errors import CorruptFileError
 from dictdb.storage.target import Target
 from dictdb.storage.timeline import LOG_LINEAGE, log_lineage_bytes, parse_log_lineage
-from wal import LogTail, Piece, WALError, list_segments, read_wal, segment_name
+from wal import (
+    LogTail,
+    Piece,
+    WALError,
+    list_segments,
+    parse_segment_name,
+    read_wal,
+    segment_name,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,17 +47,6 @@ log = logging.getLogger("dictdb")
 
 #: The shipped log's folder in a target (a durable directory's is the same).
 WAL_FOLDER: Final = "wal"
-
-
-def parse_piece_name(name: str) -> int | None:
-    """The first LSN a piece (or segment) name states, or None."""
-    stem, dot, ext = name.partition(".")
-    if dot and ext == "wal" and len(stem) == 16:
-        try:
-            return int(stem, 16)
-        except ValueError:
-            return None
-    return None
 
 
 class LogArchiver:
@@ -157,7 +154,7 @@ class LogArchiver:
             writer = self._wal.create(LOG_LINEAGE, overwrite=False)
             writer.write(log_lineage_bytes(lineage, parent))
             writer.publish()
-        firsts = sorted(n for n in (parse_piece_name(name) for name in names) if n is not None)
+        firsts = sorted(n for n in (parse_segment_name(name) for name in names) if n is not None)
         local = list_segments(self._log_dir)
         oldest_local = local[0][0] - 1 if local else engine.lsn
         if not firsts:
@@ -212,7 +209,7 @@ def trim_shipped(target: Target, oldest_kept_lsn: int) -> int:
     firsts = sorted(
         (first, e.name)
         for e in wal.list()
-        if e.regular and (first := parse_piece_name(e.name)) is not None
+        if e.regular and (first := parse_segment_name(e.name)) is not None
     )
     removed = 0
     for (_, name), (following, _) in pairwise(firsts):

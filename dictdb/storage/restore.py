@@ -30,11 +30,17 @@ import attrs
 from dictdb._engine import Engine, Lock
 from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
-from dictdb.storage.archive import parse_piece_name
 from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
 from dictdb.storage.target import LocalDirectory, Located, Place, Target, as_target
 from dictdb.storage.timeline import LOG_LINEAGE, Timeline, parse_log_lineage, read_log_lineage
-from wal import RecoveryError, WALError, list_segments, read_until_gap, segment_name
+from wal import (
+    RecoveryError,
+    WALError,
+    list_segments,
+    parse_segment_name,
+    read_until_gap,
+    segment_name,
+)
 
 log = logging.getLogger("dictdb")
 
@@ -288,29 +294,40 @@ def plan_restore(
             no such timeline.
     """
     target = as_target(backup_dir, storage_options)
-    return _retrying(lambda: _plan_all(target, at, lsn, timeline), target)[0]
+    return replanning(lambda: _plan_all(target, at, lsn, timeline), target)[0]
 
 
-#: How many times a restore plans afresh when a file it planned on disappears (retention).
+#: How many times a reader plans afresh when the target changed under it (retention).
 _REPLANS: Final = 5
 
 
-def _retrying(attempt: Callable[[], _T], target: Target) -> _T:
-    # Retention may delete a file between the listing and the read, and a listing taken
-    # while files are created and deleted may show neither the old chain nor the new one (a
-    # directory listing is no snapshot): a reader then plans again from a fresh listing, a
-    # bounded number of times, when a file vanished or the names changed under a failed
-    # plan. It never surfaces a bare FileNotFoundError.
+def replanning(
+    attempt: Callable[[], _T],
+    target: Target,
+    settled: Callable[[_T], bool] = lambda _: True,
+) -> _T:
+    """Run a reader's *attempt* (a restore, a plan, a verify, a history), again from a fresh
+    listing when the target changed under it, a bounded number of times.
+
+    Retention may delete a file between the listing and the read, and a listing taken while
+    files come and go may show neither the old chain nor the new one (a directory listing is
+    no snapshot). So: a vanished file means plan again; a failed plan (`RestoreError`,
+    `CorruptFileError`), or an answer that is not *settled*, means plan again if the names
+    changed meanwhile (the same names: the answer stands). Never a bare FileNotFoundError.
+    """
     for _ in range(_REPLANS - 1):
         names = _names(target)
         try:
-            return attempt()
+            result = attempt()
         except FileNotFoundError as exc:
             log.info("restore: %s vanished while reading (retention?): planning again", exc)
-        except RestoreError:
+            continue
+        except (RestoreError, CorruptFileError):
             if _names(target) == names:
                 raise  # the same files: the answer stands
-            log.info("restore: the directory changed while planning: planning again")
+            continue
+        if settled(result) or _names(target) == names:
+            return result
     try:
         return attempt()
     except FileNotFoundError as exc:
@@ -473,7 +490,7 @@ class _LogSource:
             firsts = [
                 (first, e.name)
                 for e in self._remote.list()
-                if e.regular and (first := parse_piece_name(e.name)) is not None
+                if e.regular and (first := parse_segment_name(e.name)) is not None
             ]
             self.segments = [(f, self._remote.describe(n)) for f, n in sorted(firsts)]
 
@@ -539,7 +556,7 @@ def restore_snapshots(
     def attempt() -> Engine:
         return _carry_out(_plan(scan(target), target, lsn, ts, timeline), lock)
 
-    return _retrying(attempt, target)
+    return replanning(attempt, target)
 
 
 def _target_time(at: Any, lsn: int | None) -> float | None:
@@ -622,7 +639,7 @@ def restore_engine(
             timeline.
     """
     target = as_target(backup_dir, storage_options)
-    return _retrying(lambda: _restore_once(target, at, lsn, timeline), target)
+    return replanning(lambda: _restore_once(target, at, lsn, timeline), target)
 
 
 def _restore_once(backup_dir: Place, at: Any, lsn: int | None, timeline: int | None) -> Engine:
