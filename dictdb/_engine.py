@@ -366,10 +366,16 @@ class Engine:
         self.apply(op, plain)
         self.journal_append(op)
 
-    def commit_many(self, changes: Iterable[tuple[str, str, Any, Any, Any, bool]]) -> None:
+    def commit_many(
+        self, changes: Iterable[tuple[str, str, Any, Any, Any, bool]], ts: float | None = None
+    ) -> None:
         """One statement's operations: consecutive LSNs, one timestamp, applied under one
-        lock. The caller has validated every change, so applying cannot stop half-way."""
-        ts = _time()
+        lock. The caller has validated every change, so applying cannot stop half-way.
+
+        *ts* is the statement's time (default: now); replaying a file of the reference
+        DictDB gives the time its name records.
+        """
+        ts = _time() if ts is None else ts
         lsn = self.lsn
         meta = self.audit.get() if self.audit_depth else None
         apply = self.apply

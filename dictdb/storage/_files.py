@@ -235,6 +235,20 @@ def seal(body: bytes, file_format: str, compression: str | None) -> bytes:
     return compress(data) if compression == "zstd" else data
 
 
+def has_trailer(content: Buffer, file_format: str) -> bool:
+    """Whether *content* (uncompressed) ends with the checksum trailer of *file_format*."""
+    if file_format == "json":
+        head, tail = _JSON_HEAD, _JSON_TAIL
+    else:
+        head, tail = _PICKLE_HEAD, _PICKLE_TAIL
+    size = len(head) + _HEX + len(tail)
+    return (
+        len(content) >= size
+        and bytes(content[-size : -size + len(head)]) == head
+        and bytes(content[-len(tail) :]) == tail
+    )
+
+
 def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> Buffer:
     """Check a file's trailer and return the bytes to decode.
 

@@ -2,16 +2,15 @@
 
 A *chain* is a full snapshot and the deltas that follow it without a gap
 (``delta.from_lsn == previous end + 1``), up to the next full snapshot of the same history.
-Chains are found by LSN, never by the wall-clock stamps in file names. Names follow the seed:
-``dictdb_backup_<sec>_<usec>.<ext>`` and ``dictdb_delta_<sec>_<usec>.<ext>``, ``<ext>`` one
-of ``json``, ``pickle``, each optionally followed by ``.zst``. Anything else in the directory
-(``.tmp`` leftovers of interrupted writes included) is ignored.
+Chains are found by LSN, never by the wall-clock stamps in file names
+(`dictdb.storage.names`). Files of the reference DictDB 1.x, named alike, are listed apart
+(`Catalog.legacy`). Anything else in the directory (``.tmp`` leftovers of interrupted writes
+included) is ignored.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
@@ -21,16 +20,13 @@ from typing import Any, Final
 import attrs
 
 from dictdb.errors import CorruptFileError
+from dictdb.storage.legacy import LegacyFileError
+from dictdb.storage.names import NAME_PATTERN, backup_name, name_kind, name_stamp
 from dictdb.storage.persist import read_header
 from dictdb.storage.target import Entry, LocalDirectory, Located, Place, Target, as_target
 from dictdb.storage.timeline import TIMELINE_PATTERN, History, read_history, read_lineage
 
 log = logging.getLogger("dictdb")
-
-NAME_PATTERN: Final = re.compile(
-    r"^dictdb_(?P<kind>backup|delta)_(?P<sec>\d+)_(?P<usec>\d{6})"
-    r"\.(?P<fmt>json|pickle)(?P<zst>\.zst)?$"
-)
 
 
 @attrs.frozen
@@ -82,6 +78,36 @@ class BackupFile:
 
 
 @attrs.frozen
+class LegacyFile:
+    """A file of the reference DictDB 1.x (`dictdb.storage.legacy`): no header, so only its
+    name says what it is and when it was written.
+
+    Attributes:
+        path: the file.
+        kind: ``"full"`` or ``"delta"``, from the name.
+        stamp: the time in its name (epoch seconds): the only order the reference's files have.
+        size: bytes on disk.
+    """
+
+    path: Path
+    kind: str
+    stamp: float
+    size: int
+    target: Target | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def where(self) -> Located:
+        """Where to read the file from."""
+        target = LocalDirectory(self.path.parent) if self.target is None else self.target
+        return Located(target, self.path.name)
+
+    @property
+    def is_full(self) -> bool:
+        """Whether this is a full snapshot."""
+        return self.kind == "full"
+
+
+@attrs.frozen
 class Chain:
     """A full snapshot and the deltas chained to it by LSN, in order."""
 
@@ -118,6 +144,7 @@ class Catalog:
             history copied in), with the reason; never restored from.
         ignored: entries named like backups that are not regular files (a FIFO, a device, a
             directory, a symlink), with the reason; never read.
+        legacy: files of the reference DictDB 1.x, by name time (see `LegacyFile`).
     """
 
     files: tuple[BackupFile, ...]
@@ -127,19 +154,12 @@ class Catalog:
     history: History = attrs.field(factory=lambda: History({}))
     strays: tuple[tuple[Path, str], ...] = ()
     ignored: tuple[tuple[Path, str], ...] = ()
+    legacy: tuple[LegacyFile, ...] = ()
 
     def timeline_of(self, f: BackupFile) -> int | None:
         """The number of the timeline *f* belongs to."""
         tl = self.history.of_lineage(f.lineage)
         return None if tl is None else tl.number
-
-
-def backup_name(kind: str, file_format: str, compression: str | None, stamp: float) -> str:
-    """The seed's file name for a backup written at *stamp* (epoch seconds)."""
-    sec = int(stamp)
-    usec = min(round((stamp - sec) * 1_000_000), 999_999)
-    prefix = "dictdb_backup" if kind == "full" else "dictdb_delta"
-    return f"{prefix}_{sec}_{usec:06d}.{file_format}" + (".zst" if compression else "")
 
 
 def next_free_name(target: Target, kind: str, fmt: str, comp: str | None, stamp: float) -> str:
@@ -232,7 +252,7 @@ def scan(
         # Files kept vanishing (retention pruning as fast as we list): use what is there.
         listing = _read_listing(target, skip, tolerate=True)
         assert listing is not None
-    entries, files, unreadable, ignored = listing
+    entries, files, unreadable, ignored, legacy = listing
     history = read_history(target, entries, files)
     strays: list[tuple[Path, str]] = []
     kept: list[BackupFile] = []
@@ -258,13 +278,20 @@ def scan(
         history,
         tuple(strays),
         tuple(ignored),
+        tuple(sorted(legacy, key=lambda f: (f.stamp, f.path.name))),
     )
 
 
 #: How many times `scan` lists again when a listed file vanishes before its header is read.
 _RESCANS: Final = 5
 
-_Listing = tuple[list[Entry], list[BackupFile], list[tuple[Path, str]], list[tuple[Path, str]]]
+_Listing = tuple[
+    list[Entry],
+    list[BackupFile],
+    list[tuple[Path, str]],
+    list[tuple[Path, str]],
+    list[LegacyFile],
+]
 
 
 def _read_listing(target: Target, skip: set[Path], *, tolerate: bool = False) -> _Listing | None:
@@ -285,9 +312,16 @@ def _read_listing(target: Target, skip: set[Path], *, tolerate: bool = False) ->
             wanted.append((where, entry.size))
     files: list[BackupFile] = []
     unreadable: list[tuple[Path, str]] = []
+    legacy: list[LegacyFile] = []
+    sizes = {where.name: size for where, size in wanted}
     for where, outcome in _headers(target, wanted):
         if isinstance(outcome, BackupFile):
             files.append(outcome)
+        elif isinstance(outcome, LegacyFileError):
+            kind, stamp = name_kind(where.name), name_stamp(where.name)
+            assert kind is not None  # listed by NAME_PATTERN
+            assert stamp is not None
+            legacy.append(LegacyFile(where.path, kind, stamp, sizes[where.name], where.target))
         elif isinstance(outcome, CorruptFileError):
             unreadable.append((where.path, outcome.reason))
         elif isinstance(outcome, FileNotFoundError):
@@ -297,7 +331,7 @@ def _read_listing(target: Target, skip: set[Path], *, tolerate: bool = False) ->
                 return None
         else:
             unreadable.append((where.path, f"cannot read: {outcome}"))
-    return entries, files, unreadable, ignored
+    return entries, files, unreadable, ignored, legacy
 
 
 #: Headers read at once from a remote target (each read is a round trip).
@@ -406,4 +440,8 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
             for tl in sorted(catalog.history.timelines.values(), key=lambda t: t.number)
         ],
         "ignored": [{"file": p.name, "reason": r} for p, r in (*catalog.ignored, *catalog.strays)],
+        "legacy": [
+            {"file": f.path.name, "kind": f.kind, "stamp": f.stamp, "size": f.size}
+            for f in catalog.legacy
+        ],
     }

@@ -42,6 +42,7 @@ moves it too, and the journal is released up to it.
 from __future__ import annotations
 
 import io
+import logging
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -63,9 +64,16 @@ from dictdb.errors import (
 )
 from dictdb.schema import validate_record
 from dictdb.storage import _digest
-from dictdb.storage._files import Buffer, Pieces, SealedFile, unseal
+from dictdb.storage._files import Buffer, Pieces, SealedFile, has_trailer, unseal
 from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, read_pickle_blob
 from dictdb.storage.gcshelter import Shelter
+from dictdb.storage.legacy import (
+    LegacyDelta,
+    LegacyFileError,
+    LegacySnapshot,
+    looks_legacy,
+    read_legacy,
+)
 from dictdb.storage.target import Located, Where, locate
 from dictdb.storage.timeline import MAX_TIMELINE, read_lineage
 from wal import (
@@ -90,6 +98,7 @@ FORMAT_NAME: Final = "dictdb"
 VERSION: Final = 2
 FORMATS: Final = ("json", "pickle")
 _dumps = orjson.dumps
+_log = logging.getLogger("dictdb")
 _crc32 = zlib.crc32
 _INF: Final = float("inf")
 
@@ -531,11 +540,29 @@ def read_document(where: Where, file_format: str | None = None) -> dict[str, Any
 
 
 def _read(where: Located, file_format: str | None) -> dict[str, Any]:
+    found = _read_any(where, file_format)
+    if not isinstance(found, dict):
+        raise LegacyFileError(where.path, _LEGACY_HERE)
+    return found
+
+
+_LEGACY_HERE: Final = (
+    "a reference DictDB 1.x file (no header, no checksum): read it with DictDB.load, "
+    "apply_delta or restore, or convert the directory with `python -m dictdb migrate`"
+)
+
+
+def _read_any(
+    where: Located, file_format: str | None
+) -> dict[str, Any] | LegacySnapshot | LegacyDelta:
     # Every tree returned is one JSON carries exactly (orjson built it, or `check_plain` walked
-    # a version-1 pickle body), so the checks after it are those of JSON.
+    # a version-1 pickle body), so the checks after it are those of JSON. A file without our
+    # trailer that opens like the reference's is read as one (`dictdb.storage.legacy`).
     path = where.path
     data = where.target.read(where.name)
     fmt, compressed = _sniff(path, data, file_format)
+    if not compressed and not has_trailer(data, fmt) and looks_legacy(data, fmt):
+        return read_legacy(where, data, fmt)
     payload = unseal(path, data, fmt, compressed)
     del data  # with zstd, the compressed bytes
     doc: dict[str, Any]
@@ -710,6 +737,8 @@ def read_header(where: Where) -> dict[str, Any]:
                 raise CorruptFileError(path, f"corrupt zstandard data: {exc}") from None
     else:
         head = located.target.read_head(located.name, _HEADER_PROBE)  # one request remotely
+        if looks_legacy(head, fmt):
+            raise LegacyFileError(path, _LEGACY_HERE)
     try:
         if fmt == "json":
             header = _json_header(head)
@@ -761,7 +790,11 @@ def load(filename: Where, file_format: str | None = None, *, lock: Lock | None =
     """
     where = locate(filename)
     path = where.path
-    doc = _read(where, file_format)
+    doc = _read_any(where, file_format)
+    if isinstance(doc, LegacySnapshot):
+        return _legacy_engine(doc, lock)
+    if isinstance(doc, LegacyDelta):
+        raise CorruptFileError(path, "expected a full snapshot, found a reference delta")
     if doc["type"] != "full":
         raise CorruptFileError(path, f"expected a full snapshot, found a {doc['type']}")
     lsn = _int_field(path, doc, "lsn")
@@ -1032,7 +1065,11 @@ def apply_delta(db: HasEngine, filename: Where, file_format: str | None = None) 
         )
     where = locate(filename)
     path = where.path
-    doc = _read(where, file_format)
+    doc = _read_any(where, file_format)
+    if isinstance(doc, LegacyDelta):
+        return _apply_legacy_delta(engine, doc)
+    if isinstance(doc, LegacySnapshot):
+        raise CorruptFileError(path, "expected a delta, found a reference snapshot")
     if doc["type"] != "delta":
         raise CorruptFileError(path, f"expected a delta, found a {doc['type']} snapshot")
     from_lsn = _int_field(path, doc, "from_lsn", 1)
@@ -1067,6 +1104,66 @@ def apply_delta(db: HasEngine, filename: Where, file_format: str | None = None) 
         engine.cursor = BackupCursor(to_lsn, digest, _plain_tables(engine))
         engine.cut_pre(to_lsn)
     return touched
+
+
+def _legacy_engine(snapshot: LegacySnapshot, lock: Lock | None) -> Engine:
+    # A new history starts at the reference snapshot (LSN 0, the time its name says).
+    engine = Engine(start_ts=snapshot.stamp or 0.0, lock=lock)
+    for t in snapshot.tables:
+        engine.tables[t.name] = TableState(
+            t.name, t.primary_key, t.schema, rows=t.rows, special=set(t.special), next_pk=t.next_pk
+        )
+    engine.cursor = BackupCursor(0, state_digest(engine), _plain_tables(engine))
+    engine.cut_pre(0)
+    return engine
+
+
+def _apply_legacy_delta(engine: Engine, delta: LegacyDelta) -> int:
+    """Apply a reference delta: each upsert puts its row whole, then each delete removes its
+    key (a key absent is skipped, as the reference does), all as one statement at the time
+    the file's name records, all or nothing. A table the database lacks is skipped with a
+    warning: the reference skips it too, and its delta does not say how to create it."""
+    path = delta.path
+    ts = time.time() if delta.stamp is None else delta.stamp
+    skipped: dict[str, int] = {}
+    with engine.lock:
+        changes: list[tuple[str, str, Any, Any, Any, bool]] = []
+        for name, change in delta.tables.items():
+            table = engine.tables.get(name)
+            if table is None:
+                skipped[name] = len(change.upserts) + len(change.deletes)
+                continue
+            pk, schema = table.primary_key, table.schema
+            now: dict[Any, Any] = {}  # key → row (None: deleted) as this delta goes
+            for row, plain in change.upserts:
+                if pk not in row:
+                    raise CorruptFileError(path, f"table {name!r}: an upsert lacks {pk!r}")
+                key = row[pk]
+                try:
+                    check_primary_key(name, pk, key)
+                    if schema is not None:
+                        validate_record(name, schema, row)
+                except SchemaValidationError as exc:
+                    raise CorruptFileError(path, str(exc)) from None
+                before = now[key] if key in now else table.rows.get(key)
+                kind = INSERT if before is None else UPDATE
+                changes.append((kind, name, key, row, before, plain))
+                now[key] = row
+            for key in change.deletes:
+                before = now[key] if key in now else table.rows.get(key)
+                if before is not None:
+                    changes.append((DELETE, name, key, None, before, True))
+                    now[key] = None
+        engine.commit_many(changes, ts)
+    for name, count in skipped.items():
+        _log.warning(
+            "%s: table %r is not in the database: its %d change(s) are skipped (the reference "
+            "skips them too; create the table first to keep them)",
+            path,
+            name,
+            count,
+        )
+    return len(changes)
 
 
 def _current_digest(engine: Engine) -> _digest.StateDigest:

@@ -30,7 +30,8 @@ import attrs
 from dictdb._engine import Engine, Lock
 from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
-from dictdb.storage.catalog import NAME_PATTERN, BackupFile, Catalog, scan
+from dictdb.storage.catalog import BackupFile, Catalog, LegacyFile, scan
+from dictdb.storage.names import name_stamp
 from dictdb.storage.target import LocalDirectory, Located, Place, Target, as_target
 from dictdb.storage.timeline import LOG_LINEAGE, Timeline, parse_log_lineage, read_log_lineage
 from wal import (
@@ -84,6 +85,10 @@ class RestorePlan:
     parent: tuple[str, int] | None = None
     #: Where the files are read from (None: the local directory `directory`).
     target: Target | None = attrs.field(default=None, eq=False, repr=False)
+    #: Reference DictDB 1.x files to read instead of `files` (the guide's recipe: the newest
+    #: full at or before the target, then the later deltas in name order); `lsn` is then 0,
+    #: `ts` the last file's name time.
+    legacy: tuple[LegacyFile, ...] = ()
 
     @property
     def source(self) -> Target:
@@ -94,13 +99,14 @@ class RestorePlan:
         """A plain description (for ``dictdb restore --dry-run`` and logs)."""
         return {
             "directory": str(self.directory),
-            "files": [f.path.name for f in self.files],
+            "files": [f.path.name for f in self.files] + [f.path.name for f in self.legacy],
             "target_lsn": self.target_lsn,
             "target_ts": self.target_ts,
             "lsn": self.lsn,
             "ts": self.ts,
             "log": None if self.log_from is None else [self.log_from, self.log_to],
             "skipped": [{"file": p.name, "reason": r} for p, r in self.skipped],
+            "legacy": bool(self.legacy),
         }
 
 
@@ -137,10 +143,7 @@ def _within(f: BackupFile, target_lsn: int | None, target_ts: float | None) -> b
 
 
 def _name_stamp(path: Path) -> float:
-    match = NAME_PATTERN.match(path.name)
-    if match is None:
-        return 0.0
-    return int(match["sec"]) + int(match["usec"]) / 1_000_000
+    return name_stamp(path.name) or 0.0
 
 
 def _choose(catalog: Catalog, timeline: int | None) -> Timeline | None:
@@ -356,9 +359,87 @@ def _plan_all(
 ) -> tuple[RestorePlan, list[Any]]:
     # The plan, and the logged operations it replays (read once, used by `restore`).
     target = as_target(backup_dir)
-    directory = target.describe()
     ts = _target_time(at, lsn)
     catalog = scan(target)
+    if not catalog.legacy:
+        return _plan_ours(target, catalog, lsn, ts, timeline)
+    # Files of the reference DictDB too: its chain serves a time (or the newest state) when it
+    # reaches later than ours, or ours none; an LSN or a timeline only ours can serve.
+    legacy = _legacy_files(catalog.legacy, ts)
+    if lsn is not None or timeline is not None:
+        if not catalog.files:
+            what = f"lsn={lsn}" if lsn is not None else f"timeline={timeline}"
+            raise RestoreError(
+                f"{what}: the files here are the reference DictDB's, which carry no LSN and "
+                "no timeline; restore them by time (at=) or to the newest state, or convert "
+                "the directory with `python -m dictdb migrate` first"
+            )
+        return _plan_ours(target, catalog, lsn, ts, timeline)
+    try:
+        ours = _plan_ours(target, catalog, lsn, ts, timeline)
+    except RestoreError as exc:
+        if not legacy:
+            if catalog.files:
+                raise
+            raise RestoreError(_no_legacy_chain(catalog.legacy, ts), target.describe()) from exc
+        return _legacy_plan(target, catalog, legacy, ts), []
+    if legacy and legacy[-1].stamp > ours[0].ts:
+        return _legacy_plan(target, catalog, legacy, ts), []
+    return ours
+
+
+def _legacy_files(files: Sequence[LegacyFile], ts: float | None) -> tuple[LegacyFile, ...]:
+    # The seed guide's recipe: the newest full at or before *ts*, then the deltas after it (in
+    # name order, which is time order) up to *ts*. `files` are in name-time order.
+    usable = [f for f in files if ts is None or f.stamp <= ts]
+    fulls = [f for f in usable if f.is_full]
+    if not fulls:
+        return ()
+    full = fulls[-1]
+    after = (full.stamp, full.path.name)
+    return (full, *(f for f in usable if not f.is_full and (f.stamp, f.path.name) > after))
+
+
+def _no_legacy_chain(files: Sequence[LegacyFile], ts: float | None) -> str:
+    fulls = [f for f in files if f.is_full]
+    if not fulls:
+        return (
+            "the reference DictDB files here hold no full snapshot (dictdb_backup_*): its "
+            "deltas alone rebuild nothing"
+        )
+    first = fulls[0]
+    return (
+        f"time {_iso(ts)} is before the earliest reference full snapshot here, "
+        f"{first.path.name} ({_iso(first.stamp)})"
+    )
+
+
+def _iso(ts: float | None) -> str:
+    if ts is None:
+        return "now"
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
+
+
+def _legacy_plan(
+    target: Target, catalog: Catalog, files: tuple[LegacyFile, ...], ts: float | None
+) -> RestorePlan:
+    return RestorePlan(
+        target.describe(),
+        (),
+        None,
+        ts,
+        0,
+        files[-1].stamp,
+        catalog.unreadable,
+        target=target,
+        legacy=files,
+    )
+
+
+def _plan_ours(
+    target: Target, catalog: Catalog, lsn: int | None, ts: float | None, timeline: int | None
+) -> tuple[RestorePlan, list[Any]]:
+    directory = target.describe()
     # The durable log: a local directory's ``wal/``, or the log shipped to the target's
     # (`dictdb.storage.archive`); it serves the history it belongs to (and, up to the fork,
     # the timelines forked from it).
@@ -616,6 +697,28 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
     return engine
 
 
+def _carry_out_legacy(files: tuple[LegacyFile, ...]) -> Engine:
+    # The reference's chain: no digest links its files, so a damaged one cannot be replaced
+    # by another (no other file reaches the same state); it is named.
+    full, *deltas = files
+    try:
+        engine = persist.load(full.where)
+    except CorruptFileError as exc:
+        raise RestoreError(exc.reason, full.path) from None
+    done = full
+    for delta in deltas:
+        try:
+            persist.apply_delta(engine, delta.where)
+        except CorruptFileError as exc:
+            raise RestoreError(
+                f"{exc.reason}; the newest point reachable before it is {done.path.name} "
+                f"({_iso(done.stamp)})",
+                delta.path,
+            ) from None
+        done = delta
+    return engine
+
+
 def restore_engine(
     backup_dir: Place,
     *,
@@ -644,6 +747,8 @@ def restore_engine(
 
 def _restore_once(backup_dir: Place, at: Any, lsn: int | None, timeline: int | None) -> Engine:
     plan, ops = _plan_all(backup_dir, at, lsn, timeline)
+    if plan.legacy:
+        return _carry_out_legacy(plan.legacy)
     engine = _carry_out(plan) if plan.files else Engine(lineage=plan.lineage)
     for op in ops:
         try:

@@ -25,7 +25,7 @@ import pytest
 
 from dictdb import BackupManager, DictDB, restore
 from dictdb.storage import persist
-from dictdb.storage.catalog import NAME_PATTERN
+from dictdb.storage.names import NAME_PATTERN
 from dictdb.storage.target import LocalDirectory
 from dictdb.storage.timeline import TIMELINE_PATTERN, read_timeline
 from tests.dictdb._scripts.strict import db_diff
