@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import logging
 import math
 import sys
 import uuid
@@ -266,6 +267,63 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def _cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    from dictdb.storage.migrate import migrate
+
+    report = migrate(
+        args.src,
+        args.dest,
+        file_format=args.format,
+        compression=args.compression,
+        force=args.force,
+        progress=_progress("migrate", sys.stderr),
+    )
+    if args.json:
+        doc = {
+            "written": [str(p) for p in report.written],
+            "skipped": [{"file": str(p), "reason": r} for p, r in report.skipped],
+            "lsn": report.lsn,
+            "timeline": report.timeline,
+        }
+        print(_dump(doc), file=out)
+        return EXIT_OK
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}", file=out)
+    print(
+        f"migrated into {len(report.written)} files, LSN 0..{report.lsn}, timeline "
+        f"{report.timeline}; restored and compared. Check it any time with: "
+        f"python -m dictdb verify {args.dest}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
+    from pathlib import Path
+
+    from dictdb.database import restore
+    from dictdb.storage.legacy import save_legacy
+
+    if not args.legacy:
+        raise UsageError("export writes the reference DictDB's snapshot format: add --legacy")
+    target = Path(args.out)
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists: choose another --out, or --force to replace it")
+    if not target.parent.is_dir():
+        raise UsageError(f"{target.parent} is not a directory")
+    at = None if args.at is None else parse_time(args.at)
+    if args.lsn is not None and args.lsn < 0:
+        raise UsageError(f"--lsn must be >= 0, got {args.lsn}")
+    db = restore(args.dir, at=at, lsn=args.lsn)
+    path = save_legacy(db, target, args.format)
+    message = {"out": str(path), "lsn": db.lsn, "tables": db.list_tables()}
+    print(
+        _dump(message) if args.json else f"wrote the reference DictDB snapshot {path}",
+        file=out,
+    )
+    return EXIT_OK
+
+
 def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.audit import history
 
@@ -460,6 +518,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--key")
     p.add_argument("--key-type", choices=("auto", "int", "str", "uuid"), default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = add("migrate", "convert a reference DictDB 1.x backup directory into a dictdb chain")
+    p.add_argument("src", help="the directory of dictdb_backup_*/dictdb_delta_* files")
+    p.add_argument("dest", help="an empty directory (created if missing)")
+    p.add_argument("--format", choices=("json", "pickle"), default="json")
+    p.add_argument("--compression", choices=("zstd",))
+    p.add_argument("--force", action="store_true", help="write into a non-empty DEST")
+    p.add_argument("--json", action="store_true")
+    p = add("export", "write a state as a reference DictDB 1.x snapshot (--legacy)")
+    p.add_argument("dir")
+    p.add_argument("--legacy", action="store_true", help="the reference's format (required)")
+    p.add_argument("--out", required=True, help="the file to write")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--at", help="a time: ISO 8601 or epoch seconds")
+    target.add_argument("--lsn", type=int, help="the state right after this operation")
+    p.add_argument("--format", choices=("json", "pickle"), default="json")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--json", action="store_true")
     p = add("inspect", "verify one snapshot or delta file and summarize it")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
@@ -475,6 +550,8 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
     "diff": _cmd_diff,
     "log": _cmd_log,
     "inspect": _cmd_inspect,
+    "migrate": _cmd_migrate,
+    "export": _cmd_export,
 }
 
 
@@ -486,6 +563,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     out = sys.stdout
+    # Warnings (a legacy file read unverified, a file set aside) reach the user on stderr.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("dictdb: warning: %(message)s"))
+    logger = logging.getLogger("dictdb")
+    logger.addHandler(handler)
     try:
         return _COMMANDS[args.command](args, out)
     except UsageError as exc:
@@ -502,3 +585,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{path}: " if path and str(path) not in reason else ""
         print(f"dictdb: {where}{reason}".replace("\n", " "), file=sys.stderr)
         return EXIT_FINDINGS
+    finally:
+        logger.removeHandler(handler)
