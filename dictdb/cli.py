@@ -137,7 +137,7 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(_dump(as_document(catalog)), file=out)
         return EXIT_OK
-    if not catalog.files and not catalog.unreadable:
+    if not catalog.files and not catalog.unreadable and not catalog.legacy:
         print(f"{args.dir}: no backups", file=out)
     history = catalog.history
     newest = history.newest()
@@ -166,6 +166,10 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
                     f"..{f.last_lsn:<10} {_when(f.last_op_ts)}  {f.size:>12}  {f.path.name}",
                     file=out,
                 )
+    if catalog.legacy:
+        print("reference DictDB 1.x files (no LSN, no checksum; restorable by time):", file=out)
+        for lf in catalog.legacy:
+            print(f"  {lf.kind:<5} {_when(lf.stamp)}  {lf.size:>12}  {lf.path.name}", file=out)
     for f in catalog.orphans:
         print(f"orphan delta {f.first_lsn}..{f.last_lsn} {f.path.name}", file=out)
     for path, reason in catalog.unreadable:

@@ -355,3 +355,30 @@ def test_our_own_damaged_files_are_still_named_damaged_not_legacy(tmp_path: Path
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(CorruptFileError, match="checksum trailer is missing"):
         persist.load(path)
+
+
+# -- the tools over a legacy directory -----------------------------------------------------------
+
+
+def test_verify_reads_every_legacy_file_and_says_what_it_cannot_check(legacy_dir: Path) -> None:
+    report = verify(legacy_dir)
+    assert report.ok
+    assert 5 == report.files_checked
+    assert any("no checksum" in n and "migrate" in n for n in report.notes)
+
+
+def test_verify_names_a_damaged_legacy_delta(legacy_dir: Path) -> None:
+    bad = legacy_dir / legacy_name("delta", T0 + 10)
+    bad.write_text('{"type": "delta", "timestamp": 1, "tables": {"users": {"upserts": 3}}}')
+    report = verify(legacy_dir)
+    assert [str(bad)] == [f.path for f in report.findings]
+    assert any(legacy_name("delta", T0 + 20) in n for n in report.notes)
+
+
+def test_ls_lists_legacy_files_apart(legacy_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert 0 == main(["ls", str(legacy_dir)])
+    out = capsys.readouterr().out
+    assert "reference DictDB 1.x files" in out
+    assert legacy_name("delta", T0 + 40) in out
+    assert 0 == main(["ls", str(legacy_dir), "--json"])
+    assert 5 == len(json.loads(capsys.readouterr().out)["legacy"])
