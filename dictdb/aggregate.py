@@ -134,18 +134,20 @@ def _group_fields(group_by: str | Sequence[str]) -> list[str]:
     return fields
 
 
-def _compute(rows: list[Record], aggregations: Mapping[str, Agg]) -> dict[str, Any]:
+def compute_aggregations(rows: Iterable[Record], aggregations: Mapping[str, Agg]) -> dict[str, Any]:
+    """Each aggregate over all of *rows*: result name → value (the reference's function)."""
+    rows = list(rows)
     return {name: agg.compute(agg.extract_values(rows)) for name, agg in aggregations.items()}
 
 
-def run_aggregate(
-    rows: list[Record],
-    group_by: str | Sequence[str] | None,
-    aggregations: Mapping[str, Agg],
-) -> dict[str, Any] | list[Record]:
-    """Aggregate matched stored rows, as a whole or per group (see the module docstring)."""
-    if group_by is None:
-        return _compute(rows, aggregations)
+def group_and_aggregate(
+    rows: Iterable[Record], group_by: str | Sequence[str], aggregations: Mapping[str, Agg]
+) -> list[Record]:
+    """One dict per group of *rows*: its group fields, then its aggregates (see above).
+
+    Raises:
+        TypeError: *group_by* is not a field name or a non-empty list of them.
+    """
     fields = _group_fields(group_by)
     groups: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[Record]]] = {}
     for row in rows:
@@ -159,6 +161,17 @@ def run_aggregate(
     out: list[Record] = []
     for values, members in groups.values():
         record = {f: copy_value(v) for f, v in zip(fields, values, strict=True)}
-        record.update(_compute(members, aggregations))
+        record.update(compute_aggregations(members, aggregations))
         out.append(record)
     return out
+
+
+def run_aggregate(
+    rows: list[Record],
+    group_by: str | Sequence[str] | None,
+    aggregations: Mapping[str, Agg],
+) -> dict[str, Any] | list[Record]:
+    """Aggregate matched stored rows, as a whole or per group (see the module docstring)."""
+    if group_by is None:
+        return compute_aggregations(rows, aggregations)
+    return group_and_aggregate(rows, group_by, aggregations)

@@ -22,7 +22,10 @@ through the calls below). The library itself logs DDL at DEBUG only, never one l
 - ``configure_logging(level, console, logfile, json=..., sample_debug_every=...)`` replaces
   those handlers with one on stdout and/or one appending to *logfile*; dictdb's records then
   stop propagating to the root logger, so they are not printed twice.
-  *sample_debug_every=N* keeps one DEBUG record in N.
+  *sample_debug_every=N* keeps one DEBUG record in N (per handler). It then logs one DEBUG
+  line saying what it configured, as the reference does.
+- `DictDBFormatter`, `JSONFormatter` and `SampleDebugFilter` are the reference's names for the
+  text and JSON layouts and the sampler (also reachable at its path, `dictdb.obs.logging`).
 """
 
 from __future__ import annotations
@@ -76,16 +79,31 @@ def _time(record: logging.LogRecord) -> str:
     return _dt.datetime.fromtimestamp(record.created).isoformat(sep=" ", timespec="milliseconds")
 
 
-class _TextFormatter(logging.Formatter):
-    """``time | LEVEL | k=v ... | message``, or a `str.format` template."""
+_COLORS: Final = {
+    logging.DEBUG: "\033[36m",
+    logging.INFO: "\033[32m",
+    logging.WARNING: "\033[33m",
+    logging.ERROR: "\033[31m",
+    logging.CRITICAL: "\033[1;31m",
+}
+_RESET: Final = "\033[0m"
 
-    def __init__(self, template: str | None = None) -> None:
+
+class DictDBFormatter(logging.Formatter):
+    """``time | LEVEL | k=v ... | message``, or a `str.format` template (the reference's).
+
+    The message is interpolated with the record's fields (``"into {table}"``) if it was not
+    already; *use_colors* colours the level name with ANSI codes.
+    """
+
+    def __init__(self, template: str | None = None, *, use_colors: bool = False) -> None:
         super().__init__()
         self._template = template
+        self._colors = use_colors
 
     def format(self, record: logging.LogRecord) -> str:
         extra = _extra(record)
-        message = record.getMessage()
+        message = _interpolate(record.getMessage(), extra)
         if self._template is not None:
             try:
                 return self._template.format(
@@ -98,21 +116,23 @@ class _TextFormatter(logging.Formatter):
             except (KeyError, IndexError, ValueError, AttributeError):
                 pass  # a template that does not fit: fall back to the default layout
         fields = "".join(f"{k}={v} " for k, v in extra.items())
-        return (
-            f"{_time(record)} | {record.levelname:8} | {fields + '| ' if fields else ''}{message}"
-        )
+        level = f"{record.levelname:8}"
+        if self._colors:
+            level = f"{_COLORS.get(record.levelno, '')}{level}{_RESET}"
+        return f"{_time(record)} | {level} | {fields + '| ' if fields else ''}{message}"
 
 
-class _JSONFormatter(logging.Formatter):
-    """One JSON object per record: time, level, message, extra."""
+class JSONFormatter(logging.Formatter):
+    """One JSON object per record: time, level, message, extra (the reference's)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        extra = _extra(record)
         return _json.dumps(
             {
                 "time": _dt.datetime.fromtimestamp(record.created).isoformat(),
                 "level": record.levelname,
-                "message": record.getMessage(),
-                "extra": _extra(record),
+                "message": _interpolate(record.getMessage(), extra),
+                "extra": extra,
             },
             default=str,
         )
@@ -156,12 +176,12 @@ class _CallableFilter(logging.Filter):
         return bool(self._fn(view))
 
 
-class _SampleDebug(logging.Filter):
-    """Lets one DEBUG record in *every* through; other levels always pass."""
+class SampleDebugFilter(logging.Filter):
+    """Lets one DEBUG record in *every_n* through (the n-th, 2n-th...); other levels pass."""
 
-    def __init__(self, every: int) -> None:
+    def __init__(self, every_n: int) -> None:
         super().__init__()
-        self._every = every
+        self._every = every_n
         self._seen = itertools.count(1)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -171,21 +191,21 @@ class _SampleDebug(logging.Filter):
 class BoundLogger:
     """A logger carrying fields added to every record (``logger.bind(table="t")``)."""
 
-    __slots__ = ("_fields", "_logger")
+    __slots__ = ("_extra", "_logger")
 
-    def __init__(self, logger: logging.Logger, fields: dict[str, Any]) -> None:
+    def __init__(self, logger: logging.Logger, extra: dict[str, Any]) -> None:
         self._logger = logger
-        self._fields = fields
+        self._extra = extra
 
     def bind(self, **fields: Any) -> BoundLogger:
         """A logger with these fields added."""
-        return BoundLogger(self._logger, {**self._fields, **fields})
+        return BoundLogger(self._logger, {**self._extra, **fields})
 
     def _log(self, level: int, msg: str, fields: dict[str, Any]) -> None:
         logger = self._logger
         if not logger.isEnabledFor(level):
             return
-        merged = {**self._fields, **fields}
+        merged = {**self._extra, **fields}
         # stacklevel 3: the record names the caller of debug()/info()..., not this module.
         logger.log(level, _interpolate(msg, merged), extra={"extra": merged}, stacklevel=3)
 
@@ -247,7 +267,7 @@ class DictDBLogger(BoundLogger):
         else:
             raise TypeError(f"a log sink is a path, a stream or a callable, got {sink!r}")
         handler.setLevel(number)
-        handler.setFormatter(_JSONFormatter() if serialize else _TextFormatter(format))
+        handler.setFormatter(JSONFormatter() if serialize else DictDBFormatter(format))
         if isinstance(filter, logging.Filter):
             handler.addFilter(filter)
         elif filter is not None:
@@ -330,13 +350,20 @@ def configure_logging(
     if sample_debug_every is not None and sample_debug_every < 1:
         raise ValueError(f"sample_debug_every must be at least 1, got {sample_debug_every!r}")
     logger.remove()
-    sampler = _SampleDebug(sample_debug_every) if sample_debug_every else None
     sinks: list[Sink] = []
     if console:
         sinks.append(sys.stdout)
     if logfile:
         sinks.append(logfile)
     for sink in sinks:
+        # One sampler per handler: each handler sees every record, so each keeps one in N.
+        sampler = SampleDebugFilter(sample_debug_every) if sample_debug_every else None
         logger.add(sink, level=number, serialize=json, filter=sampler)
     if sinks:
         logging.getLogger(logger.name).propagate = False
+    logger.debug(
+        "Logging configured: level={level}, console={console}, logfile={logfile}",
+        level=logging.getLevelName(number),
+        console=console,
+        logfile=logfile,
+    )

@@ -2,8 +2,8 @@
 
 ``table.age >= 18`` builds a `Compare` node; ``&``, ``|`` and ``~`` (or `And`, `Or`, `Not`)
 combine nodes. Because predicates are data, not opaque lambdas, the planner
-(`dictdb.index.candidates`) can see which parts of a condition an index may answer. Each node
-compiles once into a plain function of a row.
+(`dictdb.index.planner.candidates`) can see which parts of a condition an index may answer.
+Each node compiles once into a plain function of a row.
 
 Operators (`Field` methods; ``v`` is the row's value, a missing field reads as None):
 
@@ -351,7 +351,7 @@ class Not(Predicate):
     __slots__ = ("operand",)
 
     def __init__(self, operand: Predicate) -> None:
-        self.operand = as_predicate(operand)
+        self.operand = _operand("Not", operand)
 
     def _compile(self) -> RowFn:
         fn = self.operand.fn
@@ -398,9 +398,23 @@ class Condition(Predicate):
 
 
 def _check_operands(name: str, operands: tuple[Any, ...]) -> tuple[Predicate, ...]:
-    if not operands:
-        raise ValueError(f"{name}() needs at least one condition")
-    return tuple(as_predicate(p) for p in operands)
+    if len(operands) < 2:
+        raise ValueError(
+            f"{name}() requires at least 2 operands, got {len(operands)}; "
+            "a single condition needs no combinator"
+        )
+    return tuple(_operand(name, p) for p in operands)
+
+
+def _operand(name: str, operand: Any) -> Predicate:
+    if isinstance(operand, Predicate):
+        return operand
+    if callable(operand) and not isinstance(operand, type):
+        return PredicateExpr(operand)
+    raise TypeError(
+        f"Expected PredicateExpr or Condition (or a callable row -> bool) as an operand of "
+        f"{name}(), got {type(operand).__name__} {operand!r}"
+    )
 
 
 def as_predicate(where: Any) -> Predicate:
@@ -414,8 +428,9 @@ def as_predicate(where: Any) -> Predicate:
     if callable(where) and not isinstance(where, type):
         return PredicateExpr(where)
     raise TypeError(
-        f"where must be a condition such as table.field == value, got {type(where).__name__} "
-        f"{where!r}; for a column named like a Table member use table['name']"
+        f"where must be a Condition or PredicateExpr such as table.field == value (or a "
+        f"callable row -> bool), got {type(where).__name__} {where!r}; for a column named "
+        "like a Table member use table['name']"
     )
 
 

@@ -99,7 +99,6 @@ CASES: dict[str, tuple[Predicate, list[int]]] = {
     "or": ((age == None) | (name == "Bob"), [3]),  # noqa: E711
     "not": (~(age == 30), [3, 4, 5, 6, 7]),
     "And": (And(age >= 1, age <= 30, name.istartswith("a")), [1, 2]),
-    "And-one": (And(age == 30), [1, 2]),
     "Or": (Or(name == "Bob", name == "bobby", age == [30]), [3, 4, 7]),
     "Not": (Not(name.is_not_null()), [6]),
     "Condition": (Condition(age == 30), [1, 2]),
@@ -150,10 +149,22 @@ def test_a_condition_has_no_truth_value() -> None:
         (lambda: name.iequals(3), TypeError),
         (lambda: name.startswith(3), TypeError),
         (And, ValueError),
+        (lambda: And(name == "x"), ValueError),  # the reference's rule: two or more
+        (lambda: Or(name == "x"), ValueError),
         (lambda: Not(3), TypeError),
         (lambda: PredicateExpr(3), TypeError),
     ],
-    ids=["like-pattern", "like-escape", "iequals", "startswith", "And-empty", "Not", "expr"],
+    ids=[
+        "like-pattern",
+        "like-escape",
+        "iequals",
+        "startswith",
+        "And-empty",
+        "And-one",
+        "Or-one",
+        "Not",
+        "expr",
+    ],
 )
 def test_malformed_conditions_are_refused_when_built(build: Any, error: type) -> None:
     with pytest.raises(error):

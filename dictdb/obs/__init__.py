@@ -1,0 +1,1 @@
+"""The reference's observability package path; see `dictdb.obs.logging`."""
