@@ -65,7 +65,8 @@ def chain_files(chain: str) -> list[Path]:
 
 
 def tag(value: Any) -> Any:
-    """One of our values in the tagged JSON form of ``expected.json``."""
+    """A value in the tagged JSON form of ``expected.json``: one of ours, or one the
+    reference holds (tuple, set, frozenset), as `make_legacy.tag` writes them."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -78,6 +79,15 @@ def tag(value: Any) -> Any:
         return {"$bytes": base64.b64encode(value).decode()}
     if isinstance(value, list):
         return [tag(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$tuple": [tag(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        name = "$set" if isinstance(value, set) else "$frozenset"
+        try:
+            items = sorted(value)
+        except TypeError:
+            items = list(value)
+        return {name: [tag(v) for v in items]}
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             return {"$pairs": [[tag(k), tag(v)] for k, v in value.items()]}
@@ -127,7 +137,7 @@ def ours(value: Any) -> Any:
             return {json.dumps(untag(k)): ours(v) for k, v in inner}
         if key == "$dict":
             return {key: {k: ours(v) for k, v in inner.items()}}
-        if key.startswith("$"):
+        if key in ("$bytes", "$float", "$repr"):
             return value
     return {k: ours(v) for k, v in value.items()}
 
@@ -167,7 +177,7 @@ def actual_tables(db: Any) -> dict[str, Any]:
         tables[name] = {
             "primary_key": table["primary_key"],
             "schema": table["schema"],
-            "rows": [tag(row) for row in table["records"].values()],
+            "rows": [{f: tag(v) for f, v in row.items()} for row in table["records"].values()],
         }
     return comparable(tables)
 

@@ -122,6 +122,11 @@ def tag(value: Any) -> Any:
     return {"$repr": repr(value)}
 
 
+def tag_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A record, field by field (never wrapped as ``$dict``: rows are always dicts)."""
+    return {field: tag(value) for field, value in row.items()}
+
+
 def untag(value: Any) -> Any:
     """The reference's value for a tagged JSON *value* (the inverse of `tag`)."""
     if isinstance(value, list):
@@ -155,7 +160,7 @@ def view(db: Any, pickled: Any = None) -> dict[str, Any]:
         out[name] = {
             "primary_key": table.primary_key,
             "schema": None if schema is None else {f: t.__name__ for f, t in schema.items()},
-            "rows": [tag(row) for row in table.records.values()],
+            "rows": [tag_row(row) for row in table.records.values()],
         }
         if pickled is not None:
             out[name]["pickled_next_pk"] = pickled.tables[name]._next_pk
@@ -394,7 +399,7 @@ def replay(ref: Any, folder: Path, upto: str, fmt: str) -> tuple[Any, Any]:
             key = table["primary_key"]
             rows = {json.dumps(row[key]): row for row in table["rows"]}
             for row in changes["upserts"]:
-                rows[json.dumps(tag(row[key]))] = tag(row)
+                rows[json.dumps(tag(row[key]))] = tag_row(row)
             for pk in changes["deletes"]:
                 rows.pop(json.dumps(tag(pk)), None)
             table["rows"] = list(rows.values())
@@ -520,7 +525,7 @@ def build(ref: Any, spec: dict[str, Any]) -> Any:
         types = None if schema is None else {f: _TYPES[t] for f, t in schema.items()}
         db.tables[name] = ref.Table(name, primary_key=table["primary_key"], schema=types)
         for row in table["rows"]:
-            db.tables[name].insert(untag(row))
+            db.tables[name].insert({f: untag(v) for f, v in row.items()})
     return db
 
 
@@ -537,7 +542,10 @@ def serve() -> None:
     - ``chain``: in the directory `dir`, a `BackupManager` (incremental, `format`) backs up
       the database built from `spec` (``backup_full``), then runs `steps`, each
       ``["insert"|"upsert", table, row]``, ``["update", table, key, changes]``,
-      ``["delete", table, key]``, ``["full"]`` or ``["delta"]``; answers the live view.
+      ``["delete", table, key]``, ``["full"]`` or ``["delta"]`` (a write the reference
+      refuses for a duplicate or missing key changes nothing and is passed over); answers
+      the live view (``tables``) and, by the name of each file written, the view then
+      (``files``).
     """
     ref = _reference()
     import dictdb.storage.persist  # noqa: F401
@@ -564,12 +572,19 @@ def _answer(ref: Any, command: dict[str, Any]) -> dict[str, Any]:
         manager = ref.BackupManager(
             db, command["dir"], file_format=command["format"], incremental=True
         )
-        manager.backup_full()
-        for step in command["steps"]:
-            _step(db, manager, step)
+        folder = Path(command["dir"])
+        files: dict[str, Any] = {}
+        for step in [["full"], *command["steps"]]:
+            before = set(folder.iterdir())
+            try:
+                _step(db, manager, step)
+            except (ref.DuplicateKeyError, ref.RecordNotFoundError):
+                continue
+            for path in set(folder.iterdir()) - before:
+                files[path.name] = view(db)
         if manager.consecutive_failures:
             return {"error": f"{manager.consecutive_failures} backups failed"}
-        return {"tables": view(db)}
+        return {"tables": view(db), "files": files}
     raise ValueError(f"unknown op {op!r}")
 
 
