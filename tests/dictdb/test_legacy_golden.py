@@ -386,3 +386,80 @@ def test_a_legacy_directory_copied_with_a_stray_file_still_restores(tmp_path: Pa
     (folder / "notes.txt").write_text("kept by hand", encoding="utf-8")
     expected = expected_after("chain-json", chain_files("chain-json")[-1])
     assert expected == actual_tables(restore(folder))
+
+
+# -- damaged chains ----------------------------------------------------------------------------
+
+
+def damaged_copy(tmp_path: Path, chain: str, index: int) -> tuple[Path, Path]:
+    """A copy of *chain* whose file number *index* (time order) is cut in half."""
+    folder = tmp_path / chain
+    shutil.copytree(LEGACY / chain, folder)
+    victim = folder / chain_files(chain)[index].name
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])
+    return folder, victim
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_a_damaged_legacy_delta_fails_a_restore_through_it_naming_it_never_skipped(
+    chain: str, tmp_path: Path
+) -> None:
+    # Skipping it would silently lose its changes; a target before it is still reachable.
+    files = chain_files(chain)
+    folder, victim = damaged_copy(tmp_path, chain, 4)
+    with pytest.raises(RestoreError) as info:
+        restore(folder)
+    assert victim.name in str(info.value)
+    before = files[3]
+    assert expected_after(chain, before) == actual_tables(restore(folder, at=name_time(before)))
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_a_damaged_newest_legacy_full_fails_the_restore_by_name_or_is_replayed_around(
+    chain: str, tmp_path: Path
+) -> None:
+    # The reference's deltas chain to each other (a full resets nothing, A13 C), so the older
+    # full and every delta also give the newest state; giving anything else is the defect.
+    folder, victim = damaged_copy(tmp_path, chain, 3)
+    try:
+        outcome: Any = actual_tables(restore(folder))
+    except RestoreError as exc:
+        outcome = str(exc)
+    if isinstance(outcome, str):
+        assert victim.name in outcome
+    else:
+        assert expected_after(chain, chain_files(chain)[-1]) == outcome
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_a_legacy_snapshot_under_a_delta_name_is_refused_by_name(
+    chain: str, tmp_path: Path
+) -> None:
+    full = chain_files(chain)[0]
+    impostor = tmp_path / "dictdb_delta_1700000001_000000.json"
+    impostor.write_bytes(chain_files("chain-json")[0].read_bytes())
+    with pytest.raises(CorruptFileError) as info:
+        persist.apply_delta(DictDB.load(full, file_format(full)), impostor)
+    assert str(impostor) == info.value.path
+
+
+def test_loading_a_legacy_delta_as_a_snapshot_is_refused_by_name() -> None:
+    delta = chain_files("chain-json")[1]
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(delta, "json")
+    assert str(delta) == info.value.path
+
+
+@pytest.mark.parametrize("fmt", ["json", "pickle"])
+@pytest.mark.parametrize("typ", ["bytes", "datetime", "date", "Decimal", "UUID"])
+def test_save_legacy_refuses_a_schema_type_the_reference_cannot_name(
+    typ: str, fmt: str, tmp_path: Path
+) -> None:
+    # The reference's schemas name int, str, float, bool, list and dict only.
+    db = DictDB()
+    db.create_table("typed", schema={"f": typ})
+    with pytest.raises(ValueDomainError) as info:
+        save_legacy(db, tmp_path / f"snap.{fmt}", fmt)
+    assert ("typed", "f") == (info.value.table, info.value.field)
+    assert [] == list(tmp_path.iterdir())
