@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from dictdb import CorruptFileError, DictDB, RestoreError, ValueDomainError, restore
+from dictdb import (
+    BackupManager,
+    CorruptFileError,
+    DictDB,
+    RestoreError,
+    ValueDomainError,
+    restore,
+)
 from dictdb.storage import persist
 from dictdb.storage.legacy import save_legacy
 from tests.dictdb.legacy_support import (
@@ -32,6 +39,7 @@ from tests.dictdb.legacy_support import (
     file_format,
     name_time,
     next_key,
+    ours,
     untag,
 )
 
@@ -463,3 +471,38 @@ def test_save_legacy_refuses_a_schema_type_the_reference_cannot_name(
         save_legacy(db, tmp_path / f"snap.{fmt}", fmt)
     assert ("typed", "f") == (info.value.table, info.value.field)
     assert [] == list(tmp_path.iterdir())
+
+
+# -- after the adoption ------------------------------------------------------------------------
+
+
+def test_legacy_deltas_apply_to_a_database_built_by_hand_as_operations() -> None:
+    # Not only to one loaded from a legacy file: a delta's changes are operations like any
+    # other (a durable database refuses every delta: its log needs each operation).
+    db = DictDB()
+    files = chain_files("chain-json")
+    for name, table in FILES[f"chain-json/{files[0].name}"]["tables"].items():
+        created = db.create_table(name, primary_key=table["primary_key"], schema=table["schema"])
+        created.insert([untag(ours(row)) for row in table["rows"]])
+    lsn = db.lsn
+    persist.apply_delta(db, files[1])
+    persist.apply_delta(db, files[2])
+    assert expected_after("chain-json", files[2]) == actual_tables(db)
+    assert db.lsn > lsn
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_our_backups_written_after_a_legacy_restore_into_the_same_directory_win(
+    chain: str, tmp_path: Path
+) -> None:
+    # The migration path: restore the reference's directory, carry on with our manager there.
+    folder = tmp_path / chain
+    shutil.copytree(LEGACY / chain, folder)
+    db = restore(folder)
+    db.get_table("users").insert({"name": "after the adoption"})
+    db.get_table("users").delete(where=db.get_table("users").id == 1)
+    assert BackupManager(db, folder, incremental=True).backup_full() is not None
+    assert db.to_dict() == restore(folder).to_dict()
+    db.get_table("items").upsert({"sku": "Z-9", "qty": 1, "price": 2.0})
+    assert BackupManager(db, folder, incremental=True).backup_delta() is not None
+    assert db.to_dict() == restore(folder).to_dict()
