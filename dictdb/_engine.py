@@ -46,6 +46,7 @@ from wal import (
     OpTuple,
     UnsupportedValueError,
     brief,
+    is_text,
     own_value,
 )
 
@@ -194,6 +195,8 @@ def check_name(what: str, name: Any) -> None:
     """Refuse a table or field name that is not a non-empty str."""
     if type(name) is not str or not name:
         raise ValueError(f"{what} must be a non-empty str, got {name!r}")
+    if not is_text(name):
+        raise ValueError(f"{what} {name!r} holds a lone surrogate: UTF-8 cannot hold it")
 
 
 class AuditBlock:

@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 
 from dictdb.errors import PrimaryKeyError, ValueDomainError
-from wal import UnsupportedValueError, brief, own_value, to_plain
+from wal import UnsupportedValueError, brief, is_text, own_value, to_plain
 
 Record = dict[str, Any]
 
@@ -33,6 +33,9 @@ INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 _INF: Final = float("inf")
 _CONTAINERS: Final = frozenset({list, dict})
+_SURROGATE: Final = (
+    "a str with a lone surrogate is refused: UTF-8 (every file format) cannot hold it"
+)
 #: Types a primary key may have. Floats, Decimals and bools are excluded: they compare equal
 #: across types (1 == 1.0 == True == Decimal(1)) and would make distinct keys collide.
 PK_TYPES: Final = frozenset({int, str, bytes, uuid.UUID, _dt.date, _dt.datetime})
@@ -75,8 +78,16 @@ def own_record(table: str, record: Any) -> tuple[Record, bool]:
                 type(field).__name__,
                 f"field names must be str, got {type(field).__name__} {field!r}",
             )
+        if not field.isascii() and not is_text(field):
+            raise ValueDomainError(
+                table, repr(field), repr(field), "str", f"field name: {_SURROGATE}"
+            )
         t = type(value)
-        if t is str or t is bool or value is None:
+        if t is str:
+            if value.isascii() or is_text(value):
+                continue
+            raise ValueDomainError(table, field, field, "str", _SURROGATE)
+        if t is bool or value is None:
             continue
         if t is int:
             if INT64_MIN <= value <= INT64_MAX:

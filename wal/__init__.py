@@ -33,7 +33,7 @@ from wal.operation import (
     OpTuple,
 )
 from wal.recovery import RecoveryError, iter_wal, list_segments, read_until_gap, read_wal
-from wal.tags import MAX_NESTING, from_plain, own_value, plain_items, to_plain
+from wal.tags import MAX_NESTING, from_plain, is_text, own_value, plain_items, to_plain
 from wal.tail import LogTail, Piece
 from wal.zstd import ZSTD_MAGIC, compress, decompress
 
@@ -70,6 +70,7 @@ __all__ = [
     "decompress",
     "fsync_directory",
     "from_plain",
+    "is_text",
     "iter_wal",
     "list_segments",
     "open_regular",

@@ -66,6 +66,24 @@ def _refuse(path: str, value: Any, reason: str) -> UnsupportedValueError:
     return UnsupportedValueError(path, type(value).__name__, f"{_describe(path)}: {reason}")
 
 
+_SURROGATE_REASON: Final = (
+    "a str with a lone surrogate (e.g. '\\ud800') is refused: UTF-8, and so every file "
+    "format, cannot hold it"
+)
+
+
+def is_text(text: str) -> bool:
+    """Whether *text* can be encoded as UTF-8 (no lone surrogate): every str the domain
+    holds, as a value, a dict key or a field name."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def own_value(value: Any, path: str = "", depth: int = 0) -> Any:
     """Check that *value* lies in the value domain and return an owned copy of it.
 
@@ -84,6 +102,10 @@ def own_value(value: Any, path: str = "", depth: int = 0) -> Any:
             (including containers nested deeper than `MAX_NESTING`).
     """
     t = type(value)
+    if t is str:
+        if not is_text(value):
+            raise _refuse(path, value, _SURROGATE_REASON)
+        return value
     if t in _SHARED_SCALARS:
         return value
     if t is float:
@@ -99,6 +121,8 @@ def own_value(value: Any, path: str = "", depth: int = 0) -> Any:
         for k, item in value.items():
             if type(k) is not str:
                 raise _refuse(path, k, f"dict keys must be str, got {type(k).__name__} {k!r}")
+            if not is_text(k):
+                raise _refuse(path, k, f"dict key {k!r}: {_SURROGATE_REASON}")
             out[k] = own_value(item, f"{path}.{k}" if path else k, depth + 1)
         return out
     if t is _dt.datetime:

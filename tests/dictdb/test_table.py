@@ -758,3 +758,19 @@ def test_import_and_writes_print_nothing_on_stderr_without_logging_configured() 
         check=False,
     )
     assert (0, "", "") == (proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [{"v": "\ud800"}, {"\udc00": 1}, {"v": ["a", "\ud800"]}, {"v": {"k\ud800": 1}}],
+    ids=["value", "field name", "nested value", "nested key"],
+)
+def test_a_str_with_a_lone_surrogate_is_refused_at_the_write(record: dict[str, Any]) -> None:
+    # UTF-8, and so every file format, cannot hold it: accepted, it would fail every backup.
+    db = DictDB()
+    db.create_table("t")
+    with pytest.raises(ValueDomainError, match="lone surrogate"):
+        db.get_table("t").insert(record)
+    assert 0 == db.get_table("t").count()
+    with pytest.raises(ValueError, match="lone surrogate"):
+        db.create_table("t\ud800")
