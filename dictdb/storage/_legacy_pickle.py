@@ -170,10 +170,45 @@ class _Machine:
 
     def run(self) -> Any:
         data = self.data
-        while self.at < len(data):
-            code = data[self.at]
-            self.at += 1
-            handler = _HANDLERS.get(code)
+        size = len(data)
+        stack = self.stack
+        memo = self.memo
+        marks = self.marks
+        handlers = _HANDLERS
+        while self.at < size:
+            at = self.at
+            code = data[at]
+            # The opcodes of every record, inline (same checks as their handlers).
+            if code == 0x94:  # MEMOIZE
+                if not stack or (marks and len(stack) == marks[-1]):
+                    raise CodecError("invalid pickle data: the stack is empty")
+                memo[len(memo)] = stack[-1]
+                self.at = at + 1
+                continue
+            if code == 0x8C:  # SHORT_BINUNICODE
+                end = at + 2 + (data[at + 1] if at + 1 < size else size)
+                if end > size:
+                    raise CodecError("invalid pickle data: truncated")
+                try:
+                    stack.append(data[at + 2 : end].decode("utf-8", "surrogatepass"))
+                except UnicodeDecodeError as exc:
+                    raise CodecError(f"invalid pickle data: a str is not UTF-8: {exc}") from None
+                self.at = end
+                continue
+            if code == 0x68:  # BINGET
+                if at + 1 >= size or data[at + 1] not in memo:
+                    raise CodecError("invalid pickle data: a memo index that was never put")
+                stack.append(memo[data[at + 1]])
+                self.at = at + 2
+                continue
+            if code == 0x4B:  # BININT1
+                if at + 1 >= size:
+                    raise CodecError("invalid pickle data: truncated")
+                stack.append(data[at + 1])
+                self.at = at + 2
+                continue
+            self.at = at + 1
+            handler = handlers.get(code)
             if handler is None:
                 raise CodecError(_refusal(code))
             if handler(self):

@@ -167,16 +167,39 @@ def _nan(token: str) -> float:
     return math.nan if token == "NaN" else float(token.replace("Infinity", "inf"))
 
 
+def _float(text: str) -> float:
+    # Python's json writes infinity as the token Infinity; a number past float range is
+    # damage (or a hand edit) that would silently become infinity.
+    value = float(text)
+    if math.isinf(value):
+        raise CodecError(f"the number {text[:40]} is past float range")
+    return value
+
+
+def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Python's json keeps the last of repeated members silently: a sign of damage here.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise CodecError(f"member {key!r} appears twice in one object")
+            seen.add(key)
+    return obj
+
+
 def _from_json(
     path: Path, content: bytes | bytearray | memoryview, converted: Counter[str]
 ) -> LegacySnapshot | LegacyDelta:
     try:
         text = bytes(content).decode("utf-8")
-        doc = json.loads(text, parse_constant=_nan)
+        doc = json.loads(text, parse_constant=_nan, parse_float=_float, object_pairs_hook=_members)
     except UnicodeDecodeError as exc:
         raise CorruptFileError(path, f"reference DictDB file: not UTF-8: {exc}") from None
     except RecursionError:
         raise CorruptFileError(path, "reference DictDB file: nested too deep") from None
+    except CodecError as exc:
+        raise CorruptFileError(path, f"reference DictDB file: {exc}") from None
     except ValueError as exc:  # JSONDecodeError, and ints past Python's digit limit
         raise CorruptFileError(path, f"reference DictDB file: not valid JSON: {exc}") from None
     if type(doc) is not dict or doc.keys() & {"format", "version", "checksum"}:
@@ -332,13 +355,27 @@ def _own(
     table: str, record: Any, converted: Counter[str], budget: list[int] | None
 ) -> tuple[dict[str, Any], bool]:
     # JSON records need converting only when they hold NaN (rare): try the direct way first.
+    # A pickled record may share containers (the memo), so only a flat one skips the walk,
+    # which counts every value it visits against the file's budget.
     if budget is None:
         try:
             return own_record(table, record)
         except ValueDomainError:
             pass
         budget = [walk_budget(len(repr(record)))]
+    elif type(record) is dict and all(type(v) in _FLAT for v in record.values()):
+        budget[0] -= len(record) + 1
+        if budget[0] >= 0:
+            try:
+                return own_record(table, record)
+            except ValueDomainError:
+                pass  # NaN, say: converted below
     return own_record(table, _convert(record, converted, budget, 0))
+
+
+#: Value types that hold no other value (NaN aside: `own_record` refuses it, and the caller
+#: converts it).
+_FLAT: Final = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def _convert(value: Any, converted: Counter[str], budget: list[int], depth: int) -> Any:
@@ -356,6 +393,8 @@ def _convert(value: Any, converted: Counter[str], budget: list[int], depth: int)
             if type(k) is not str:
                 name = _json_key(k)
                 converted["dict keys → str"] += 1
+                if name in value or name in out:
+                    raise CodecError(f"dict keys {brief(k)} and {name!r} would be one key")
             out[name] = _convert(v, converted, budget, depth + 1)
         return out
     if t is list or t is tuple:
