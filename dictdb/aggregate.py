@@ -123,7 +123,8 @@ def check_aggregations(aggregations: Mapping[str, Any]) -> None:
     for name, agg in aggregations.items():
         if not isinstance(agg, Agg):
             raise TypeError(
-                f"aggregation {name!r} must be Count, Sum, Avg, Min or Max, got {agg!r}"
+                f"Expected Agg instance for aggregation {name!r}: it must be Count, Sum, Avg, "
+                f"Min or Max, got {agg!r}"
             )
 
 

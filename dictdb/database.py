@@ -30,7 +30,11 @@ log = logging.getLogger("dictdb")
 
 
 class TablesView(Mapping[str, Table]):
-    """Read-only mapping name → `Table` (the reference's ``db.tables``)."""
+    """Mapping name → `Table` (the reference's ``db.tables``).
+
+    ``db.tables[name] = Table(name, primary_key, schema)`` adds a standalone table, rows
+    included, as the reference documents (see `Table.move_to`); nothing else changes it.
+    """
 
     __slots__ = ("_engine",)
 
@@ -47,6 +51,12 @@ class TablesView(Mapping[str, Table]):
     def __len__(self) -> int:
         return len(self._engine.tables)
 
+    def __setitem__(self, name: str, table: Table) -> None:
+        if not isinstance(table, Table):
+            raise TypeError(f"db.tables[{name!r}] takes a Table, got {type(table).__name__}")
+        table.move_to(self._engine, name)
+        log.debug("[DictDB] Creating table %r (primary key %r)", name, table.primary_key)
+
 
 class DictDB:
     """An in-memory database of tables whose every mutation is a journaled operation.
@@ -62,6 +72,7 @@ class DictDB:
     def __init__(self, *, retain_journal: bool = True) -> None:
         self._engine = Engine(retain_journal=retain_journal)
         self._closer: durable.Closer | None = None
+        log.info("Initialized an empty DictDB instance")
 
     @classmethod
     def from_engine(cls, engine: Engine, closer: durable.Closer | None = None) -> DictDB:
@@ -121,7 +132,7 @@ class DictDB:
             SchemaValidationError: the schema names an unsupported type.
         """
         state = self._engine.create(table_name, primary_key, schema)
-        log.debug("created table %r (primary key %r)", table_name, primary_key)
+        log.debug("[DictDB] Creating table %r (primary key %r)", table_name, primary_key)
         return Table.of(self._engine, state)
 
     def drop_table(self, table_name: str) -> None:
@@ -131,7 +142,7 @@ class DictDB:
             TableNotFoundError: no such table.
         """
         self._engine.drop(table_name)
-        log.debug("dropped table %r", table_name)
+        log.debug("[DictDB] Dropped table %r", table_name)
 
     def get_table(self, table_name: str) -> Table:
         """The table named *table_name*.
@@ -151,7 +162,7 @@ class DictDB:
 
     @property
     def tables(self) -> TablesView:
-        """Read-only mapping name → table."""
+        """Mapping name → table; ``db.tables[name] = Table(...)`` adds a standalone table."""
         return TablesView(self._engine)
 
     def __contains__(self, table_name: object) -> bool:

@@ -7,9 +7,9 @@ journals nothing. Stored rows are never mutated in place; readers get copies.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 from dictdb._engine import Engine, Lock, TableState
 from dictdb._select import Columns, OrderBy, run_select
@@ -65,7 +65,8 @@ class Table:
         schema: optional mapping field → type; see `dictdb.schema`.
     """
 
-    __slots__ = ("_engine", "_t", "primary_key", "schema", "table_name")
+    # __dict__: a table accepts attributes of its own, e.g. a replaced validate_record.
+    __slots__ = ("__dict__", "_engine", "_standalone", "_t", "primary_key", "schema", "table_name")
 
     _engine: Engine
     _t: TableState
@@ -78,6 +79,7 @@ class Table:
     ) -> None:
         engine = Engine()
         self._bind(engine, engine.create(name, primary_key, schema))
+        self._standalone = True
 
     @classmethod
     def of(cls, engine: Engine, state: TableState) -> Table:
@@ -86,6 +88,7 @@ class Table:
         if table is None:
             table = cls.__new__(cls)
             cls._bind(table, engine, state)
+            table._standalone = False
         return table  # type: ignore[no-any-return]
 
     def _bind(self, engine: Engine, state: TableState) -> None:
@@ -95,6 +98,42 @@ class Table:
         self.primary_key = state.primary_key
         self.schema = state.schema
         state.facade = self
+
+    def move_to(self, engine: Engine, name: str) -> None:
+        """Make this standalone table the table *name* of *engine*: ``db.tables[name] = t``.
+
+        The reference's way to give a table a schema (``db.tables["users"] = Table("users",
+        schema=...)``). The table is created in *engine* (one operation), its rows inserted
+        as one atomic batch, its indexes built again; from then on this object speaks for
+        that table. The auto-key counter continues after the highest int key moved.
+
+        Raises:
+            DuplicateTableError: *engine* already has a table *name*.
+            ValueError: this table already belongs to a database.
+        """
+        if self._engine is engine and self.table_name == name:
+            return
+        if not self._standalone:
+            raise ValueError(
+                f"table {self.table_name!r} belongs to a database; only a table made with "
+                "Table(...) can be added to one"
+            )
+        old_engine, old_state = self._engine, self._t
+        with old_engine.lock:
+            rows = list(old_state.rows.values())
+            indexes = [(field, index.index_type) for field, index in old_state.indexes.items()]
+        with engine.lock:
+            self._bind(engine, engine.create(name, self.primary_key, self.schema))
+            try:
+                if rows:
+                    self._insert_many(rows)
+            except BaseException:
+                engine.drop(name)
+                self._bind(old_engine, old_state)
+                raise
+            self._standalone = False
+            for field, index_type in indexes:
+                self.create_index(field, index_type)
 
     # -- the fields DSL -------------------------------------------------------------------
 
@@ -128,7 +167,21 @@ class Table:
         if type(key) not in PK_TYPES:
             check_primary_key(self.table_name, self.primary_key, key)
         if self.schema is not None:
-            validate_record(self.table_name, self.schema, row)
+            self._check_schema(row, self._extra_check())
+
+    def _extra_check(self) -> Callable[[Record], None] | None:
+        """A `validate_record` replaced on this table or overridden by a subclass, if any."""
+        hook: Callable[[Record], None] | None = self.__dict__.get("validate_record")
+        if hook is None and type(self).validate_record is not Table.validate_record:
+            hook = self.validate_record
+        return hook
+
+    def _check_schema(self, row: Record, hook: Callable[[Record], None] | None) -> None:
+        # The schema always holds (a stored row must load back); a replaced validate_record
+        # may only refuse more, and sees a copy, so it cannot change what is stored.
+        validate_record(self.table_name, cast(Schema, self.schema), row)
+        if hook is not None:
+            hook(copy_row(row))
 
     def _auto_key(self) -> int:
         key = self._t.next_pk
@@ -238,9 +291,14 @@ class Table:
                 explicit.add(key)
             keys: list[Any] = []
             next_key = self._t.next_pk
+            # Keys as the same records inserted one by one would get them (an explicit int
+            # key moves the counter past it), skipping keys named anywhere in the batch.
             for position, row in enumerate(owned):
                 key = row.get(pk_name)
-                if key is None:
+                if type(key) is int:
+                    if key >= next_key:
+                        next_key = key + 1
+                elif key is None:
                     while next_key in rows or next_key in explicit:
                         next_key += 1
                     key = row[pk_name] = next_key
@@ -249,8 +307,9 @@ class Table:
                         plains[position] = False  # the row needs a tag (see `insert`)
                 keys.append(key)
             if self.schema is not None:
+                hook = self._extra_check()
                 for row in owned:
-                    validate_record(name, self.schema, row)
+                    self._check_schema(row, hook)
             engine.commit_many(
                 (INSERT, name, key, row, None, plain)
                 for key, row, plain in zip(keys, owned, plains, strict=True)
@@ -329,6 +388,7 @@ class Table:
             pk_name = self.primary_key
             new_key = owned.get(pk_name, _MISSING)
             ops = []
+            hook = self._extra_check() if self.schema is not None else None
             for key, old in matches:
                 if new_key is not _MISSING and new_key != key:
                     raise PrimaryKeyError(
@@ -341,7 +401,7 @@ class Table:
                 if new_key is not _MISSING:
                     row[pk_name] = key  # keep the key's own type (1 == 1.0 == True)
                 if self.schema is not None:
-                    validate_record(self.table_name, self.schema, row)
+                    self._check_schema(row, hook)
                 plain = changes_plain and key not in special
                 ops.append((UPDATE, self.table_name, key, row, old, plain))
             engine.commit_many(ops)
@@ -511,6 +571,11 @@ class Table:
 
     def validate_record(self, record: Record) -> None:
         """Check *record* against the schema (nothing to check without one).
+
+        Every write on a table with a schema checks each new row with it. Replacing it (on
+        one table, or in a subclass) adds checks: the replacement runs after the schema check,
+        on a copy of the row, and what it raises refuses the whole statement. It cannot admit
+        a row the schema refuses.
 
         Raises:
             SchemaValidationError: the record breaks the schema.

@@ -196,6 +196,13 @@ def report(verdict: Verdict, outcomes: Mapping[str, str]) -> str:
     if verdict.stale:
         lines += ["", "Listed as differences but passing (remove them from the list):"]
         lines += [f"  {nodeid}" for nodeid in verdict.stale]
+    modules = [nodeid for nodeid in outcomes if "::" not in nodeid and outcomes[nodeid] != "passed"]
+    if modules:
+        lines += [
+            "",
+            f"{len(modules)} test modules could not be collected; each counts as one failed "
+            "test below, whatever the number of tests it holds: " + ", ".join(sorted(modules)),
+        ]
     lines += [
         "",
         f"dctdb {VERSION} tests against this package: {len(verdict.passed)} passed of "
