@@ -29,8 +29,28 @@ from dictdb.storage.timeline import TIMELINE_PATTERN, History, read_history, rea
 log = logging.getLogger("dictdb")
 
 
+class _Listed:
+    """What every listed file offers: where to read it, and whether it is a full snapshot."""
+
+    __slots__ = ()
+    path: Path
+    kind: str
+    target: Target | None
+
+    @property
+    def where(self) -> Located:
+        """Where to read the file from."""
+        target = LocalDirectory(self.path.parent) if self.target is None else self.target
+        return Located(target, self.path.name)
+
+    @property
+    def is_full(self) -> bool:
+        """Whether this is a full snapshot."""
+        return self.kind == "full"
+
+
 @attrs.frozen
-class BackupFile:
+class BackupFile(_Listed):
     """One snapshot or delta file, described by its header.
 
     Attributes:
@@ -59,17 +79,6 @@ class BackupFile:
     #: The target holding the file (None: the local directory of `path`).
     target: Target | None = attrs.field(default=None, eq=False, repr=False)
 
-    @property
-    def where(self) -> Located:
-        """Where to read the file from."""
-        target = LocalDirectory(self.path.parent) if self.target is None else self.target
-        return Located(target, self.path.name)
-
-    @property
-    def is_full(self) -> bool:
-        """Whether this is a full snapshot."""
-        return self.kind == "full"
-
     def describe(self) -> str:
         """A short description: kind, LSN range, name."""
         if self.is_full:
@@ -78,7 +87,7 @@ class BackupFile:
 
 
 @attrs.frozen
-class LegacyFile:
+class LegacyFile(_Listed):
     """A file of the reference DictDB 1.x (`dictdb.storage.legacy`): no header, so only its
     name says what it is and when it was written.
 
@@ -94,17 +103,6 @@ class LegacyFile:
     stamp: float
     size: int
     target: Target | None = attrs.field(default=None, eq=False, repr=False)
-
-    @property
-    def where(self) -> Located:
-        """Where to read the file from."""
-        target = LocalDirectory(self.path.parent) if self.target is None else self.target
-        return Located(target, self.path.name)
-
-    @property
-    def is_full(self) -> bool:
-        """Whether this is a full snapshot."""
-        return self.kind == "full"
 
 
 @attrs.frozen
