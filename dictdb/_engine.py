@@ -41,6 +41,7 @@ from wal import (
     INSERT,
     UPDATE,
     Journal,
+    JournalError,
     LogFailedError,
     Operation,
     OpTuple,
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 _time = time.time
+#: Fields per operation in the journal's flat lists (`wal.Journal.read_flat`).
+_OP_WIDTH = len(Operation._fields)
 
 
 class Lock(Protocol):
@@ -114,6 +117,7 @@ class TableState:
     """
 
     __slots__ = (
+        "clean_lsn",
         "facade",
         "indexes",
         "name",
@@ -149,6 +153,8 @@ class TableState:
         self.positions: dict[Any, int] = {}
         self.next_position = 0
         self.facade: Any = None  # the `Table` that speaks for this state, made on demand
+        # The reference's clear_dirty_tracking(): changes up to this LSN are no longer shown.
+        self.clean_lsn = 0
 
     def definition(self) -> dict[str, Any]:
         """The definition as stored in the journal: primary key and schema."""
@@ -458,6 +464,42 @@ class Engine:
             raise self.log_failed(sink.failed)
         if self.tables.get(table.name) is not table:
             raise TableNotFoundError(f"table {table.name!r} was dropped")
+
+    def changed_keys(self, table: TableState) -> tuple[set[Any], set[Any]]:
+        """Keys of *table* written, and keys deleted, since the last backup cut (or since
+        `TableState.clean_lsn` when later), each net of the other: the reference's dirty
+        sets, read from the journal. The caller holds the lock.
+
+        Raises:
+            StateError: the journal no longer holds those operations (``retain_journal=False``).
+        """
+        start = max(getattr(self.cursor, "lsn", 0), table.clean_lsn)
+        if start >= self.lsn:
+            return set(), set()
+        try:
+            flat = self.journal.read_flat(start + 1, self.lsn)
+        except JournalError as exc:
+            raise StateError(
+                f"changes since LSN {start} are not in the journal ({exc}): dirty tracking "
+                "needs DictDB(retain_journal=True)"
+            ) from None
+        written: set[Any] = set()
+        deleted: set[Any] = set()
+        name = table.name
+        for i in range(0, len(flat), _OP_WIDTH):
+            if flat[i + 3] != name:
+                continue
+            kind, key = flat[i + 2], flat[i + 4]
+            if kind == DELETE:
+                written.discard(key)
+                deleted.add(key)
+            elif kind in (INSERT, UPDATE):
+                written.add(key)
+                deleted.discard(key)
+            else:  # the table was created (again) or dropped
+                written.clear()
+                deleted.clear()
+        return written, deleted
 
     def audit_block(self, meta: dict[str, Any]) -> AuditBlock:
         """A context manager attaching *meta* to the operations made inside it."""

@@ -19,6 +19,7 @@ from dictdb.errors import TableNotFoundError
 from dictdb.schema import normalize_schema
 from dictdb.storage import persist
 from dictdb.storage import restore as _restore
+from dictdb.storage.legacy import save_legacy
 from dictdb.storage.target import Place
 from dictdb.table import Table
 from wal import Journal, Operation
@@ -220,6 +221,11 @@ class DictDB:
     def apply_delta(self, filename: str | Path, file_format: str | None = None) -> int:
         """Apply a delta file onto this database; see `dictdb.storage.persist.apply_delta`."""
         return persist.apply_delta(self._engine, filename, file_format)
+
+    def save_legacy(self, filename: str | Path, file_format: str = "json") -> Path:
+        """Write the state as a reference DictDB 1.x snapshot, which the reference's own
+        `DictDB.load` reads; see `dictdb.storage.legacy.save_legacy`."""
+        return save_legacy(self._engine, filename, file_format)
 
     # -- durable mode ------------------------------------------------------------------------
 

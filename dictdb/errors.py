@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import pickle
+
 from wal import LogFailedError
 
 
@@ -82,9 +85,48 @@ class CorruptFileError(DictDBError, ValueError):
     """
 
     def __init__(self, path: object, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
+        # Not super(): subclasses mix in builtins whose __init__ takes other arguments.
+        Exception.__init__(self, f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[type[CorruptFileError], tuple[str, str]]:
+        return type(self), (self.path, self.reason)
+
+
+# The reference's callers catch whatever its parser raised for a damaged file; these are
+# still `CorruptFileError` (one error for every damage, R18), each also that builtin kind.
+
+
+class CorruptJSONError(CorruptFileError, json.JSONDecodeError):
+    """A file that is not valid JSON (truncated, empty, damaged): also a
+    `json.JSONDecodeError`, with ``msg``, ``doc``, ``pos``, ``lineno`` and ``colno``."""
+
+    def __init__(self, path: object, reason: str, doc: str = "", pos: int = 0) -> None:
+        super().__init__(path, reason)
+        self.msg = reason
+        self.doc = doc
+        self.pos = pos
+        self.lineno = doc.count("\n", 0, pos) + 1
+        self.colno = pos - doc.rfind("\n", 0, pos)
+
+
+class CorruptPickleError(CorruptFileError, pickle.UnpicklingError, EOFError):
+    """A pickle file that is truncated, damaged, or reaches what is not allowed: also a
+    `pickle.UnpicklingError` and an `EOFError`."""
+
+
+class CorruptShapeError(CorruptFileError, KeyError, TypeError, AttributeError):
+    """A well-formed document of the wrong shape (a member missing or of the wrong type):
+    also a `KeyError`, `TypeError` and `AttributeError`."""
+
+
+class LegacyFileError(CorruptFileError):
+    """A file of the reference DictDB 1.x where a dictdb file was expected: it has no header
+    (read it with `DictDB.load`, `apply_delta` or `restore`, or migrate it)."""
 
 
 class ReplayError(DictDBError, ValueError):

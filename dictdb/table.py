@@ -551,6 +551,37 @@ class Table:
     def __iter__(self) -> Iterator[Record]:
         return iter(self.all())
 
+    # -- the reference's dirty tracking: views of the journal --------------------------------
+
+    def has_changes(self) -> bool:
+        """Whether rows were written or deleted since the last backup cut (a snapshot or
+        delta this database wrote or loaded) or `clear_dirty_tracking`."""
+        written, deleted = self._changes()
+        return bool(written or deleted)
+
+    def get_dirty_records(self) -> list[Record]:
+        """Copies of the rows written since the last backup cut or `clear_dirty_tracking`."""
+        with self._engine.lock:
+            written, _ = self._changes()
+            rows = [self._t.rows[k] for k in written if k in self._t.rows]
+        return [copy_row(r) for r in rows]
+
+    def get_deleted_pks(self) -> list[Any]:
+        """Keys deleted since the last backup cut or `clear_dirty_tracking` (and absent now)."""
+        return list(self._changes()[1])
+
+    def clear_dirty_tracking(self) -> None:
+        """Stop showing the changes made so far in the three views above (backups are not
+        affected: deltas are cut from the journal by LSN)."""
+        with self._engine.lock:
+            self._live()
+            self._t.clean_lsn = self._engine.lsn
+
+    def _changes(self) -> tuple[set[Any], set[Any]]:
+        with self._engine.lock:
+            self._live()
+            return self._engine.changed_keys(self._t)
+
     def columns(self) -> list[str]:
         """The schema's fields, or else the sorted union of the rows' fields."""
         if self.schema is not None:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
-from dictdb.errors import CorruptFileError
+from dictdb.errors import CorruptFileError, CorruptJSONError, CorruptPickleError
 from dictdb.storage.target import Located, ObjectWriter
 from wal import (
     ZSTD_MAGIC,
@@ -279,7 +279,8 @@ def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> Buffe
         or not content.endswith(tail)
         or content[-size : -size + len(head)] != head
     ):
-        raise CorruptFileError(path, "truncated or damaged: the checksum trailer is missing")
+        kind = CorruptJSONError if file_format == "json" else CorruptPickleError
+        raise kind(path, "truncated or damaged: the checksum trailer is missing")
     body = memoryview(content)[:-size]  # not a copy
     expected = content[-size + len(head) : -len(tail)]
     actual = hashlib.sha256(body).hexdigest().encode("ascii")

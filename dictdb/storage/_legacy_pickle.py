@@ -238,8 +238,9 @@ class _Machine:
         if module == "builtins" and name in SCHEMA_TYPE_NAMES:
             return TypeName(name)
         raise CodecError(
-            f"the pickle references {module}.{name}: a reference snapshot loads only "
-            f"{'.'.join(REFERENCE_DB)}, {'.'.join(REFERENCE_TABLE)} and schema types"
+            f"the pickle references {module}.{name}, which is not allowed: a reference "
+            f"snapshot loads only {'.'.join(REFERENCE_DB)}, {'.'.join(REFERENCE_TABLE)} and "
+            "schema types"
         )
 
 

@@ -19,8 +19,7 @@ from typing import Any, Final
 
 import attrs
 
-from dictdb.errors import CorruptFileError
-from dictdb.storage.legacy import LegacyFileError
+from dictdb.errors import CorruptFileError, LegacyFileError
 from dictdb.storage.names import NAME_PATTERN, backup_name, name_kind, name_stamp
 from dictdb.storage.persist import read_header
 from dictdb.storage.target import Entry, LocalDirectory, Located, Place, Target, as_target

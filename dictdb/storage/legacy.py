@@ -41,6 +41,9 @@ from dictdb._engine import HasEngine, check_name, normalize_definition
 from dictdb._values import PK_TYPES, own_record
 from dictdb.errors import (
     CorruptFileError,
+    CorruptJSONError,
+    CorruptPickleError,
+    CorruptShapeError,
     SchemaValidationError,
     ValueDomainError,
 )
@@ -69,10 +72,6 @@ _JSON_OPENING: Final = re.compile(rb'\A\s*\{\s*"(?:tables|type)"\s*:')
 _OURS_PICKLE: Final = re.compile(rb"\A\x80\x05(?:\x95[\s\S]{8})?\}")
 
 
-class LegacyFileError(CorruptFileError):
-    """A reference DictDB 1.x file where a dictdb file was expected (it has no header)."""
-
-
 def looks_legacy(content: bytes | bytearray | memoryview, file_format: str) -> bool:
     """Whether *content* (a file without dictdb's trailer) opens like a reference file.
 
@@ -84,6 +83,24 @@ def looks_legacy(content: bytes | bytearray | memoryview, file_format: str) -> b
     if file_format == "json":
         return _JSON_OPENING.match(head) is not None
     return head.startswith(b"\x80") and _OURS_PICKLE.match(head) is None
+
+
+_OURS_JSON: Final = b'{"format":"dictdb"'
+
+
+def is_ours(content: bytes | bytearray | memoryview, file_format: str) -> bool:
+    """Whether *content* opens like a dictdb file, or like the start of one (a truncated
+    file is ours, and damaged: it is not read as the reference's)."""
+    head = bytes(content[:18])
+    if file_format == "json":
+        return bool(head) and (head.startswith(_OURS_JSON) or _OURS_JSON.startswith(head))
+    if len(head) >= 12:
+        return _OURS_PICKLE.match(head) is not None
+    return len(head) >= 2 and head.startswith(b"\x80\x05")
+
+
+class _Shape(CodecError):
+    """A member missing or of the wrong type (`CorruptShapeError`)."""
 
 
 @attrs.frozen
@@ -141,13 +158,21 @@ def read_legacy(
         CorruptFileError: not a well-formed reference file, or holding what dictdb refuses.
     """
     path = where.path
-    log.warning("%s: %s", path, UNVERIFIED)
+    if looks_legacy(content, file_format):
+        log.warning("%s: %s", path, UNVERIFIED)
     converted: Counter[str] = Counter()
     try:
         if file_format == "pickle":
-            result: LegacySnapshot | LegacyDelta = _from_pickle(path, content, converted)
+            try:
+                result: LegacySnapshot | LegacyDelta = _from_pickle(path, content, converted)
+            except (_Shape, ValueDomainError, SchemaValidationError):
+                raise
+            except CodecError as exc:
+                raise CorruptPickleError(path, f"reference DictDB pickle: {exc}") from None
         else:
             result = _from_json(path, content, converted)
+    except _Shape as exc:
+        raise CorruptShapeError(path, f"reference DictDB file: {exc}") from None
     except (CodecError, ValueDomainError, SchemaValidationError) as exc:
         raise CorruptFileError(path, f"reference DictDB file: {exc}") from None
     kind = name_kind(path.name)
@@ -191,6 +216,7 @@ def _members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _from_json(
     path: Path, content: bytes | bytearray | memoryview, converted: Counter[str]
 ) -> LegacySnapshot | LegacyDelta:
+    text = ""
     try:
         text = bytes(content).decode("utf-8")
         doc = json.loads(text, parse_constant=_nan, parse_float=_float, object_pairs_hook=_members)
@@ -200,30 +226,38 @@ def _from_json(
         raise CorruptFileError(path, "reference DictDB file: nested too deep") from None
     except CodecError as exc:
         raise CorruptFileError(path, f"reference DictDB file: {exc}") from None
-    except ValueError as exc:  # JSONDecodeError, and ints past Python's digit limit
+    except json.JSONDecodeError as exc:
+        raise CorruptJSONError(path, f"not valid JSON: {exc}", text, exc.pos) from None
+    except ValueError as exc:  # ints past Python's digit limit
         raise CorruptFileError(path, f"reference DictDB file: not valid JSON: {exc}") from None
-    if type(doc) is not dict or doc.keys() & {"format", "version", "checksum"}:
-        raise CorruptFileError(path, "reference DictDB file: not a snapshot or delta object")
+    if type(doc) is not dict:
+        raise _Shape(f"not a snapshot or delta object but {type(doc).__name__}")
+    if doc.keys() & {"format", "version", "checksum"}:
+        raise _Shape("a dictdb header without its checksum trailer: truncated or damaged")
     stamp = name_stamp(path.name)
-    tables = doc.get("tables")
+    if "type" in doc and (doc["type"] != "delta" or doc.keys() - {"type", "timestamp", "tables"}):
+        raise _Shape(
+            "not a valid delta file: a delta has exactly 'type': 'delta', 'timestamp' and 'tables'"
+        )
+    if "tables" not in doc:
+        raise _Shape("no 'tables' member")
+    tables = doc["tables"]
     if type(tables) is not dict:
-        raise CodecError("'tables' must be an object")
+        raise _Shape(f"'tables' must be an object, not {type(tables).__name__}")
     if "type" in doc:
-        if doc["type"] != "delta" or doc.keys() - {"type", "timestamp", "tables"}:
-            raise CodecError("a delta has exactly 'type': 'delta', 'timestamp' and 'tables'")
         timestamp: Any = doc.get("timestamp")
         if stamp is None and type(timestamp) in (int, float) and 0 <= timestamp < MAX_TS:
             stamp = float(timestamp)
         return LegacyDelta(path, _delta_tables(tables, converted), stamp)
     if doc.keys() != {"tables"}:
-        raise CodecError("a snapshot has exactly one member, 'tables'")
+        raise _Shape("a snapshot has exactly one member, 'tables'")
     out = []
     for name, tdoc in tables.items():
         if type(tdoc) is not dict or tdoc.keys() != {"primary_key", "schema", "records"}:
-            raise CodecError(f"table {name!r} must hold primary_key, schema and records")
+            raise _Shape(f"table {name!r} must hold exactly primary_key, schema and records")
         records = tdoc["records"]
         if type(records) is not list:
-            raise CodecError(f"table {name!r}: records must be a list")
+            raise _Shape(f"table {name!r}: records must be a list, not {type(records).__name__}")
         out.append(_table(name, tdoc["primary_key"], tdoc["schema"], records, None, converted))
     return LegacySnapshot(path, tuple(out), stamp)
 
@@ -232,10 +266,10 @@ def _delta_tables(tables: dict[str, Any], converted: Counter[str]) -> dict[str, 
     out: dict[str, LegacyChange] = {}
     for name, change in tables.items():
         if type(change) is not dict or change.keys() - {"upserts", "deletes"}:
-            raise CodecError(f"table {name!r}: a change holds upserts and deletes only")
+            raise _Shape(f"table {name!r}: a change holds upserts and deletes only")
         upserts, deletes = change.get("upserts", []), change.get("deletes", [])
         if type(upserts) is not list or type(deletes) is not list:
-            raise CodecError(f"table {name!r}: upserts and deletes must be lists")
+            raise _Shape(f"table {name!r}: upserts and deletes must be lists")
         rows = tuple(_own(name, r, converted, None) for r in upserts)
         keys = tuple(_key(name, k) for k in deletes)
         out[name] = LegacyChange(rows, keys)

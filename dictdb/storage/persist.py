@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -58,7 +59,10 @@ from dictdb._engine import Engine, HasEngine, Lock, TableState, normalize_defini
 from dictdb._values import INT64_MAX, PK_TYPES, check_primary_key, own_record, row_hash
 from dictdb.errors import (
     CorruptFileError,
+    CorruptJSONError,
+    CorruptPickleError,
     DictDBError,
+    LegacyFileError,
     SchemaValidationError,
     StateError,
 )
@@ -69,8 +73,8 @@ from dictdb.storage._pickle import PICKLE, PICKLE_BLOB_END, pickle_blob_head, re
 from dictdb.storage.gcshelter import Shelter
 from dictdb.storage.legacy import (
     LegacyDelta,
-    LegacyFileError,
     LegacySnapshot,
+    is_ours,
     looks_legacy,
     read_legacy,
 )
@@ -83,6 +87,7 @@ from wal import (
     INSERT,
     MAX_TS,
     UPDATE,
+    ZSTD_MAGIC,
     CodecError,
     Compaction,
     brief,
@@ -120,6 +125,33 @@ class BackupCursor:
 def _plain_tables(engine: Engine) -> frozenset[str]:
     # The tables whose rows are all plain right now; the caller holds the database lock.
     return frozenset(name for name, t in engine.tables.items() if not t.special)
+
+
+def _check_allowed(filename: Where, allowed_dir: str | os.PathLike[str] | None) -> None:
+    # The reference's `allowed_dir`: the resolved path must lie inside it (by path parts, not
+    # by string prefix: its defect A20).
+    if allowed_dir is None:
+        return
+    where = locate(filename)
+    local = where.target.local_directory()
+    if local is None:
+        raise ValueError(f"allowed_dir applies to local files only, not {where.path}")
+    path = (local / where.name).resolve()
+    allowed = Path(allowed_dir).resolve()
+    if path != allowed and not path.is_relative_to(allowed):
+        raise ValueError(f"path {where.path} is outside the allowed directory {allowed_dir}")
+
+
+def has_changes(db: HasEngine) -> bool:
+    """Whether *db* holds changes no snapshot or delta has taken yet (the reference's name).
+
+    Since the last backup cut (or since the database began, when it has none), a change is
+    any operation; a table's own view is `Table.has_changes`.
+    """
+    engine = db.engine
+    with engine.lock:
+        cursor = engine.cursor
+        return engine.lsn > (0 if cursor is None else cursor.lsn)
 
 
 def check_format(file_format: str | None) -> str:
@@ -446,6 +478,7 @@ def save(
     overwrite: bool = True,
     as_base: bool | None = None,
     timeline: int | None = None,
+    allowed_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write a full snapshot of *db*, atomically.
 
@@ -467,14 +500,19 @@ def save(
         as_base: see above.
         timeline: the number of the history's timeline in the target, when a backup manager
             registered one (`dictdb.storage.timeline`); recorded in the header.
+        allowed_dir: refuse a path that resolves outside this directory (the reference's
+            argument; a `Path` given as the fourth positional argument is taken as it).
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: an unknown format or compression.
+        ValueError: an unknown format or compression, or a path outside *allowed_dir*.
         OSError: the write failed; no file (and no temp file) is left behind.
     """
+    if isinstance(compression, os.PathLike):  # the reference's save(db, f, fmt, allowed_dir)
+        compression, allowed_dir = None, compression
+    _check_allowed(filename, allowed_dir)
     engine = db.engine
     return _save(engine, filename, file_format, compression, overwrite, as_base, timeline)[0]
 
@@ -561,7 +599,12 @@ def _read_any(
     path = where.path
     data = where.target.read(where.name)
     fmt, compressed = _sniff(path, data, file_format)
-    if not compressed and not has_trailer(data, fmt) and looks_legacy(data, fmt):
+    if (
+        not compressed
+        and not data.startswith(ZSTD_MAGIC)
+        and not has_trailer(data, fmt)
+        and not is_ours(data, fmt)
+    ):
         return read_legacy(where, data, fmt)
     payload = unseal(path, data, fmt, compressed)
     del data  # with zstd, the compressed bytes
@@ -569,7 +612,8 @@ def _read_any(
     try:
         doc = _load_pickle(path, payload) if fmt == "pickle" else orjson.loads(payload)
     except (orjson.JSONDecodeError, CodecError) as exc:
-        raise CorruptFileError(path, f"not a valid {fmt} document: {exc}") from None
+        kind = CorruptPickleError if fmt == "pickle" else CorruptJSONError
+        raise kind(path, f"not a valid {fmt} document: {exc}") from None
     if fmt == "json":
         _check_json_header(path, doc, payload)
     _check_shape(path, doc)
@@ -773,12 +817,21 @@ def _num_field(path: Path, doc: Mapping[str, Any], name: str) -> float:
     )
 
 
-def load(filename: Where, file_format: str | None = None, *, lock: Lock | None = None) -> Engine:
+def load(
+    filename: Where,
+    file_format: str | None = None,
+    allowed_dir: str | os.PathLike[str] | None = None,
+    *,
+    lock: Lock | None = None,
+) -> Engine:
     """Load a full snapshot into a new engine, verifying it completely.
+
+    A file of the reference DictDB 1.x is read too (`dictdb.storage.legacy`).
 
     Args:
         filename: the file (``.zst`` means compressed).
         file_format: ``"json"`` or ``"pickle"``; None infers it from the name.
+        allowed_dir: refuse a path that resolves outside this directory (the reference's).
         lock: the engine's lock (default: a new RLock).
 
     Returns:
@@ -787,7 +840,11 @@ def load(filename: Where, file_format: str | None = None, *, lock: Lock | None =
     Raises:
         CorruptFileError: damaged, truncated, of another type, or its content does not match
             its recorded digest.
+        ValueError: an unknown format, or a path outside *allowed_dir*.
     """
+    if file_format is not None:
+        check_format(file_format)  # before any I/O
+    _check_allowed(filename, allowed_dir)
     where = locate(filename)
     path = where.path
     doc = _read_any(where, file_format)
@@ -931,6 +988,7 @@ def save_delta(
     *,
     overwrite: bool = False,
     timeline: int | None = None,
+    allowed_dir: str | os.PathLike[str] | None = None,
 ) -> Path | None:
     """Write the changes since the last snapshot or delta as a delta file, atomically.
 
@@ -942,8 +1000,13 @@ def save_delta(
 
     Raises:
         DictDBError: no base snapshot was written or loaded in this process.
+        ValueError: a path outside *allowed_dir* (a `Path` third positional argument is taken
+            as the reference's ``allowed_dir``).
         OSError: the write failed: nothing is released, so the next delta includes all of it.
     """
+    if isinstance(file_format, os.PathLike):  # the reference's save_delta(db, f, allowed_dir)
+        file_format, allowed_dir = None, file_format
+    _check_allowed(filename, allowed_dir)
     engine = db.engine
     where, fmt, comp = _target(filename, file_format, compression)
     with engine.lock:
@@ -1041,8 +1104,16 @@ def _encode_delta(
     return digest
 
 
-def apply_delta(db: HasEngine, filename: Where, file_format: str | None = None) -> int:
+def apply_delta(
+    db: HasEngine,
+    filename: Where,
+    file_format: str | None = None,
+    allowed_dir: str | os.PathLike[str] | None = None,
+) -> int:
     """Apply a delta file to *db*, all or nothing.
+
+    A delta of the reference DictDB 1.x is applied too: its upserts replace rows whole, then
+    its deletes remove keys, as one statement (`dictdb.storage.legacy`).
 
     The whole file is checked first (checksum, version, type, LSN continuity with `db.lsn`,
     every row against the value domain, keys and schema, and the resulting state digest);
@@ -1056,7 +1127,12 @@ def apply_delta(db: HasEngine, filename: Where, file_format: str | None = None) 
             `db.lsn`, or does not fit the database; the database is unchanged.
         StateError: *db* is durable (`DictDB.open`): its log holds every operation, and a
             delta holds only their net effect, which the log cannot take.
+        ValueError: a path outside *allowed_dir* (a `Path` third positional argument is taken
+            as the reference's ``allowed_dir``).
     """
+    if isinstance(file_format, os.PathLike):  # the reference's apply_delta(db, f, allowed_dir)
+        file_format, allowed_dir = None, file_format
+    _check_allowed(filename, allowed_dir)
     engine = db.engine
     if engine.sink is not None:
         raise StateError(
@@ -1069,9 +1145,13 @@ def apply_delta(db: HasEngine, filename: Where, file_format: str | None = None) 
     if isinstance(doc, LegacyDelta):
         return _apply_legacy_delta(engine, doc)
     if isinstance(doc, LegacySnapshot):
-        raise CorruptFileError(path, "expected a delta, found a reference snapshot")
+        raise CorruptFileError(
+            path, "not a valid delta file: expected a delta, found a reference snapshot"
+        )
     if doc["type"] != "delta":
-        raise CorruptFileError(path, f"expected a delta, found a {doc['type']} snapshot")
+        raise CorruptFileError(
+            path, f"not a valid delta file: expected a delta, found a {doc['type']} snapshot"
+        )
     from_lsn = _int_field(path, doc, "from_lsn", 1)
     to_lsn = _int_field(path, doc, "to_lsn", from_lsn)
     last_ts = _num_field(path, doc, "last_op_ts")

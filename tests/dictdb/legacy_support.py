@@ -290,8 +290,8 @@ def _child() -> None:
                 persist.apply_delta(DictDB(), name)
             else:
                 DictDB.load(name, kind)
-        except CorruptFileError as exc:
-            error, path, reason = type(exc).__name__, exc.path, exc.reason
+        except CorruptFileError as exc:  # any of its kinds (CorruptJSONError...)
+            error, path, reason = "CorruptFileError", exc.path, exc.reason
         except BaseException as exc:  # reported: the parent fails on it
             error, reason = type(exc).__name__, str(exc)[:500]
         seconds = time.monotonic() - started

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import importlib
+import json
+import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import dictdb
-from dictdb import DictDB, DuplicateTableError, SchemaValidationError, Table
+from dictdb import (
+    CorruptFileError,
+    DictDB,
+    DuplicateTableError,
+    SchemaValidationError,
+    StateError,
+    Table,
+)
 from dictdb.index import HashIndex, SortedIndex, create
+from dictdb.storage import persist
 
 
 @pytest.mark.parametrize(
@@ -107,3 +118,117 @@ def test_indexes_answer_the_reference_value_level_calls() -> None:
     assert {2, 1} == SortedIndex().search_between(0, 1) | ordered.search_between(25, 30)
     with pytest.raises(ValueError, match="unknown index type"):
         create("avl")
+
+
+# -- the reference's dirty tracking, as views of the journal --------------------------------
+
+
+def test_dirty_views_follow_inserts_updates_deletes_and_clearing() -> None:
+    db = DictDB()
+    db.create_table("t")
+    t = db.get_table("t")
+    assert (False, [], []) == (t.has_changes(), t.get_dirty_records(), t.get_deleted_pks())
+    t.insert({"id": 1, "v": "a"})
+    t.insert({"id": 2, "v": "b"})
+    assert [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}] == sorted(
+        t.get_dirty_records(), key=lambda r: r["id"]
+    )
+    t.clear_dirty_tracking()
+    assert not t.has_changes()
+    t.update({"v": "c"}, where=t.id == 1)
+    t.delete(where=t.id == 2)
+    assert ([{"id": 1, "v": "c"}], [2]) == (t.get_dirty_records(), t.get_deleted_pks())
+    t.insert({"id": 2, "v": "again"})
+    assert [] == t.get_deleted_pks()
+
+
+def test_a_backup_cut_clears_the_dirty_views_and_persist_has_changes(tmp_path: Path) -> None:
+    db = DictDB()
+    db.create_table("t")
+    db.get_table("t").insert({"id": 1})
+    assert persist.has_changes(db)
+    db.save(tmp_path / "full.json")
+    assert (False, False) == (persist.has_changes(db), db.get_table("t").has_changes())
+    db.get_table("t").insert({"id": 2})
+    assert persist.has_changes(db)
+    persist.save_delta(db, tmp_path / "delta.json")
+    assert not persist.has_changes(db)
+
+
+def test_a_table_dropped_and_created_again_shows_only_its_own_changes() -> None:
+    db = DictDB()
+    db.create_table("t")
+    db.get_table("t").insert({"id": 1})
+    db.drop_table("t")
+    db.create_table("t")
+    db.get_table("t").insert({"id": 2})
+    assert [{"id": 2}] == db.get_table("t").get_dirty_records()
+
+
+def test_dirty_views_without_a_journal_say_what_they_need() -> None:
+    db = DictDB(retain_journal=False)
+    db.create_table("t")
+    db.get_table("t").insert({"id": 1})
+    with pytest.raises(StateError, match="retain_journal=True"):
+        db.get_table("t").has_changes()
+
+
+# -- the reference's persist call forms ---------------------------------------------------------
+
+
+def test_allowed_dir_refuses_paths_outside_it_by_parts_not_by_prefix(tmp_path: Path) -> None:
+    allowed = tmp_path / "data"
+    allowed.mkdir()
+    (tmp_path / "data2").mkdir()
+    db = DictDB()
+    db.create_table("t")
+    inside = persist.save(db, allowed / "ok.json", "json", allowed)
+    assert DictDB.load(inside).list_tables() == ["t"]
+    for path in (allowed / ".." / "escaped.json", tmp_path / "data2" / "x.json"):
+        with pytest.raises(ValueError, match="outside the allowed directory"):
+            persist.save(db, path, "json", allowed)
+        with pytest.raises(ValueError, match="outside the allowed directory"):
+            persist.load(path, "json", allowed)
+    assert not (tmp_path / "escaped.json").exists()
+    with pytest.raises(ValueError, match="outside the allowed directory"):
+        persist.apply_delta(db, tmp_path / "d.json", allowed)
+    with pytest.raises(ValueError, match="outside the allowed directory"):
+        persist.save_delta(db, tmp_path / "d.json", allowed)
+
+
+def test_load_refuses_an_unknown_format_before_touching_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unsupported file_format 'ini'"):
+        persist.load(tmp_path / "missing.json", "ini")
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "kinds"),
+    [
+        (b"", "e.json", (json.JSONDecodeError,)),
+        (b'{"tables": {oops', "s.json", (json.JSONDecodeError,)),
+        (b'{"data": {}}', "m.json", (KeyError,)),
+        (b'{"tables": null}', "n.json", (AttributeError, TypeError)),
+        (b"[]", "a.json", (KeyError, TypeError)),
+        (b"", "e.pickle", (EOFError, pickle.UnpicklingError)),
+        (b"\x80\x04cos\nsystem\n.", "g.pickle", (pickle.UnpicklingError,)),
+    ],
+)
+def test_damage_raises_corrupt_file_error_that_is_also_the_parsers_kind(
+    tmp_path: Path, content: bytes, name: str, kinds: tuple[type[BaseException], ...]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CorruptFileError) as info:
+        DictDB.load(path)
+    assert str(path) == info.value.path
+    assert all(isinstance(info.value, kind) for kind in kinds)
+
+
+def test_our_truncated_files_are_also_the_parsers_kind(tmp_path: Path) -> None:
+    db = DictDB()
+    db.create_table("t")
+    for fmt, kind in (("json", json.JSONDecodeError), ("pickle", pickle.UnpicklingError)):
+        path = db.save(tmp_path / f"s.{fmt}")
+        path.write_bytes(path.read_bytes()[:-30])
+        with pytest.raises(kind, match="checksum trailer is missing"):
+            DictDB.load(path)

@@ -321,6 +321,15 @@ def test_save_legacy_round_trips_through_our_legacy_reader(tmp_path: Path) -> No
     assert rows(db) == rows(DictDB.load(tmp_path / "s.json", "json"))
 
 
+def test_db_save_legacy_writes_the_same_file_as_the_function(tmp_path: Path) -> None:
+    db = DictDB()
+    db.create_table("t")
+    db.get_table("t").insert({"name": "x"})
+    a = db.save_legacy(tmp_path / "a.json")
+    b = save_legacy(db, tmp_path / "b.json", "json")
+    assert a.read_bytes() == b.read_bytes()
+
+
 def test_save_legacy_refuses_what_the_reference_cannot_hold_and_leaves_no_file(
     tmp_path: Path,
 ) -> None:

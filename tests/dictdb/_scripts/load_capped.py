@@ -62,8 +62,8 @@ def main() -> None:
         started = time.monotonic()
         try:
             DictDB.load(name)
-        except CorruptFileError as exc:
-            error, path, reason = type(exc).__name__, exc.path, exc.reason
+        except CorruptFileError as exc:  # any of its kinds (CorruptJSONError...)
+            error, path, reason = "CorruptFileError", exc.path, exc.reason
         except Exception as exc:  # reported, and the parent fails on it
             error, reason = type(exc).__name__, str(exc)
         seconds = time.monotonic() - started
