@@ -1,27 +1,25 @@
-"""Audit tooling over a backup directory: history of a record, diff of two points, replay of
-operations, verification of everything a directory holds.
+"""Operations of a backup directory in LSN order: `events`, a record's `history`, `replay`.
 
 Sources, finest first: the durable log (``wal/``: every operation, with its before/after
 images and audit metadata) where it covers the range asked for; otherwise deltas (the net
 change of a record per delta: *delta granularity*, said so in every result) and the oldest
 full snapshot (the record's first known state). Files are read one at a time, so memory stays
-bounded by the largest single file (or, for `diff`, by two restored states).
+bounded by the largest single file.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import decimal
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT, Progress, iso, log_dir, same
 from dictdb.errors import CorruptFileError, RestoreError
-from dictdb.storage.catalog import BackupFile, Catalog, LegacyFile, scan
-from dictdb.storage.persist import apply_delta, load, read_document
+from dictdb.storage.catalog import BackupFile, Catalog, scan
+from dictdb.storage.persist import load, read_document
 from dictdb.storage.restore import replanning, restore_engine
 from dictdb.storage.target import Target, as_target
 from dictdb.storage.timeline import read_log_lineage
@@ -33,20 +31,12 @@ from wal import (
     UPDATE,
     CodecError,
     RecoveryError,
-    WALError,
     from_plain,
     iter_wal,
 )
 
-#: How fine a result is: one operation, the net change of one delta, or a snapshot's state.
-OPERATION: Final = "operation"
-DELTA: Final = "delta"
-SNAPSHOT: Final = "snapshot"
-
 if TYPE_CHECKING:
-    from dictdb._engine import Engine
-
-Progress = Callable[[int, int], None]
+    pass
 
 
 @attrs.frozen
@@ -85,7 +75,7 @@ class Event:
         return {
             "lsn": self.lsn,
             "ts": self.ts,
-            "time": _iso(self.ts),
+            "time": iso(self.ts),
             "kind": self.kind,
             "table": self.table,
             "key": to_plain(self.key),
@@ -97,25 +87,14 @@ class Event:
         }
 
 
-def _iso(ts: float) -> str:
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="microseconds")
-
-
 # ---------------------------------------------------------------------------------------------
 # Reading the directory in LSN order
-
-
-def _log_dir(target: Target) -> Path | None:
-    # The durable log is read where it is written: a local directory's ``wal/``.
-    local = target.local_directory()
-    wal_dir = None if local is None else local / "wal"
-    return wal_dir if wal_dir is not None and wal_dir.is_dir() else None
 
 
 def _log_start(target: Target) -> int | None:
     from wal import list_segments
 
-    wal_dir = _log_dir(target)
+    wal_dir = log_dir(target)
     if wal_dir is None:
         return None
     segments = list_segments(wal_dir)
@@ -316,7 +295,7 @@ def events(
         if progress is not None:
             progress(done, total)
     if log_from is not None:
-        wal_dir = _log_dir(target)
+        wal_dir = log_dir(target)
         assert wal_dir is not None
         for op in _log_operations(wal_dir, covered):
             if (hi is not None and op.lsn > hi) or op.lsn > log_cap:
@@ -359,7 +338,7 @@ def _timeline_caps(
     if chosen is None:
         return None, math.inf
     caps = history.caps(chosen.number)
-    wal_dir = _log_dir(target)
+    wal_dir = log_dir(target)
     try:
         recorded = None if wal_dir is None else read_log_lineage(wal_dir)
     except CorruptFileError:
@@ -400,7 +379,7 @@ def _bridge(
             if not _wanted(k, key, keys):
                 continue
             ra, rb = rows_a.get(k), rows_b.get(k)
-            if ra is not None and rb is not None and _same(ra, rb):
+            if ra is not None and rb is not None and same(ra, rb):
                 continue
             kind = DELETE if rb is None else "upsert"
             out.append(
@@ -463,354 +442,3 @@ def replay(
     for event in events(backup_dir, start=start, end=end, keys=keys):
         if only is None or event.table in only:
             yield event
-
-
-# ---------------------------------------------------------------------------------------------
-# Diff
-
-
-@attrs.frozen
-class RowChange:
-    """A row present at both points with different contents: field → (before, after)."""
-
-    key: Any
-    fields: dict[str, tuple[Any, Any]]
-
-
-@attrs.frozen
-class TableDiff:
-    """What changed in one table between two points."""
-
-    added: dict[Any, dict[str, Any]]
-    removed: dict[Any, dict[str, Any]]
-    changed: list[RowChange]
-    created: bool = False
-    dropped: bool = False
-
-
-_MISSING: Final = object()
-
-
-def _point(target: Target, point: Any) -> Engine:
-    # A diff point: "lsn:N", or a time `restore` accepts.
-    if isinstance(point, str) and point.startswith("lsn:"):
-        return restore_engine(target, lsn=int(point[4:]))
-    return restore_engine(target, at=point)
-
-
-def diff(
-    backup_dir: str | Path | Target,
-    a: Any,
-    b: Any,
-    *,
-    storage_options: dict[str, Any] | None = None,
-) -> dict[str, TableDiff]:
-    """What changed between two points (times, or ``"lsn:N"``), per table.
-
-    Equal by construction to the difference of ``restore(dir, at=a)`` and
-    ``restore(dir, at=b)``: both are rebuilt and compared.
-    """
-    target = as_target(backup_dir, storage_options)
-    old = _point(target, a).to_dict()
-    new = _point(target, b).to_dict()
-    out: dict[str, TableDiff] = {}
-    for name in sorted(set(old) | set(new)):
-        rows_a = old.get(name, {}).get("records", {})
-        rows_b = new.get(name, {}).get("records", {})
-        added = {k: v for k, v in rows_b.items() if k not in rows_a}
-        removed = {k: v for k, v in rows_a.items() if k not in rows_b}
-        changed = []
-        for k in rows_a.keys() & rows_b.keys():
-            ra, rb = rows_a[k], rows_b[k]
-            if _same(ra, rb):
-                continue
-            fields = {
-                f: (ra.get(f, _MISSING), rb.get(f, _MISSING))
-                for f in sorted(ra.keys() | rb.keys())
-                if not _same(ra.get(f, _MISSING), rb.get(f, _MISSING))
-            }
-            changed.append(RowChange(k, fields))
-        if added or removed or changed or (name in old) != (name in new):
-            out[name] = TableDiff(
-                added, removed, changed, created=name not in old, dropped=name not in new
-            )
-    return out
-
-
-def _same(a: Any, b: Any) -> bool:
-    # Equal *and* of the same types all the way down (1 != 1.0 != True for an audit).
-    if type(a) is not type(b):
-        return False
-    if type(a) is dict:
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if type(a) is list:
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if type(a) in (float, _dt.datetime, decimal.Decimal):
-        # repr tells apart what == does not: -0.0, the exponent of a Decimal, a tz offset.
-        return repr(a) == repr(b) and (type(a) is not _dt.datetime or a.fold == b.fold)
-    return bool(a == b)
-
-
-def missing_marker() -> object:
-    """The value `diff` uses for a field absent on one side."""
-    return _MISSING
-
-
-# ---------------------------------------------------------------------------------------------
-# Verify
-
-
-@attrs.frozen
-class Finding:
-    """One problem found: the file and what is wrong."""
-
-    path: str
-    reason: str
-
-
-@attrs.frozen
-class TimelineWindow:
-    """One timeline of a directory, as `verify` found it.
-
-    Attributes:
-        number: the timeline's number (highest: the newest).
-        parent: the timeline it forked from (None for a root).
-        fork_lsn: the last LSN it shares with its parent.
-        restorable: LSN ranges of its own files (and log) that rebuild exactly.
-        newest: whether `restore` follows it by default.
-    """
-
-    number: int
-    parent: int | None
-    fork_lsn: int | None
-    restorable: tuple[tuple[int, int], ...]
-    newest: bool
-
-
-@attrs.frozen
-class VerifyReport:
-    """What `verify` checked and found.
-
-    Attributes:
-        files_checked: snapshot and delta files read and verified.
-        segments_checked: log segments read.
-        findings: problems, each naming a file.
-        restorable: LSN ranges that can be rebuilt exactly, as ``(first, last)`` (every
-            timeline's, merged).
-        timelines: each timeline's own chains and window (a fork is information, not a
-            finding).
-        notes: information: entries ignored (not regular files, files of no timeline here).
-    """
-
-    files_checked: int
-    segments_checked: int
-    findings: tuple[Finding, ...]
-    restorable: tuple[tuple[int, int], ...]
-    timelines: tuple[TimelineWindow, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        """No findings."""
-        return not self.findings
-
-
-def verify(
-    backup_dir: str | Path | Target,
-    *,
-    progress: Progress | None = None,
-    storage_options: dict[str, Any] | None = None,
-) -> VerifyReport:
-    """Check everything a directory holds.
-
-    Every file's checksum and format; LSN contiguity per chain; each chain rebuilt step by
-    step with its digest checked after every step; the log's segments (checksums, continuity,
-    a torn tail reported); which LSN ranges can be rebuilt, per timeline. A file that
-    retention deletes while it is read makes the check start over.
-    """
-    target = as_target(backup_dir, storage_options)
-    return replanning(lambda: _verify_once(target, progress), target, lambda r: r.ok)
-
-
-def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:
-    from dictdb.storage.catalog import overlaps
-
-    catalog = scan(target)
-    findings: list[Finding] = [
-        Finding(str(p), r) for p, r in (*catalog.unreadable, *catalog.history.unreadable)
-    ]
-    for a, b in overlaps(catalog.files):
-        findings.append(Finding(str(b.path), f"overlaps {a.path.name} (LSN {b.first_lsn})"))
-    restorable: list[tuple[int, int]] = []
-    by_timeline: dict[int | None, list[tuple[int, int]]] = {}
-    total = len(catalog.files) + 1
-    done = 0
-    checked = 0
-    chained: set[Path] = set()
-    for chain in catalog.chains:
-        try:
-            db = load(chain.full.where)
-            checked += 1
-        except FileNotFoundError:
-            raise  # retention removed it since the listing: verify again
-        except (CorruptFileError, OSError) as exc:
-            findings.append(Finding(str(chain.full.path), _reason(exc)))
-            done += len(chain.files)
-            continue
-        done += 1
-        if progress is not None:
-            progress(done, total)
-        reached = chain.full.last_lsn
-        for delta in chain.deltas:
-            try:
-                apply_delta(db, delta.where)
-                checked += 1
-                reached = delta.last_lsn
-                chained.add(delta.path)
-            except FileNotFoundError:
-                raise  # retention removed it since the listing: verify again
-            except (CorruptFileError, OSError) as exc:
-                findings.append(Finding(str(delta.path), _reason(exc)))
-                break
-            finally:
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        restorable.append((chain.full.last_lsn, reached))
-        window = (chain.full.last_lsn, reached)
-        by_timeline.setdefault(catalog.timeline_of(chain.full), []).append(window)
-    for orphan in catalog.orphans:
-        findings.append(
-            Finding(
-                str(orphan.path),
-                f"no full snapshot leads to this delta (LSN {orphan.first_lsn}..{orphan.last_lsn}):"
-                " a gap before it",
-            )
-        )
-    for f in catalog.files:
-        if not f.is_full and f.path not in chained and f not in catalog.orphans:
-            try:
-                read_document(f.where)
-            except FileNotFoundError:
-                raise  # retention removed it since the listing: verify again
-            except (CorruptFileError, OSError) as exc:
-                if not any(x.path == str(f.path) for x in findings):
-                    findings.append(Finding(str(f.path), _reason(exc)))
-    segments_checked = 0
-    wal_dir = _log_dir(target)
-    if wal_dir is not None:
-        try:
-            segments: list[Any] = []
-            torn = None
-            for segment, _ops, seg_torn in iter_wal(wal_dir):  # one segment in memory at a time
-                segments.append(segment)
-                torn = seg_torn or torn
-            segments_checked = len(segments)
-            if torn is not None:
-                findings.append(
-                    Finding(str(torn.segment), f"torn tail at offset {torn.offset}: {torn.reason}")
-                )
-            if segments:
-                first, last = segments[0].first_lsn, segments[-1].last_lsn
-                owner = _log_timeline(catalog, wal_dir)
-                own = by_timeline.get(owner, [])
-                if first == 1 or any(lo <= first - 1 <= hi for lo, hi in own or restorable):
-                    restorable.append((max(first - 1, 0), last))
-                    by_timeline.setdefault(owner, []).append((max(first - 1, 0), last))
-        except RecoveryError as exc:
-            findings.append(Finding(exc.segment, f"offset {exc.offset}: {exc.reason}"))
-        except WALError as exc:
-            findings.append(Finding(str(wal_dir), str(exc)))
-    legacy_checked, legacy_notes = _verify_legacy(catalog.legacy, findings)
-    checked += legacy_checked
-    if progress is not None:
-        progress(total, total)
-    history = catalog.history
-    newest = history.newest()
-    windows = tuple(
-        TimelineWindow(
-            tl.number,
-            tl.parent,
-            tl.fork_lsn,
-            _merge(by_timeline.get(tl.number, [])),
-            newest is not None and tl.number == newest.number,
-        )
-        for tl in sorted(history.timelines.values(), key=lambda t: t.number)
-    )
-    notes = (
-        tuple(f"{path}: ignored: {reason}" for path, reason in (*catalog.ignored, *catalog.strays))
-        + tuple(
-            f"timeline {w.number} forked from timeline {w.parent} after LSN {w.fork_lsn}"
-            for w in windows
-            if w.parent is not None
-        )
-        + legacy_notes
-    )
-    return VerifyReport(
-        checked, segments_checked, tuple(findings), _merge(restorable), windows, notes
-    )
-
-
-def _verify_legacy(
-    files: Sequence[LegacyFile], findings: list[Finding]
-) -> tuple[int, tuple[str, ...]]:
-    """Replay the reference DictDB's files as its guide restores them (each full, then the
-    deltas after it); a damaged one is a finding, and the deltas after it up to the next full
-    cannot be checked. Returns the files read and the notes."""
-    if not files:
-        return 0, ()
-    notes: list[str] = []
-    engine: Any = None
-    checked = 0
-    for f in files:
-        if not f.is_full and engine is None:
-            notes.append(
-                f"{f.path}: not checked: no full snapshot before it, or a damaged file between"
-            )
-            continue
-        try:
-            if f.is_full:
-                engine = load(f.where)
-            else:
-                apply_delta(engine, f.where)
-            checked += 1
-        except FileNotFoundError:
-            raise  # retention removed it since the listing: verify again
-        except (CorruptFileError, OSError) as exc:
-            findings.append(Finding(str(f.path), _reason(exc)))
-            engine = None
-    first, last = files[0].stamp, files[-1].stamp
-    notes.append(
-        f"{len(files)} reference DictDB 1.x files ({_iso(first)} .. {_iso(last)}): "
-        "restorable by time only; they carry no checksum, so damage that still parses cannot "
-        "be detected (`python -m dictdb migrate` converts them)"
-    )
-    return checked, tuple(notes)
-
-
-def _log_timeline(catalog: Catalog, wal_dir: Path) -> int | None:
-    # The timeline the durable log belongs to (its recorded lineage), else the newest.
-    try:
-        recorded = read_log_lineage(wal_dir)
-    except CorruptFileError:
-        recorded = None
-    tl = None if recorded is None else catalog.history.of_lineage(recorded[0])
-    if tl is None:
-        tl = catalog.history.newest()
-    return None if tl is None else tl.number
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, CorruptFileError | RestoreError):
-        return exc.reason
-    return str(exc)
-
-
-def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    out: list[tuple[int, int]] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return tuple(out)

@@ -1,0 +1,30 @@
+"""Audit tooling over a backup directory: a record's history, the difference between two
+points, the operations in a range, and the verification of everything a directory holds.
+
+`events` and `history` (`dictdb.audit.changes`), `diff` (`dictdb.audit.comparison`) and
+`verify` (`dictdb.audit.verification`) read one file or log segment at a time, so memory
+stays bounded by the largest single file (or, for `diff`, by two restored states).
+"""
+
+from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT
+from dictdb.audit.changes import Event, events, history, replay
+from dictdb.audit.comparison import RowChange, TableDiff, diff, missing_marker
+from dictdb.audit.verification import Finding, TimelineWindow, VerifyReport, verify
+
+__all__ = [
+    "DELTA",
+    "OPERATION",
+    "SNAPSHOT",
+    "Event",
+    "Finding",
+    "RowChange",
+    "TableDiff",
+    "TimelineWindow",
+    "VerifyReport",
+    "diff",
+    "events",
+    "history",
+    "missing_marker",
+    "replay",
+    "verify",
+]

@@ -1,0 +1,220 @@
+"""The commands over a backup location as a whole: ls, verify, restore, inspect."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, TextIO
+
+from dictdb.cli._args import (
+    EXIT_FINDINGS,
+    EXIT_OK,
+    Add,
+    UsageError,
+    dump,
+    parse_time,
+    progress,
+    when,
+)
+from dictdb.storage.target import as_target
+
+
+def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
+    from dictdb.storage.catalog import as_document, scan
+
+    catalog = scan(args.dir)
+    if args.json:
+        print(dump(as_document(catalog)), file=out)
+        return EXIT_OK
+    if not catalog.files and not catalog.unreadable and not catalog.legacy:
+        print(f"{args.dir}: no backups", file=out)
+    history = catalog.history
+    newest = history.newest()
+    n = 0
+    for tl in sorted(history.timelines.values(), key=lambda t: t.number):
+        chains = [c for c in catalog.chains if catalog.timeline_of(c.full) == tl.number]
+        fork = (
+            ""
+            if tl.parent is None
+            else f", forked from timeline {tl.parent} after LSN {tl.fork_lsn}"
+        )
+        mark = " (newest)" if newest is not None and tl.number == newest.number else ""
+        depth = _depth(history, tl.number)
+        print(f"{'  ' * depth}timeline {tl.number}{mark}{fork}", file=out)
+        for chain in chains:
+            n += 1
+            pad = "  " * (depth + 1)
+            print(
+                f"{pad}chain {n}: LSN {chain.full.last_lsn}..{chain.last_lsn}, "
+                f"{len(chain.deltas)} deltas, {chain.size} bytes",
+                file=out,
+            )
+            for f in chain.files:
+                print(
+                    f"{pad}  {f.kind:<5} {f.first_lsn if not f.is_full else f.last_lsn:>10}"
+                    f"..{f.last_lsn:<10} {when(f.last_op_ts)}  {f.size:>12}  {f.path.name}",
+                    file=out,
+                )
+    if catalog.legacy:
+        print("reference DictDB 1.x files (no LSN, no checksum; restorable by time):", file=out)
+        for lf in catalog.legacy:
+            print(f"  {lf.kind:<5} {when(lf.stamp)}  {lf.size:>12}  {lf.path.name}", file=out)
+    for f in catalog.orphans:
+        print(f"orphan delta {f.first_lsn}..{f.last_lsn} {f.path.name}", file=out)
+    for path, reason in catalog.unreadable:
+        print(f"unreadable {path.name}: {reason}", file=out)
+    for path, reason in (*catalog.ignored, *catalog.strays):
+        print(f"ignored {path.name}: {reason}", file=out)
+    from wal import list_segments
+
+    local = as_target(args.dir).local_directory()
+    segments = [] if local is None else list_segments(local / "wal")
+    if segments:
+        print(f"log: {len(segments)} segments from LSN {segments[0][0]}", file=out)
+    return EXIT_OK
+
+
+def _depth(history: Any, number: int) -> int:
+    # How many forks lie between timeline *number* and its root (the tree's indentation).
+    depth, seen = 0, {number}
+    parent = history.timelines[number].parent
+    while parent is not None and parent in history.timelines and parent not in seen:
+        seen.add(parent)
+        depth += 1
+        parent = history.timelines[parent].parent
+    return depth
+
+
+def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from dictdb.audit import verify
+
+    report = verify(args.dir, progress=progress("verify", sys.stderr))
+    if args.json:
+        print(
+            dump(
+                {
+                    "ok": report.ok,
+                    "files_checked": report.files_checked,
+                    "segments_checked": report.segments_checked,
+                    "findings": [{"file": f.path, "reason": f.reason} for f in report.findings],
+                    "restorable": [list(r) for r in report.restorable],
+                    "timelines": [
+                        {
+                            "timeline": w.number,
+                            "parent": w.parent,
+                            "fork_lsn": w.fork_lsn,
+                            "restorable": [list(r) for r in w.restorable],
+                            "newest": w.newest,
+                        }
+                        for w in report.timelines
+                    ],
+                    "notes": list(report.notes),
+                }
+            ),
+            file=out,
+        )
+    else:
+        print(
+            f"checked {report.files_checked} files, {report.segments_checked} log segments",
+            file=out,
+        )
+        for lo, hi in report.restorable:
+            print(f"restorable: LSN {lo}..{hi}", file=out)
+        for w in report.timelines:
+            windows = ", ".join(f"LSN {lo}..{hi}" for lo, hi in w.restorable) or "nothing"
+            mark = " (newest)" if w.newest else ""
+            print(f"timeline {w.number}{mark}: restorable {windows}", file=out)
+        for note in report.notes:
+            print(f"note: {note}", file=out)
+        for f in report.findings:
+            print(f"FINDING {f.path}: {f.reason}", file=out)
+        print("OK" if report.ok else f"{len(report.findings)} findings", file=out)
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
+    from dictdb.database import restore
+    from dictdb.storage.restore import plan_restore
+
+    at = None if args.at is None else parse_time(args.at)
+    if args.lsn is not None and args.lsn < 0:
+        raise UsageError(f"--lsn must be >= 0, got {args.lsn}")
+    if args.dry_run:
+        plan = plan_restore(args.dir, at=at, lsn=args.lsn, timeline=args.timeline)
+        doc = plan.as_document()
+        if args.json:
+            print(dump(doc), file=out)
+        else:
+            print(f"would restore LSN {plan.lsn} (time {when(plan.ts)}) from:", file=out)
+            for name in doc["files"]:
+                print(f"  {name}", file=out)
+            if plan.log_from is not None:
+                print(f"  then the log's operations {plan.log_from}..{plan.log_to}", file=out)
+        return EXIT_OK
+    if args.out is None:
+        raise UsageError("--out FILE is required (or --dry-run)")
+    db = restore(args.dir, at=at, lsn=args.lsn, timeline=args.timeline)
+    path = db.save(args.out, file_format=args.format)
+    message = {"out": str(path), "lsn": db.lsn, "tables": db.list_tables()}
+    print(dump(message) if args.json else f"restored LSN {db.lsn} to {path}", file=out)
+    return EXIT_OK
+
+
+def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    from dictdb.storage.persist import read_document
+
+    doc = read_document(args.file)
+    summary: dict[str, Any] = {
+        k: v for k, v in doc.items() if k not in ("tables", "ddl", "digest", "checksum")
+    }
+    tables: dict[str, Any] = {}
+    for name, tdoc in doc.get("tables", {}).items():
+        if doc["type"] == "full":
+            tables[name] = {
+                "primary_key": tdoc.get("primary_key"),
+                "schema": tdoc.get("schema"),
+                "rows": len(tdoc.get("records", [])),
+                "next_pk": tdoc.get("next_pk"),
+            }
+        else:
+            tables[name] = {
+                "upserts": len(tdoc.get("upserts", [])),
+                "deletes": len(tdoc.get("deletes", [])),
+            }
+    summary["tables"] = tables
+    if doc["type"] == "delta":
+        summary["ddl"] = doc.get("ddl", [])
+    summary["checksum"] = "verified"
+    if args.json:
+        print(dump(summary), file=out)
+    else:
+        for k, v in summary.items():
+            print(f"{k}: {v}", file=out)
+    return EXIT_OK
+
+
+def register(add: Add) -> None:
+    """Add this module's commands to the parser."""
+    p = add("ls", "list the chains, files, LSN and time ranges of a backup directory")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_ls)
+    p = add("verify", "check every file, chain and log segment; exit 1 on findings")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_verify)
+    p = add("restore", "rebuild the state at a time or LSN into a snapshot file")
+    p.add_argument("dir")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--at", help="a time: ISO 8601 or epoch seconds")
+    target.add_argument("--lsn", type=int, help="the state right after this operation")
+    p.add_argument("--timeline", type=int, help="the timeline to follow (default: the newest)")
+    p.add_argument("--out", help="the snapshot file to write")
+    p.add_argument("--format", choices=("json", "pickle"), default="json")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; load nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_restore)
+    p = add("inspect", "verify one snapshot or delta file and summarize it")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_inspect)
