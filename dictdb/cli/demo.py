@@ -115,8 +115,9 @@ def _prepare(given: str | None) -> tuple[Path, str]:
         path = Path(tempfile.mkdtemp(prefix="dictdb-demo-"))
         return path, f"a new temporary directory (--dir DIR to choose one): {path}"
     path = Path(given)
+    shown = given if given.isprintable() else repr(given)  # an error is one line
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--dir {given}: not a directory")
+        raise UsageError(f"--dir {shown}: not a directory")
     if not path.exists():
         path.mkdir(parents=True)
         return path, f"{path} (created)"
@@ -125,7 +126,7 @@ def _prepare(given: str | None) -> tuple[Path, str]:
         return path, f"{path} (empty)"
     if not (path / MARKER).is_file():
         raise UsageError(
-            f"--dir {given}: not empty and not a previous demo's directory (no {MARKER}); "
+            f"--dir {shown}: not empty and not a previous demo's directory (no {MARKER}); "
             "give a new or empty directory"
         )
     for entry in entries:
