@@ -394,6 +394,8 @@ def restore(
     lsn: int | None = None,
     timeline: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    exact: bool = False,
+    use_log: bool = True,
 ) -> DictDB:
     """Rebuild a database from a backup directory: the newest state, or the state at a point.
 
@@ -415,17 +417,29 @@ def restore(
         storage_options: for a URL (``s3://bucket/prefix``, ``gs://``, ``az://``,
             ``memory://``), passed to fsspec; credentials otherwise come from the backend's
             standard configuration.
+        exact: refuse a target that can only be reached approximately (no log covers it:
+            the backup point before it) instead of logging a WARNING naming the point reached.
+        use_log: replay the durable log where there is one (False: snapshots and deltas
+            alone, e.g. past a damaged log).
 
     Returns:
         The database; its `lsn` tells where it stopped (never past the target).
 
     Raises:
         ValueError: both *at* and *lsn* given.
-        RestoreError: nothing restorable at or before the target, a gap, an overlap, a
-            damaged file on the way (the error names it), or damage in the log.
+        RestoreError: nothing restorable at or before the target, an LSN past the newest
+            point (the error names it), a gap, an overlap, a damaged file on the way (the
+            error names it), damage in the log before the target (named, with its offset and
+            the newest point before it), or an approximate target with *exact*.
     """
     return DictDB.from_engine(
         _restore.restore_engine(
-            backup_dir, at=at, lsn=lsn, timeline=timeline, storage_options=storage_options
+            backup_dir,
+            at=at,
+            lsn=lsn,
+            timeline=timeline,
+            storage_options=storage_options,
+            exact=exact,
+            use_log=use_log,
         )
     )

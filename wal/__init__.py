@@ -32,7 +32,14 @@ from wal.operation import (
     Operation,
     OpTuple,
 )
-from wal.recovery import RecoveryError, iter_wal, list_segments, read_until_gap, read_wal
+from wal.recovery import (
+    RecoveryError,
+    iter_wal,
+    list_segments,
+    read_until_damage,
+    read_until_gap,
+    read_wal,
+)
 from wal.tags import MAX_NESTING, from_plain, is_text, own_value, plain_items, to_plain
 from wal.tail import LogTail, Piece
 from wal.zstd import ZSTD_MAGIC, compress, decompress
@@ -78,6 +85,7 @@ __all__ = [
     "parse_segment_name",
     "plain_items",
     "read_regular",
+    "read_until_damage",
     "read_until_gap",
     "read_wal",
     "segment_name",

@@ -49,11 +49,15 @@ class RecoveryError(WALError):
         reason: what is wrong.
     """
 
-    def __init__(self, segment: Path, offset: int, reason: str) -> None:
+    def __init__(
+        self, segment: Path, offset: int, reason: str, before: tuple[Operation, ...] = ()
+    ) -> None:
         super().__init__(f"{segment} at offset {offset}: {reason}")
         self.segment = str(segment)
         self.offset = offset
         self.reason = reason
+        #: The operations of this segment read before the damage (see `read_until_damage`).
+        self.before = before
 
 
 @attrs.frozen
@@ -205,6 +209,25 @@ def read_until_gap(
     return ops, None
 
 
+def read_until_damage(
+    directory: str | Path, *, after_lsn: int = 0
+) -> tuple[list[Operation], RecoveryError | None]:
+    """Read operations after *after_lsn* up to the first gap or damage (read-only).
+
+    For a reader that may not need what lies past it (a restore to an earlier point): every
+    operation that can be read before the hole or the damage, and its error (None if the log
+    reads to its end; a torn tail is no damage: it ends the log).
+    """
+    ops: list[Operation] = []
+    try:
+        for _, _, _, _, _, seg_ops, _ in _walk(Path(directory), False, after_lsn):
+            ops.extend(op for op in seg_ops if op.lsn > after_lsn)
+    except RecoveryError as exc:
+        ops.extend(op for op in exc.before if op.lsn > after_lsn)
+        return ops, exc
+    return ops, None
+
+
 def _walk(
     directory: Path, repair: bool, after_lsn: int
 ) -> Iterator[tuple[int, Path, int, int, int, list[Operation], TornTail | None]]:
@@ -251,10 +274,15 @@ def _walk(
                 try:
                     batch = decode_batch(payload)
                 except WALError as exc:
-                    raise RecoveryError(path, offset, f"malformed payload: {exc}") from None
+                    raise RecoveryError(
+                        path, offset, f"malformed payload: {exc}", tuple(seg_ops)
+                    ) from None
                 if batch[0].lsn != expected:
                     raise RecoveryError(
-                        path, offset, f"frame starts at LSN {batch[0].lsn}, expected {expected}"
+                        path,
+                        offset,
+                        f"frame starts at LSN {batch[0].lsn}, expected {expected}",
+                        tuple(seg_ops),
                     )
                 expected = batch[-1].lsn + 1
                 seg_ops.extend(batch)
@@ -263,7 +291,7 @@ def _walk(
             # Only the last record may be bad: a valid frame further on means the bad one
             # is not the tail but damage before it (whatever its length field says).
             if not is_last:
-                raise RecoveryError(path, exc.offset, exc.reason) from None
+                raise RecoveryError(path, exc.offset, exc.reason, tuple(seg_ops)) from None
             later = _next_valid_frame(data, exc.offset + 1)
             if later is not None:
                 raise RecoveryError(
@@ -271,6 +299,7 @@ def _walk(
                     exc.offset,
                     f"{exc.reason}, and a valid record follows at offset {later}: damage "
                     "before the tail",
+                    tuple(seg_ops),
                 ) from None
             torn = _cut(path, data, exc.offset, exc.reason, repair)
         previous_last = expected - 1

@@ -10,8 +10,8 @@ import attrs
 
 from dictdb.audit._common import Progress, iso, log_dir
 from dictdb.errors import CorruptFileError, RestoreError
+from dictdb.storage import persist
 from dictdb.storage.catalog import Catalog, LegacyFile, scan
-from dictdb.storage.persist import apply_delta, load, read_document
 from dictdb.storage.restore import replanning
 from dictdb.storage.target import Target, as_target
 from dictdb.storage.timeline import read_log_lineage
@@ -111,7 +111,7 @@ def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:
     chained: set[Path] = set()
     for chain in catalog.chains:
         try:
-            db = load(chain.full.where)
+            db = persist.load(chain.full.where)
             checked += 1
         except FileNotFoundError:
             raise  # retention removed it since the listing: verify again
@@ -125,7 +125,7 @@ def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:
         reached = chain.full.last_lsn
         for delta in chain.deltas:
             try:
-                apply_delta(db, delta.where)
+                persist.apply_delta(db, delta.where)
                 checked += 1
                 reached = delta.last_lsn
                 chained.add(delta.path)
@@ -152,7 +152,7 @@ def _verify_once(target: Target, progress: Progress | None) -> VerifyReport:
     for f in catalog.files:
         if not f.is_full and f.path not in chained and f not in catalog.orphans:
             try:
-                read_document(f.where)
+                persist.read_document(f.where)
             except FileNotFoundError:
                 raise  # retention removed it since the listing: verify again
             except (CorruptFileError, OSError) as exc:
@@ -232,9 +232,9 @@ def _verify_legacy(
             continue
         try:
             if f.is_full:
-                engine = load(f.where)
+                engine = persist.load(f.where)
             else:
-                apply_delta(engine, f.where)
+                persist.apply_delta(engine, f.where)
             checked += 1
         except FileNotFoundError:
             raise  # retention removed it since the listing: verify again

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dictdb.cli import auditing, backups, demo, legacy
@@ -26,6 +28,18 @@ class _Parser(argparse.ArgumentParser):
     # Usage errors are one line on stderr (and exit 2), like every other error.
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"dictdb: error: {message} (see dictdb --help)\n")
+
+
+#: The temp file an atomic write goes through (`dictdb._atomic`): ``.<final>.<random>.tmp``.
+_TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.[A-Za-z0-9_]+\.tmp$")
+
+
+def _public(path: object) -> object:
+    # The file a user asked for, never the temp file a failed atomic write was filling.
+    if path is None:
+        return None
+    found = _TEMP_NAME.match(Path(str(path)).name)
+    return path if found is None else Path(str(path)).with_name(found["final"])
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,8 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except (DictDBError, OSError, ValueError, OverflowError) as exc:
-        path = getattr(exc, "path", None) or getattr(exc, "filename", None)
+        path = _public(getattr(exc, "path", None) or getattr(exc, "filename", None))
         reason = getattr(exc, "reason", None) or str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror  # str(exc) would repeat the file name, maybe a temp file's
         where = f"{path}: " if path and str(path) not in reason else ""
         print(f"dictdb: {where}{reason}".replace("\n", " "), file=sys.stderr)
         return EXIT_FINDINGS

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, TextIO
 
 from dictdb.cli._args import (
@@ -134,18 +136,22 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.database import restore
+    from dictdb.storage import persist
     from dictdb.storage.restore import plan_restore
 
     at = None if args.at is None else parse_time(args.at)
     if args.lsn is not None and args.lsn < 0:
         raise UsageError(f"--lsn must be >= 0, got {args.lsn}")
+    target = {"at": at, "lsn": args.lsn, "timeline": args.timeline}
+    options = {"exact": args.exact, "use_log": not args.no_log}
     if args.dry_run:
-        plan = plan_restore(args.dir, at=at, lsn=args.lsn, timeline=args.timeline)
+        plan = plan_restore(args.dir, **target, **options)
         doc = plan.as_document()
         if args.json:
             print(dump(doc), file=out)
         else:
-            print(f"would restore LSN {plan.lsn} (time {when(plan.ts)}) from:", file=out)
+            how = "" if plan.exact else " (the point before the target)"
+            print(f"would restore LSN {plan.lsn} (time {when(plan.ts)}){how} from:", file=out)
             for name in doc["files"]:
                 print(f"  {name}", file=out)
             if plan.log_from is not None:
@@ -153,11 +159,35 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_OK
     if args.out is None:
         raise UsageError("--out FILE is required (or --dry-run)")
-    db = restore(args.dir, at=at, lsn=args.lsn, timeline=args.timeline)
-    path = db.save(args.out, file_format=args.format)
+    out_path = check_out_path(args.out, args.force)  # before any work
+    db = restore(args.dir, **target, **options)
+    path = persist.save(db.engine, out_path, args.format, overwrite=args.force)
     message = {"out": str(path), "lsn": db.lsn, "tables": db.list_tables()}
     print(dump(message) if args.json else f"restored LSN {db.lsn} to {path}", file=out)
     return EXIT_OK
+
+
+def check_out_path(out: str, force: bool) -> Path:
+    """The file a command will write, checked before any work: not an existing file (unless
+    *force*), not a directory, in a directory that exists and takes new files.
+
+    Raises:
+        UsageError: any of those.
+    """
+    path = Path(out)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory: give a file name")
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists: choose another name, or --force to replace it")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: {parent} is not an existing directory")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
@@ -212,6 +242,11 @@ def register(add: Add) -> None:
     p.add_argument("--out", help="the snapshot file to write")
     p.add_argument("--format", choices=("json", "pickle"), default="json")
     p.add_argument("--dry-run", action="store_true", help="print the plan; load nothing")
+    p.add_argument("--exact", action="store_true", help="fail unless the target is reached exactly")
+    p.add_argument(
+        "--no-log", action="store_true", help="snapshots and deltas only, not the durable log"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_restore)
     p = add("inspect", "verify one snapshot or delta file and summarize it")

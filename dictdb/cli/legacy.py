@@ -48,18 +48,13 @@ def _cmd_migrate(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
-    from pathlib import Path
-
+    from dictdb.cli.backups import check_out_path
     from dictdb.database import restore
     from dictdb.storage.legacy import save_legacy
 
     if not args.legacy:
         raise UsageError("export writes the reference DictDB's snapshot format: add --legacy")
-    target = Path(args.out)
-    if target.exists() and not args.force:
-        raise UsageError(f"{target} exists: choose another --out, or --force to replace it")
-    if not target.parent.is_dir():
-        raise UsageError(f"{target.parent} is not a directory")
+    target = check_out_path(args.out, args.force)
     at = None if args.at is None else parse_time(args.at)
     if args.lsn is not None and args.lsn < 0:
         raise UsageError(f"--lsn must be >= 0, got {args.lsn}")

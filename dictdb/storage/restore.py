@@ -35,11 +35,10 @@ from dictdb.storage.names import name_stamp
 from dictdb.storage.target import LocalDirectory, Located, Place, Target, as_target
 from dictdb.storage.timeline import LOG_LINEAGE, Timeline, parse_log_lineage, read_log_lineage
 from wal import (
-    RecoveryError,
     WALError,
     list_segments,
     parse_segment_name,
-    read_until_gap,
+    read_until_damage,
     segment_name,
 )
 
@@ -89,6 +88,8 @@ class RestorePlan:
     #: full at or before the target, then the later deltas in name order); `lsn` is then 0,
     #: `ts` the last file's name time.
     legacy: tuple[LegacyFile, ...] = ()
+    #: Whether the plan reaches the target exactly (see `restore_engine`'s *exact*).
+    exact: bool = True
 
     @property
     def source(self) -> Target:
@@ -107,6 +108,7 @@ class RestorePlan:
             "log": None if self.log_from is None else [self.log_from, self.log_to],
             "skipped": [{"file": p.name, "reason": r} for p, r in self.skipped],
             "legacy": bool(self.legacy),
+            "exact": self.exact,
         }
 
 
@@ -185,10 +187,10 @@ def _plan(
         if not any(f.is_full for f in files):
             raise RestoreError(f"no full snapshot{on} in {directory}")
         earliest = min((f for f in files if f.is_full), key=lambda f: f.last_lsn)
-        what = f"LSN {lsn}" if lsn is not None else f"time {ts}"
+        what = f"LSN {lsn}" if lsn is not None else f"time {iso(ts)}"
         raise RestoreError(
             f"{what} is before the earliest point this directory can rebuild{on} "
-            f"(LSN {earliest.last_lsn}, time {earliest.last_op_ts})",
+            f"(LSN {earliest.last_lsn}, time {iso(earliest.last_op_ts)})",
             earliest.path,
         )
     # At one LSN, the file of the nearest history: the chosen timeline's own, then its
@@ -277,6 +279,8 @@ def plan_restore(
     lsn: int | None = None,
     timeline: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    exact: bool = False,
+    use_log: bool = True,
 ) -> RestorePlan:
     """Decide which files (and logged operations) rebuild the state asked for, without
     rebuilding it: a dry run.
@@ -287,17 +291,23 @@ def plan_restore(
         lsn: the state right after operation *lsn*.
         timeline: the timeline to follow (default: the newest, the highest number).
         storage_options: for a URL, passed to fsspec.
+        exact: refuse (`RestoreError`) a target that can only be reached approximately
+            (without a log covering it, the backup point before it) instead of warning.
+        use_log: replay the durable log (``wal/``) where there is one; False restores from
+            snapshots and deltas alone (a damaged log then does not matter).
 
     Returns:
-        The plan; `RestorePlan.lsn` says where it stops (never past the target).
+        The plan; `RestorePlan.lsn` says where it stops (never past the target), and
+        `RestorePlan.exact` whether it is the target.
 
     Raises:
         ValueError: both *at* and *lsn* given, or a negative *lsn*.
-        RestoreError: nothing at or before the target, a gap or an overlap, damage in the log,
-            no such timeline.
+        RestoreError: nothing at or before the target, an LSN past the newest point, a gap or
+            an overlap, damage in the log before the target, no such timeline, an
+            approximate target with *exact*.
     """
     target = as_target(backup_dir, storage_options)
-    return replanning(lambda: _plan_all(target, at, lsn, timeline), target)[0]
+    return replanning(lambda: _plan_all(target, at, lsn, timeline, exact, use_log), target)[0]
 
 
 #: How many times a reader plans afresh when the target changed under it (retention).
@@ -355,14 +365,19 @@ def _log_lineage(log_dir: Path) -> str | None:
 
 
 def _plan_all(
-    backup_dir: Place, at: Any, lsn: int | None, timeline: int | None = None
+    backup_dir: Place,
+    at: Any,
+    lsn: int | None,
+    timeline: int | None = None,
+    exact: bool = False,
+    use_log: bool = True,
 ) -> tuple[RestorePlan, list[Any]]:
     # The plan, and the logged operations it replays (read once, used by `restore`).
     target = as_target(backup_dir)
     ts = _target_time(at, lsn)
     catalog = scan(target)
     if not catalog.legacy:
-        return _plan_ours(target, catalog, lsn, ts, timeline)
+        return _judged(target, catalog, lsn, ts, timeline, exact, use_log)
     # Files of the reference DictDB too: its chain serves a time (or the newest state) when it
     # reaches later than ours, or ours none; an LSN or a timeline only ours can serve.
     legacy = _legacy_files(catalog.legacy, ts)
@@ -374,17 +389,17 @@ def _plan_all(
                 "no timeline; restore them by time (at=) or to the newest state, or convert "
                 "the directory with `python -m dictdb migrate` first"
             )
-        return _plan_ours(target, catalog, lsn, ts, timeline)
+        return _judged(target, catalog, lsn, ts, timeline, exact, use_log)
     try:
-        ours = _plan_ours(target, catalog, lsn, ts, timeline)
+        ours = _judged(target, catalog, lsn, ts, timeline, exact, use_log)
     except RestoreError as exc:
         if not legacy:
             if catalog.files:
                 raise
             raise RestoreError(_no_legacy_chain(catalog.legacy, ts), target.describe()) from exc
-        return _legacy_plan(target, catalog, legacy, ts), []
+        return _legacy_plan(target, catalog, legacy, ts, exact), []
     if legacy and legacy[-1].stamp > ours[0].ts:
-        return _legacy_plan(target, catalog, legacy, ts), []
+        return _legacy_plan(target, catalog, legacy, ts, exact), []
     return ours
 
 
@@ -409,20 +424,91 @@ def _no_legacy_chain(files: Sequence[LegacyFile], ts: float | None) -> str:
         )
     first = fulls[0]
     return (
-        f"time {_iso(ts)} is before the earliest reference full snapshot here, "
-        f"{first.path.name} ({_iso(first.stamp)})"
+        f"time {iso(ts)} is before the earliest reference full snapshot here, "
+        f"{first.path.name} ({iso(first.stamp)})"
     )
 
 
-def _iso(ts: float | None) -> str:
+def iso(ts: float | None) -> str:
+    """A time for messages: ISO 8601 in UTC (``now`` for None)."""
     if ts is None:
         return "now"
     return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat()
 
 
+def _approximate(message: str, exact: bool) -> None:
+    # A target reached only approximately: an error when exactness was asked for.
+    if exact:
+        raise RestoreError(f"{message} (exact=True)")
+    log.warning("restore: %s", message)
+
+
+def _judged(
+    target: Target,
+    catalog: Catalog,
+    lsn: int | None,
+    ts: float | None,
+    timeline: int | None,
+    exact: bool,
+    use_log: bool,
+) -> tuple[RestorePlan, list[Any]]:
+    """`_plan_ours`, then the verdict on the target: reached exactly; past the newest point
+    (an error for an LSN); or approximately (a warning naming the point reached, an error
+    with *exact*)."""
+    plan, ops, log_state = _plan_ours(target, catalog, lsn, ts, timeline, use_log)
+    if lsn is None and ts is None:
+        return plan, ops
+    if lsn is not None and plan.lsn == lsn:
+        return plan, ops
+    read_log, later_op, log_end = log_state
+    if lsn is None and read_log and (later_op or log_end is None):
+        return plan, ops  # the log holds every operation up to the target and one after it
+    newest_lsn, newest_ts = plan.lsn, plan.ts
+    if read_log and log_end is not None:
+        newest_lsn, newest_ts = log_end
+    elif not read_log:
+        try:
+            newest = _plan(catalog, target, None, None, timeline)
+            newest_lsn, newest_ts = newest.lsn, newest.ts
+        except RestoreError:
+            pass
+    if lsn is not None and lsn > newest_lsn:
+        raise RestoreError(
+            f"LSN {lsn} is past the newest point this directory can rebuild: LSN {newest_lsn} "
+            f"({iso(newest_ts)})",
+            plan.directory,
+        )
+    reached = f"restored LSN {plan.lsn} ({iso(plan.ts)})"
+    why = "no log covers it" if not read_log else "the log does not reach it"
+    if lsn is not None:
+        message = f"LSN {lsn} cannot be reached exactly ({why}): {reached}, the point before it"
+    elif ts is not None and ts >= newest_ts and plan.lsn == newest_lsn:
+        message = (
+            f"time {iso(ts)} is past the newest point here: {reached}; changes after it, if "
+            "any, are not here"
+        )
+    else:
+        message = (
+            f"time {iso(ts)} cannot be reached exactly ({why}): {reached}, the point before it"
+        )
+    _approximate(message, exact)
+    return attrs.evolve(plan, exact=False), ops
+
+
 def _legacy_plan(
-    target: Target, catalog: Catalog, files: tuple[LegacyFile, ...], ts: float | None
+    target: Target,
+    catalog: Catalog,
+    files: tuple[LegacyFile, ...],
+    ts: float | None,
+    exact: bool = False,
 ) -> RestorePlan:
+    if ts is not None:
+        # The reference's files say only when they were written: any time is approximate.
+        _approximate(
+            f"time {iso(ts)}: the reference DictDB's files hold only the states at their "
+            f"name times: restored {files[-1].path.name} ({iso(files[-1].stamp)})",
+            exact,
+        )
     return RestorePlan(
         target.describe(),
         (),
@@ -436,15 +522,26 @@ def _legacy_plan(
     )
 
 
+#: What `_plan_ours` learnt from the log: whether it was read, whether an operation after the
+#: target was seen, and the last operation readable (LSN, time) when the log ends there
+#: (None: read to its very end, or not read).
+_LogState = tuple[bool, bool, tuple[int, float] | None]
+
+
 def _plan_ours(
-    target: Target, catalog: Catalog, lsn: int | None, ts: float | None, timeline: int | None
-) -> tuple[RestorePlan, list[Any]]:
+    target: Target,
+    catalog: Catalog,
+    lsn: int | None,
+    ts: float | None,
+    timeline: int | None,
+    use_log: bool = True,
+) -> tuple[RestorePlan, list[Any], _LogState]:
     directory = target.describe()
     # The durable log: a local directory's ``wal/``, or the log shipped to the target's
     # (`dictdb.storage.archive`); it serves the history it belongs to (and, up to the fork,
     # the timelines forked from it).
     source = _LogSource(target)
-    segments = source.segments
+    segments = source.segments if use_log else []
     log_lineage = source.lineage() if segments else None
     try:
         plan = _plan(catalog, target, lsn, ts, timeline)
@@ -472,7 +569,7 @@ def _plan_ours(
         caps.get(f.lineage, -1) == math.inf and f.last_lsn > plan.lsn for f in catalog.files
     ) or (plan.timeline is not None and newest is not None and newest.number != plan.timeline)
     if not segments or log_cap <= plan.lsn:
-        return attrs.evolve(plan, forks=forks), []
+        return attrs.evolve(plan, forks=forks), [], (False, False, None)
     ops, hole = source.read(plan.lsn)
     if ops and ops[0].lsn != plan.lsn + 1:
         raise RestoreError(
@@ -490,14 +587,19 @@ def _plan_ours(
         used.append(op)
     reached = used[-1].lsn if used else plan.lsn
     if hole is not None and len(used) == len(ops) and (lsn is None or lsn > reached):
-        # The target lies past a hole in the log (operations the log never got, e.g. after
-        # a crash of a database whose snapshots went further): what is beyond is unknown.
+        # The target lies past a hole in the log (operations it never got, after a crash of
+        # a database whose snapshots went further) or past damage: what is beyond is unknown.
+        at_ts = used[-1].ts if used else plan.ts
         raise RestoreError(
-            f"the log has a hole after LSN {reached}: {hole.reason}", source.name(hole.segment)
+            f"the log is unreadable past LSN {reached} (offset {hole.offset}: {hole.reason}); "
+            f"the newest point reachable before it is LSN {reached} ({iso(at_ts)})",
+            source.name(hole.segment),
         )
     forks = forks or len(used) < len(ops) or hole is not None
+    later = len(used) < len(ops)
+    end = None if hole is None else ((ops[-1].lsn, ops[-1].ts) if ops else (plan.lsn, plan.ts))
     if not used:
-        return attrs.evolve(plan, forks=forks), []
+        return attrs.evolve(plan, forks=forks), [], (True, later, end)
     final = attrs.evolve(
         plan,
         lsn=used[-1].lsn,
@@ -506,7 +608,7 @@ def _plan_ours(
         log_to=used[-1].lsn,
         forks=forks,
     )
-    return final, used
+    return final, used, (True, later, end)
 
 
 #: Deltas a restore fetches ahead from a remote target (each fetch is a round trip).
@@ -599,14 +701,10 @@ class _LogSource:
         return path
 
     def read(self, after_lsn: int) -> tuple[list[Any], Any]:
-        try:
-            if self._dir is not None:
-                return read_until_gap(self._dir, after_lsn=after_lsn)
-            return self._read_shipped(after_lsn)
-        except RecoveryError as exc:
-            raise RestoreError(
-                f"log damaged at offset {exc.offset}: {exc.reason}", self.name(exc.segment)
-            ) from None
+        # Every operation readable after *after_lsn*, and the gap or damage that ends them.
+        if self._dir is not None:
+            return read_until_damage(self._dir, after_lsn=after_lsn)
+        return self._read_shipped(after_lsn)
 
     def _read_shipped(self, after_lsn: int) -> tuple[list[Any], Any]:
         # Only the pieces from the one holding after_lsn + 1 on are fetched.
@@ -616,7 +714,7 @@ class _LogSource:
         with tempfile.TemporaryDirectory(prefix="dictdb-log-") as tmp:
             for first, path in self.segments[start:]:
                 (Path(tmp) / segment_name(first)).write_bytes(self._remote.read(path.name))
-            return read_until_gap(Path(tmp), after_lsn=after_lsn)
+            return read_until_damage(Path(tmp), after_lsn=after_lsn)
 
 
 def restore_snapshots(
@@ -712,7 +810,7 @@ def _carry_out_legacy(files: tuple[LegacyFile, ...]) -> Engine:
         except CorruptFileError as exc:
             raise RestoreError(
                 f"{exc.reason}; the newest point reachable before it is {done.path.name} "
-                f"({_iso(done.stamp)})",
+                f"({iso(done.stamp)})",
                 delta.path,
             ) from None
         done = delta
@@ -726,6 +824,8 @@ def restore_engine(
     lsn: int | None = None,
     timeline: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    exact: bool = False,
+    use_log: bool = True,
 ) -> Engine:
     """Rebuild an engine from a backup directory: the newest state, or the state at a point.
 
@@ -735,18 +835,31 @@ def restore_engine(
     *timeline* names another. An engine restored to a point that its timeline went past
     starts a new history, forked from that point. See `dictdb.restore`.
 
+    A target reached only approximately (no log covers it: the backup point before it) logs a
+    WARNING naming the point reached; *exact* makes it an error. An LSN past the newest point
+    the directory holds is an error naming that point. A damaged log serves every target
+    before the damage.
+
     Raises:
         ValueError: both *at* and *lsn* given.
-        RestoreError: nothing restorable at or before the target, a gap, an overlap, a
-            damaged file on the way (the error names it), damage in the log, no such
-            timeline.
+        RestoreError: nothing restorable at or before the target, an LSN past the newest
+            point, a gap, an overlap, a damaged file on the way (the error names it), damage
+            in the log before the target, no such timeline, an approximate target with
+            *exact*.
     """
     target = as_target(backup_dir, storage_options)
-    return replanning(lambda: _restore_once(target, at, lsn, timeline), target)
+    return replanning(lambda: _restore_once(target, at, lsn, timeline, exact, use_log), target)
 
 
-def _restore_once(backup_dir: Place, at: Any, lsn: int | None, timeline: int | None) -> Engine:
-    plan, ops = _plan_all(backup_dir, at, lsn, timeline)
+def _restore_once(
+    backup_dir: Place,
+    at: Any,
+    lsn: int | None,
+    timeline: int | None,
+    exact: bool = False,
+    use_log: bool = True,
+) -> Engine:
+    plan, ops = _plan_all(backup_dir, at, lsn, timeline, exact, use_log)
     if plan.legacy:
         return _carry_out_legacy(plan.legacy)
     engine = _carry_out(plan) if plan.files else Engine(lineage=plan.lineage)

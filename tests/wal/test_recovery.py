@@ -24,6 +24,7 @@ from dictdb import DictDB
 from wal.framing import (
     FRAME_HEADER_SIZE,
     HEADER_SIZE,
+    decode_batch,
     encode_batch,
     encode_frame,
     encode_header,
@@ -31,7 +32,7 @@ from wal.framing import (
     segment_name,
 )
 from wal.operation import Operation
-from wal.recovery import RecoveryError, list_segments, read_wal
+from wal.recovery import RecoveryError, list_segments, read_until_damage, read_wal
 
 SEGMENT_SIZE = 4096
 
@@ -516,3 +517,33 @@ def test_a_new_last_segment_whose_header_never_reached_the_disk_is_repaired(
     seg.write_bytes(header[:written] + bytes(size - written))
     before_last = read_wal(base.root / "wal")[1][-2].last_lsn
     append_and_reread(root, [op for op in base.ops if op.lsn <= before_last])
+
+
+@pytest.mark.parametrize("which", [0, 2, -1], ids=["first", "middle", "its-last"])
+def test_read_until_damage_returns_every_operation_before_a_flipped_byte(
+    base: Base, copy: Callable[[], Path], which: int
+) -> None:
+    root = copy()
+    frame = base.first_frames[which]
+    seg = wal_file(root, base.segments[0])
+    flip_payload_byte(seg, frame)
+    ops, damage = read_until_damage(root / "wal")
+    assert damage is not None
+    assert (str(seg), frame[0]) == (damage.segment, damage.offset)
+    before = base.first_frames.index(frame)
+    expected = [op for op in base.ops if op.lsn < first_lsn_of_frame(base, root, before)]
+    assert expected == ops
+
+
+def first_lsn_of_frame(base: Base, root: Path, index: int) -> int:
+    """The LSN the *index*-th frame of the first segment starts at (from the pristine log)."""
+    data = wal_file(base.root, base.segments[0]).read_bytes()
+    for i, (_, _, payload) in enumerate(iter_frames(data, HEADER_SIZE)):
+        if i == index:
+            return decode_batch(payload)[0].lsn
+    raise AssertionError(index)
+
+
+def test_read_until_damage_reads_a_pristine_log_to_its_end(base: Base) -> None:
+    expected = (base.ops[5:], None)
+    assert expected == read_until_damage(base.root / "wal", after_lsn=base.ops[4].lsn)
