@@ -6,6 +6,7 @@ derived from it. The API keeps the reference DictDB's names.
 
 from dictdb._version import __version__
 from dictdb.aggregate import Avg, Count, Max, Min, Sum
+from dictdb.audit import diff, events, history, verify
 from dictdb.database import DictDB, restore
 from dictdb.errors import (
     CorruptFileError,
@@ -64,8 +65,12 @@ __all__ = [
     "ValueDomainError",
     "__version__",
     "configure_logging",
+    "diff",
+    "events",
+    "history",
     "list_backups",
     "logger",
     "plan_restore",
     "restore",
+    "verify",
 ]

@@ -6,17 +6,19 @@ points, the operations in a range, and the verification of everything a director
 stays bounded by the largest single file (or, for `diff`, by two restored states).
 """
 
-from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT
-from dictdb.audit.changes import Event, events, history, replay
-from dictdb.audit.comparison import RowChange, TableDiff, diff, missing_marker
+from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT, parse_point
+from dictdb.audit.changes import Event, History, events, history, replay, table_names
+from dictdb.audit.comparison import Diff, RowChange, TableDiff, diff, missing_marker
 from dictdb.audit.verification import Finding, TimelineWindow, VerifyReport, verify
 
 __all__ = [
     "DELTA",
     "OPERATION",
     "SNAPSHOT",
+    "Diff",
     "Event",
     "Finding",
+    "History",
     "RowChange",
     "TableDiff",
     "TimelineWindow",
@@ -25,6 +27,8 @@ __all__ = [
     "events",
     "history",
     "missing_marker",
+    "parse_point",
     "replay",
+    "table_names",
     "verify",
 ]

@@ -10,13 +10,24 @@ bounded by the largest single file.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, overload
 
 import attrs
 
-from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT, Progress, iso, log_dir, same
+from dictdb.audit._common import (
+    DELTA,
+    OPERATION,
+    SNAPSHOT,
+    Progress,
+    field_changes,
+    iso,
+    log_dir,
+    resolve_point,
+    same,
+    segment_bytes,
+)
 from dictdb.errors import CorruptFileError, RestoreError
 from dictdb.storage.catalog import BackupFile, Catalog, scan
 from dictdb.storage.persist import load, read_document
@@ -33,10 +44,8 @@ from wal import (
     RecoveryError,
     from_plain,
     iter_wal,
+    to_plain,
 )
-
-if TYPE_CHECKING:
-    pass
 
 
 @attrs.frozen
@@ -68,23 +77,96 @@ class Event:
     granularity: str
     source: str
 
+    @property
+    def time(self) -> str:
+        """`ts` as ISO 8601 in UTC, to the microsecond."""
+        return iso(self.ts)
+
+    @property
+    def actor(self) -> Any:
+        """Who made the change (``meta["actor"]``), None when not recorded."""
+        return self.meta.get("actor") if isinstance(self.meta, dict) else None
+
+    @property
+    def reason(self) -> Any:
+        """Why (``meta["reason"]``), None when not recorded."""
+        return self.meta.get("reason") if isinstance(self.meta, dict) else None
+
+    @property
+    def changes(self) -> dict[str, tuple[Any, Any]]:
+        """Field -> (before, after) for each field that differs, type included; a field
+        absent on one side is `dictdb.audit.missing_marker()`. A side that is None (an
+        insert, a deletion, a table event, or a before-image the source does not hold)
+        counts as a row without fields."""
+        return field_changes(self.before, self.after)
+
     def as_document(self) -> dict[str, Any]:
-        """Plain data (values tagged as in files) for JSON output."""
-        from wal import to_plain
+        """Plain data (values tagged as in files) for JSON output; in ``changes`` an absent
+        field is ``"<absent>"``, as in ``dictdb diff --json``."""
+        from dictdb.audit._common import MISSING
+
+        def plain(v: Any) -> Any:
+            return "<absent>" if v is MISSING else to_plain(v)
 
         return {
             "lsn": self.lsn,
             "ts": self.ts,
-            "time": iso(self.ts),
+            "time": self.time,
             "kind": self.kind,
             "table": self.table,
             "key": to_plain(self.key),
             "before": to_plain(self.before),
             "after": to_plain(self.after),
+            "changes": {f: [plain(a), plain(b)] for f, (a, b) in self.changes.items()},
+            "actor": to_plain(self.actor),
+            "reason": to_plain(self.reason),
             "meta": to_plain(self.meta),
             "granularity": self.granularity,
             "source": self.source,
         }
+
+
+@attrs.frozen
+class History(Sequence[Event]):
+    """Every version of one record, oldest first: a sequence of `Event`.
+
+    Attributes:
+        table: the table.
+        key: the record's key.
+        versions: the versions; where the source held no before-image (deltas, snapshots),
+            each version's ``before`` is the version before it, so that ``changes`` says
+            what changed.
+    """
+
+    table: str
+    key: Any
+    versions: tuple[Event, ...]
+
+    @property
+    def granularity(self) -> str | None:
+        """How fine the history is: `OPERATION` when every version is one logged operation,
+        `DELTA` when some are a delta's net change, `SNAPSHOT` when some are only known from
+        a full snapshot (such as the first known state); None when there is no version."""
+        kinds = {v.granularity for v in self.versions}
+        for coarsest in (SNAPSHOT, DELTA, OPERATION):
+            if coarsest in kinds:
+                return coarsest
+        return None
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    @overload
+    def __getitem__(self, index: int) -> Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Event]: ...
+
+    def __getitem__(self, index: int | slice) -> Event | Sequence[Event]:
+        return self.versions[index]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.versions)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,11 +256,14 @@ def _decoded_events(
                 yield Event(f.last_lsn, ts, DELETE, name, k, None, None, None, DELTA, source)
 
 
-def _log_operations(wal_dir: Path, after_lsn: int) -> Iterator[Any]:
-    # The log's operations, streamed a segment at a time.
+def _log_operations(wal_dir: Path, after_lsn: int) -> Iterator[tuple[Any, int]]:
+    # The log's operations, streamed a segment at a time: (operation, 0) for each, then
+    # (None, the segment's size) once the segment is told.
     try:
-        for _segment, ops, _torn in iter_wal(wal_dir, after_lsn=after_lsn):
-            yield from ops
+        for segment, ops, _torn in iter_wal(wal_dir, after_lsn=after_lsn):
+            for op in ops:
+                yield op, 0
+            yield None, segment.valid_size
     except RecoveryError as exc:
         raise RestoreError(
             f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
@@ -201,51 +286,115 @@ _ANY: Any = _Any()
 def events(
     backup_dir: str | Path | Target,
     *,
-    start: int | None = None,
-    end: int | None = None,
+    from_lsn: int | None = None,
+    to_lsn: int | None = None,
+    from_at: Any = None,
+    to_at: Any = None,
     table: str | None = None,
     key: Any = _ANY,
     keys: Iterable[Any] | None = None,
+    actor: str | None = None,
     include_state: bool = False,
-    after_ts: float | None = None,
-    until_ts: float | None = None,
     progress: Progress | None = None,
     timeline: int | None = None,
     storage_options: dict[str, Any] | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    after_ts: float | None = None,
+    until_ts: float | None = None,
 ) -> Iterator[Event]:
     """Every recorded change of one timeline in LSN order, finest source first.
 
     Operations come from the log where it covers them; before that, each delta gives its net
-    change (reported at the delta's last LSN, so a delta that straddles *end* is left out:
+    change (reported at the delta's last LSN, so a delta that straddles the end is left out:
     deltas cannot be split); a stretch that only a full snapshot records (no delta and no log
     for it) is reported as its net change: the rows that differ between the state before it
     and the snapshot (granularity snapshot; this restores the state before, so it costs a
     restore).
 
+    The range is what happened after one state and up to another, as `diff` compares them:
+    ``events(d, from_lsn=10, to_lsn=20)`` yields operations 11..20.
+
     Args:
-        backup_dir: the directory.
-        start: first LSN wanted (inclusive); None from the beginning.
-        end: last LSN wanted (inclusive); None to the end.
+        backup_dir: the directory (or a URL, or a storage target).
+        from_lsn: only what came after operation *from_lsn*.
+        to_lsn: only up to operation *to_lsn* (inclusive).
+        from_at: only what came later than this time (a datetime, ISO 8601 string or epoch
+            seconds).
+        to_at: only what came at or before this time.
         table: only this table.
         key: only this record key (with *table*).
         keys: only these keys.
+        actor: only operations recorded with this actor (``db.audit(actor=...)``); events
+            that carry no metadata (deltas, snapshots) are left out.
         include_state: begin with the record's (or rows') first known state from a full
             snapshot when the log does not reach back to operation 1, and report the state
             from each full snapshot that bridges a stretch no delta covers.
-        after_ts: only events later than this time (epoch seconds).
-        until_ts: only events at or before this time.
-        progress: called as ``progress(done, total)`` after each file, ending at total.
+        progress: called as ``progress(bytes_read, bytes_total)`` after each file and log
+            segment, ending at the total (when the events are read to the end).
         timeline: the timeline whose history is told (default: the newest); its ancestors'
             files count up to each fork.
         storage_options: for a URL, passed to fsspec.
+        start: the first LSN wanted (inclusive): ``from_lsn=start - 1``.
+        end: the last LSN wanted (inclusive): ``to_lsn=end``.
+        after_ts: ``from_at`` as epoch seconds.
+        until_ts: ``to_at`` as epoch seconds.
 
     Raises:
         RestoreError: damage in the log, or no such timeline.
         CorruptFileError: a damaged file.
+        ValueError: a bound given twice, a negative LSN, a time that is not one.
     """
-    target = as_target(backup_dir, storage_options)
+    first_lsn, low_ts = resolve_point("from", lsn=from_lsn, at=from_at)
+    last_lsn, high_ts = resolve_point("to", lsn=to_lsn, at=to_at)
+    if first_lsn is not None:
+        if start is not None:
+            raise ValueError("give from_lsn= or start=, not both")
+        start = first_lsn + 1
+    if last_lsn is not None:
+        if end is not None:
+            raise ValueError("give to_lsn= or end=, not both")
+        end = last_lsn
+    if low_ts is not None:
+        if after_ts is not None:
+            raise ValueError("give from_at= or after_ts=, not both")
+        after_ts = low_ts
+    if high_ts is not None:
+        if until_ts is not None:
+            raise ValueError("give to_at= or until_ts=, not both")
+        until_ts = high_ts
+    return _events(
+        as_target(backup_dir, storage_options),
+        start=start,
+        end=end,
+        table=table,
+        key=key,
+        wanted=None if keys is None else set(keys),
+        actor=actor,
+        include_state=include_state,
+        after_ts=after_ts,
+        until_ts=until_ts,
+        progress=progress,
+        timeline=timeline,
+    )
+
+
+def _events(
+    target: Target,
+    *,
+    start: int | None,
+    end: int | None,
+    table: str | None,
+    key: Any,
+    wanted: set[Any] | None,
+    actor: str | None,
+    include_state: bool,
+    after_ts: float | None,
+    until_ts: float | None,
+    progress: Progress | None,
+    timeline: int | None,
+) -> Iterator[Event]:
     catalog = scan(target)
-    wanted = None if keys is None else set(keys)
     caps, log_cap = _timeline_caps(catalog, target, timeline)
     log_from = _log_start(target) if log_cap > 0 else None
     lo = 1 if start is None else max(start, 1)
@@ -254,12 +403,23 @@ def events(
         (f for f in catalog.files if caps is None or f.last_lsn <= caps.get(f.lineage, -1)),
         key=lambda f: (f.last_lsn, 0 if f.is_full else 1),
     )
-    total = len(files) + (1 if log_from is not None else 0)
+    wal_dir = log_dir(target) if log_from is not None else None
+    total = sum(f.size for f in files) + segment_bytes(wal_dir)
     done = 0
+    if progress is not None:
+        progress(0, total)
+
+    def read(size: int) -> None:
+        nonlocal done
+        done = min(done + size, total)
+        if progress is not None:
+            progress(done, total)
 
     def timely(event: Event) -> bool:
-        return (after_ts is None or event.ts > after_ts) and (
-            until_ts is None or event.ts <= until_ts
+        return (
+            (after_ts is None or event.ts > after_ts)
+            and (until_ts is None or event.ts <= until_ts)
+            and (actor is None or event.actor == actor)
         )
 
     covered = lo - 1  # operations up to here are reported (or before *start*)
@@ -273,6 +433,7 @@ def events(
         if first is not None and (hi is None or first.last_lsn <= hi):
             yield from filter(timely, _file_events(first, table, key, wanted, absent=True))
             covered = max(covered, first.last_lsn)
+            read(first.size)
     for f in files:
         if f.last_lsn <= covered or (hi is not None and f.last_lsn > hi):
             continue
@@ -291,13 +452,12 @@ def events(
                 continue  # not chained to what is known; a later full snapshot covers it
             yield from filter(timely, _file_events(f, table, key, wanted))
         covered = f.last_lsn
-        done += 1
-        if progress is not None:
-            progress(done, total)
-    if log_from is not None:
-        wal_dir = log_dir(target)
-        assert wal_dir is not None
-        for op in _log_operations(wal_dir, covered):
+        read(f.size)
+    if wal_dir is not None:
+        for op, segment_size in _log_operations(wal_dir, covered):
+            if op is None:
+                read(segment_size)
+                continue
             if (hi is not None and op.lsn > hi) or op.lsn > log_cap:
                 break
             if table is not None and op.table != table:
@@ -394,8 +554,9 @@ def history(
     key: Any,
     *,
     timeline: int | None = None,
+    progress: Progress | None = None,
     storage_options: dict[str, Any] | None = None,
-) -> list[Event]:
+) -> History:
     """Every version of one record on one timeline (default: the newest): its first known
     state, then each change.
 
@@ -404,26 +565,89 @@ def history(
     that delta (``granularity == "delta"``); the oldest full snapshot gives its first known
     state (``granularity == "snapshot"``). A drop of the table is listed too. A file that
     retention deletes while it is read makes the history be read again.
-    """
 
-    def attempt() -> list[Event]:
+    Args:
+        backup_dir: the directory (or a URL, or a storage target).
+        table: the table.
+        key: the record's primary key.
+        timeline: the timeline to follow (default: the newest).
+        progress: called as ``progress(bytes_read, bytes_total)`` as files and log segments
+            are read.
+        storage_options: for a URL, passed to fsspec.
+
+    Returns:
+        The versions, oldest first (empty when the record never existed: see
+        `table_names` to tell an unknown table from an unknown key).
+
+    Raises:
+        RestoreError: damage in the log, or no such timeline.
+        CorruptFileError: a damaged file.
+    """
+    target = as_target(backup_dir, storage_options)
+
+    def attempt() -> History:
         out: list[Event] = []
-        for event in events(
-            backup_dir,
+        for found in _events(
+            target,
+            start=None,
+            end=None,
             table=table,
             key=key,
+            wanted=None,
+            actor=None,
             include_state=True,
+            after_ts=None,
+            until_ts=None,
+            progress=progress,
             timeline=timeline,
-            storage_options=storage_options,
         ):
+            previous = out[-1].after if out else None
             # An absent state matters only after the record was seen: it records a deletion.
-            seen = bool(out) and out[-1].after is not None
-            if event.kind == "state" and event.after is None and not seen:
+            if found.kind == "state" and found.after is None and previous is None:
                 continue
-            out.append(event)
-        return out
+            if found.granularity != OPERATION and found.key is not None:
+                # Deltas and snapshots hold no before-image: the version before is one.
+                out.append(attrs.evolve(found, before=previous))
+            else:
+                out.append(found)
+        return History(table, key, tuple(out))
 
-    return replanning(attempt, as_target(backup_dir, storage_options))
+    return replanning(attempt, target)
+
+
+def table_names(
+    backup_dir: str | Path | Target,
+    *,
+    timeline: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+) -> frozenset[str]:
+    """Every table that one timeline's files and log mention, dropped ones included (this
+    reads every file: it tells an unknown table from an unknown key).
+
+    Raises:
+        RestoreError: damage in the log, or no such timeline.
+        CorruptFileError: a damaged file.
+    """
+    target = as_target(backup_dir, storage_options)
+
+    def attempt() -> frozenset[str]:
+        catalog = scan(target)
+        caps, log_cap = _timeline_caps(catalog, target, timeline)
+        names: set[str] = set()
+        for f in catalog.files:
+            if caps is not None and f.last_lsn > caps.get(f.lineage, -1):
+                continue
+            doc = read_document(f.where)
+            names.update(doc["tables"])
+            names.update(event["table"] for event in doc.get("ddl", []))
+        wal_dir = log_dir(target)
+        if wal_dir is not None and log_cap > 0:
+            for op, _ in _log_operations(wal_dir, 0):
+                if op is not None and op.lsn <= log_cap:
+                    names.add(op.table)
+        return frozenset(names)
+
+    return replanning(attempt, target)
 
 
 def replay(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import math
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -45,17 +46,22 @@ def parse_time(text: str) -> float:
     return moment.timestamp()
 
 
-def parse_point(text: str) -> Any:
-    """A diff point: ``lsn:N`` or a time."""
-    if text.startswith("lsn:"):
-        try:
-            n = int(text[4:])
-        except ValueError:
-            raise UsageError(f"not an LSN: {text!r}") from None
-        if n < 0:
-            raise UsageError(f"an LSN is >= 0: {text!r}")
-        return text
-    return parse_time(text)
+def parse_point(text: str) -> tuple[int | None, float | None]:
+    """A point of a history: ``lsn:N``, an ISO 8601 time, or epoch seconds as ``@N`` (or
+    with a decimal point). A bare integer is refused: an LSN or epoch seconds?
+
+    Returns:
+        ``(lsn, None)`` or ``(None, epoch seconds)``.
+
+    Raises:
+        UsageError: none of those.
+    """
+    from dictdb.audit import parse_point as parse
+
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_key(text: str, key_type: str) -> Any:
@@ -75,17 +81,71 @@ def parse_key(text: str, key_type: str) -> Any:
     return text
 
 
+#: The clock progress reads (a test replaces it).
+_clock = time.monotonic
+
+#: Seconds between two progress updates at most (the last one is always shown).
+_EVERY = 0.1
+
+
 def progress(label: str, stream: TextIO) -> Callable[[int, int], None] | None:
+    """A progress line on *stream* for ``(bytes done, bytes total)``: sizes and an ETA, at
+    most ten updates a second, ended by a newline once done reaches total. None when
+    *stream* is not a terminal (progress is for people watching, never for a pipe)."""
     if not stream.isatty():
         return None
+    started = _clock()
+    shown = -math.inf
+    width = 0
+    ended = False
 
     def show(done: int, total: int) -> None:
-        stream.write(f"\r{label}: {done}/{total}")
-        if done >= total:
+        nonlocal shown, width, ended
+        now = _clock()
+        final = done >= total
+        if ended or (not final and now - shown < _EVERY):
+            return
+        shown = now
+        elapsed = now - started
+        text = f"{label}: {human_size(done)} / {human_size(total)}"
+        if total > 0:
+            text += f" ({100 * done // total}%)"
+        if final:
+            text += f" in {human_duration(elapsed)}"
+        elif done > 0 and elapsed > 0:
+            text += f", ETA {human_duration((total - done) * elapsed / done)}"
+        stream.write("\r" + text.ljust(width))
+        width = len(text)
+        if final:
             stream.write("\n")
+            ended = True
         stream.flush()
 
     return show
+
+
+def human_size(n: int) -> str:
+    """*n* bytes for people: ``512 B``, ``1.5 KiB``, ``12.0 MiB``..."""
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if size < 1024 or unit == "TiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def human_duration(seconds: float) -> str:
+    """*seconds* for people: ``0.4 s``, ``12 s``, ``3:07``, ``1:02:03``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
 
 
 def dump(obj: Any) -> str:

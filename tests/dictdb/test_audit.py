@@ -93,16 +93,17 @@ def delta_events(built: Built, backup: Backup) -> list[tuple[Any, ...]]:
 
 def expected_snapshot_history(built: Built, table: str, key: Any) -> list[tuple[Any, ...]]:
     """First known state (oldest full), then per file: a delta's net change of the key, a
-    later full snapshot's state of it."""
+    later full snapshot's state of it; each version's before is the version before it."""
     out: list[tuple[Any, ...]] = []
     for backup in built.backups:
         row = row_at(built, backup.last_lsn, table, key)
+        before = out[-1][4] if out else None
         if backup.kind == "full":
             if row is not None:
-                out.append((backup.last_lsn, "state", key, None, row, None, SNAPSHOT))
+                out.append((backup.last_lsn, "state", key, before, row, None, SNAPSHOT))
         elif (table, key) in touched(built, backup):
             kind = "delete" if row is None else "upsert"
-            out.append((backup.last_lsn, kind, key, None, row, None, DELTA))
+            out.append((backup.last_lsn, kind, key, before, row, None, DELTA))
     return out
 
 
@@ -246,9 +247,9 @@ def test_history_without_a_log_starts_with_the_oldest_full_snapshot_state(snap: 
 
 def test_history_of_an_unknown_key_is_empty(snap: Built, durable: Built) -> None:
     expected_value = []
-    assert expected_value == history(snap.path, "users", 999)
+    assert expected_value == list(history(snap.path, "users", 999))
     expected_value = []
-    assert expected_value == history(durable.path, "users", 999)
+    assert expected_value == list(history(durable.path, "users", 999))
 
 
 def test_history_shows_a_deletion_that_only_a_full_snapshot_records(tmp_path: Path) -> None:
@@ -503,7 +504,7 @@ def test_diff_reports_a_change_that_restore_preserves(
 
 def test_diff_of_a_point_with_itself_is_empty(durable: Built) -> None:
     expected_value = {}
-    assert expected_value == diff(durable.path, "lsn:17", "lsn:17")
+    assert expected_value == diff(durable.path, "lsn:17", "lsn:17").tables
 
 
 def test_diff_reports_a_removed_field_as_absent(tmp_path: Path) -> None:
@@ -631,3 +632,269 @@ def test_verify_calls_progress_up_to_the_total(snap: Built) -> None:
 def test_finding_is_a_path_and_a_reason() -> None:
     expected_value = ("f", "r")
     assert expected_value == (Finding("f", "r").path, Finding("f", "r").reason)
+
+
+# -- the audit API in the open: points as keywords, typed results --------------------------------
+
+
+def test_the_audit_functions_are_exported_from_dictdb() -> None:
+    import dictdb
+    import dictdb.audit
+
+    expected_value = (dictdb.audit.history, dictdb.audit.diff, dictdb.audit.verify)
+    assert expected_value == (dictdb.history, dictdb.diff, dictdb.verify)
+    assert dictdb.audit.events is dictdb.events
+    assert {"diff", "events", "history", "verify"} <= set(dictdb.__all__)
+    assert sorted(dictdb.__all__) == dictdb.__all__
+
+
+@pytest.mark.parametrize(("a", "b"), [(3, 21), (0, 17), (9, 30)])
+def test_diff_by_lsn_keywords_equals_diff_by_lsn_points(durable: Built, a: int, b: int) -> None:
+    expected = actual_diff_doc(diff(durable.path, f"lsn:{a}", f"lsn:{b}"))
+    actual = actual_diff_doc(diff(durable.path, from_lsn=a, to_lsn=b))
+    assert typed(expected) == typed(actual)
+
+
+def test_diff_by_time_accepts_a_datetime_an_iso_string_and_epoch_seconds(durable: Built) -> None:
+    ta, tb = durable.marks[5], durable.marks[24]
+    expected = table_diff_doc(durable.states[5], durable.states[24])
+    aware = dt.datetime.fromtimestamp(ta, dt.UTC)
+    for start in (aware, aware.isoformat(), ta, f"@{ta!r}"):
+        actual = actual_diff_doc(diff(durable.path, from_at=start, to_at=tb))
+        assert typed(expected) == typed(actual), start
+    mixed = actual_diff_doc(diff(durable.path, aware, to_lsn=24))
+    assert typed(expected) == typed(mixed)
+
+
+@pytest.mark.parametrize("point", [62800, 5, 0])
+def test_diff_refuses_a_bare_int_point_naming_the_keywords(durable: Built, point: int) -> None:
+    with pytest.raises(ValueError, match=f"from_lsn={point}.*from_at={point}"):
+        diff(durable.path, point, "lsn:20")
+    with pytest.raises(ValueError, match=f"to_lsn={point}"):
+        diff(durable.path, "lsn:1", point)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"a": "lsn:3", "from_lsn": 3},
+        {"from_lsn": 3, "from_at": 1.0},
+        {"from_lsn": -1},
+        {"from_lsn": True},
+        {"to_lsn": "3"},
+    ],
+    ids=["point-and-lsn", "lsn-and-at", "negative", "bool", "str-lsn"],
+)
+def test_diff_refuses_a_point_given_twice_or_a_bad_lsn(durable: Built, kwargs: Any) -> None:
+    with pytest.raises(ValueError):
+        diff(durable.path, **kwargs)
+
+
+def test_diff_refuses_a_point_of_another_type(durable: Built) -> None:
+    with pytest.raises(TypeError, match="point must be"):
+        diff(durable.path, [3], "lsn:4")
+
+
+def test_diff_without_an_older_point_starts_from_the_empty_state(durable: Built) -> None:
+    expected = table_diff_doc({}, durable.states[5])
+    actual = actual_diff_doc(diff(durable.path, to_lsn=5))
+    assert typed(expected) == typed(actual)
+    expected_value = (0, durable.last_lsn)
+    newest = diff(durable.path)
+    assert expected_value == (newest.from_lsn, newest.to_lsn)
+
+
+def test_diff_says_which_states_it_compared(snap: Built) -> None:
+    found = diff(snap.path, from_lsn=4, to_lsn=12)  # no log: the backup points before
+    expected_value = (3, 10)
+    assert expected_value == (found.from_lsn, found.to_lsn)
+
+
+def test_diff_table_keeps_only_that_table(durable: Built) -> None:
+    everything = diff(durable.path, from_lsn=3, to_lsn=21)
+    only = diff(durable.path, from_lsn=3, to_lsn=21, table="orders")
+    expected_value = {"orders": everything["orders"]}
+    assert expected_value == only.tables
+    assert {"orders", "users"} == set(everything)
+
+
+def test_diff_table_that_exists_at_neither_point_is_an_error(durable: Built) -> None:
+    from dictdb import TableNotFoundError
+
+    with pytest.raises(TableNotFoundError, match=r"no table 'nosuch'.*orders, users"):
+        diff(durable.path, from_lsn=3, to_lsn=21, table="nosuch")
+
+
+def test_diff_reports_bytes_read_up_to_the_total(durable: Built) -> None:
+    calls: list[tuple[int, int]] = []
+    diff(durable.path, from_lsn=3, to_lsn=21, progress=lambda d, t: calls.append((d, t)))
+    total = calls[-1][1]
+    assert total > 0
+    expected_value = [(d, total) for d, _ in calls]
+    assert expected_value == calls
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert calls[-1] == (total, total)
+
+
+@pytest.mark.parametrize(("a", "b"), [(4, 20), (0, 32), (15, 16)])
+def test_events_from_lsn_is_exclusive_and_to_lsn_inclusive(durable: Built, a: int, b: int) -> None:
+    expected = op_rows(durable, a + 1, b)
+    actual = event_rows(events(durable.path, from_lsn=a, to_lsn=b))
+    assert typed(expected) == typed(actual)
+
+
+def test_events_time_bounds_accept_datetimes_and_iso_strings(durable: Built) -> None:
+    after = dt.datetime.fromtimestamp(durable.marks[15], dt.UTC)
+    until = iso_time(durable.marks[20])
+    expected_value = [16, 17, 18, 19, 20]
+    assert expected_value == [e.lsn for e in events(durable.path, from_at=after, to_at=until)]
+
+
+def iso_time(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"from_lsn": 3, "start": 4}, {"to_lsn": 3, "end": 4}, {"from_at": 1.0, "after_ts": 1.0},
+     {"to_at": 1.0, "until_ts": 1.0}, {"from_lsn": 3, "from_at": 1.0}],
+)  # fmt: skip
+def test_events_refuses_a_bound_given_twice(durable: Built, kwargs: Any) -> None:
+    with pytest.raises(ValueError, match=r"not both|not several"):
+        next(iter(events(durable.path, **kwargs)))
+
+
+def test_events_actor_keeps_only_that_actors_operations(durable: Built) -> None:
+    expected_value = [op.lsn for op in durable.ops if (op.meta or {}).get("actor") == "bob"]
+    assert expected_value == [e.lsn for e in events(durable.path, actor="bob")]
+    expected_value = []
+    assert expected_value == list(events(durable.path, actor="nobody"))
+
+
+def test_events_report_every_byte_of_files_and_log_segments(durable: Built) -> None:
+    calls: list[tuple[int, int]] = []
+    list(events(durable.path, progress=lambda d, t: calls.append((d, t))))
+    size = sum(b.path.stat().st_size for b in durable.backups)
+    size += sum(s.stat().st_size for s in durable.segments())
+    expected_value = ((0, size), (size, size))
+    assert expected_value == (calls[0], calls[-1])
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+def test_history_is_a_typed_sequence_with_the_granularity_it_speaks_at(
+    durable: Built, snap: Built
+) -> None:
+    from dictdb.audit import History
+
+    logged = history(durable.path, "users", 1)
+    backed_up = history(snap.path, "users", 1)
+    assert isinstance(logged, History)
+    expected_value = ("users", 1, OPERATION, SNAPSHOT)
+    assert expected_value == (logged.table, logged.key, logged.granularity, backed_up.granularity)
+    expected_value = (len(logged.versions), logged.versions[0], logged.versions[-2:])
+    assert expected_value == (len(logged), logged[0], logged[-2:])
+    assert None is history(snap.path, "users", 999).granularity
+
+
+def test_history_of_a_record_born_in_a_delta_speaks_at_delta_granularity(tmp_path: Path) -> None:
+    db = DictDB()
+    bm = BackupManager(db, tmp_path, incremental=True)
+    t = db.create_table("t", primary_key="id")
+    bm.backup_now()  # full @1, no rows
+    t.insert({"id": 1, "v": 0})
+    t.update({"v": 1}, where=t.id == 1)
+    bm.backup_now()  # delta 2..3
+    t.update({"v": 2, "w": 0}, where=t.id == 1)
+    bm.backup_now()  # delta 4..4
+    found = history(tmp_path, "t", 1)
+    expected_value = (
+        DELTA,
+        [(3, None, {"id": 1, "v": 1}), (4, {"id": 1, "v": 1}, {"id": 1, "v": 2, "w": 0})],
+        {"v": (1, 2), "w": (missing_marker(), 0)},
+    )
+    assert expected_value == (
+        found.granularity,
+        [(e.lsn, e.before, e.after) for e in found],
+        found[-1].changes,
+    )
+
+
+def test_history_reports_bytes_read(durable: Built) -> None:
+    calls: list[tuple[int, int]] = []
+    history(durable.path, "users", 1, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1][0] == calls[-1][1] > 0
+
+
+def test_an_event_names_its_changes_actor_reason_and_time(durable: Built) -> None:
+    update = next(e for e in history(durable.path, "users", 1) if e.kind == "update")
+    op = next(o for o in durable.ops if o.lsn == update.lsn)
+    expected_value = (op.meta["actor"], op.meta["reason"], iso_us(update.ts))
+    assert expected_value == (update.actor, update.reason, update.time)
+    assert {"v": (0, 1)} == update.changes
+    doc = update.as_document()
+    expected_value = ({"v": [0, 1]}, "bob", "step 1", update.time)
+    assert expected_value == (doc["changes"], doc["actor"], doc["reason"], doc["time"])
+
+
+def iso_us(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds")
+
+
+def test_an_event_without_metadata_has_no_actor_or_reason(snap: Built) -> None:
+    first = history(snap.path, "users", 1)[0]
+    expected_value = (None, None, {"<absent>"})
+    assert expected_value == (
+        first.actor,
+        first.reason,
+        {a for a, _ in first.as_document()["changes"].values()},
+    )
+
+
+def test_table_names_lists_every_table_the_history_mentions(durable: Built, snap: Built) -> None:
+    from dictdb.audit import table_names
+
+    expected_value = frozenset({"users", "orders"})
+    assert expected_value == table_names(durable.path)
+    assert expected_value == table_names(snap.path)
+
+
+@pytest.mark.parametrize(
+    ("text", "point"),
+    [
+        ("lsn:5", (5, None)),
+        ("lsn:0", (0, None)),
+        ("@1700000000", (None, 1700000000.0)),
+        ("@1700000000.25", (None, 1700000000.25)),
+        ("1700000000.5", (None, 1700000000.5)),
+        ("2023-11-14T22:13:20+00:00", (None, 1700000000.0)),
+        ("2023-11-14T22:13:20Z", (None, 1700000000.0)),
+    ],
+)
+def test_parse_point_reads_lsns_epoch_seconds_and_iso_times(text: str, point: Any) -> None:
+    from dictdb.audit import parse_point
+
+    assert point == parse_point(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("62800", "ambiguous: write lsn:62800"),
+        ("-3", "ambiguous"),
+        ("lsn:-1", "an LSN is >= 0"),
+        ("lsn:x", "not an LSN"),
+        ("nan", "not a time"),
+        ("@soon", "not a time"),
+        ("yesterday", "not a point"),
+    ],
+)
+def test_parse_point_refuses_bare_integers_and_what_is_no_point(text: str, message: str) -> None:
+    from dictdb.audit import parse_point
+
+    with pytest.raises(ValueError, match=message):
+        parse_point(text)
+
+
+def test_an_at_keyword_refuses_an_lsn_string(durable: Built) -> None:
+    with pytest.raises(ValueError, match=r"from_at is a time.*from_lsn=3"):
+        diff(durable.path, from_at="lsn:3")
