@@ -1,7 +1,9 @@
 """The ``dictdb`` command (also ``python -m dictdb``).
 
 Exit codes: 0 success (``verify``: nothing found), 1 findings or a failed operation (the
-file and the reason on stderr, one line), 2 usage errors, 130 interrupted (Ctrl-C).
+file and the reason on stderr, one line; ``verify`` also when there is nothing to verify),
+2 usage errors, 3 ``verify`` found no damage but warnings (a torn log tail, the normal trace
+of a crash, cut aside when the database reopens), 130 interrupted (Ctrl-C).
 Times are ISO 8601 (``2026-11-27T10:00:00+00:00``; naive means local time) or epoch seconds;
 where a point may be an LSN, write ``lsn:N``. ``--json`` prints JSON (one object per line for
 streams: ``history``, ``log``). Progress goes to stderr, and only when it is a terminal.
@@ -46,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="dictdb",
         description="dictdb: demo, and audit tools over backup directories.",
-        epilog="Exit codes: 0 ok, 1 findings/failure, 2 usage, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 findings/failure, 2 usage, 3 warnings only (verify), "
+        "130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

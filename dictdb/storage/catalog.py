@@ -238,6 +238,8 @@ def scan(
     target = as_target(place, storage_options)
     local = target.local_directory()
     if local is not None and not local.is_dir():
+        if local.exists():
+            raise NotADirectoryError(f"{local} is not a directory")
         raise FileNotFoundError(f"backup directory {local} does not exist")
     skip = set(exclude)
     listing = None

@@ -333,6 +333,9 @@ def replanning(
         try:
             result = attempt()
         except FileNotFoundError as exc:
+            local = target.local_directory()
+            if local is not None and not local.is_dir():
+                raise  # the directory itself is missing: no listing will bring it back
             log.info("restore: %s vanished while reading (retention?): planning again", exc)
             continue
         except (RestoreError, CorruptFileError):
