@@ -141,6 +141,78 @@ def _read_segment(path: Path, expected_first: int, data: bytes) -> int:
     return first
 
 
+@attrs.frozen
+class SegmentReport:
+    """One segment file read on its own (`read_segment`).
+
+    Attributes:
+        path: the file.
+        first_lsn: its first LSN (from its name and header).
+        ops: the operations of its readable frames, in order.
+        frames: how many frames were read.
+        valid_size: bytes up to the end of the last readable frame.
+        size: bytes in the file.
+        problem: what stopped the reading before the end (a torn or damaged frame, at
+            `valid_size`), or None.
+    """
+
+    path: Path
+    first_lsn: int
+    ops: tuple[Operation, ...]
+    frames: int
+    valid_size: int
+    size: int
+    problem: str | None
+
+
+def read_segment(path: str | Path) -> SegmentReport:
+    """Read one segment file, read-only, as far as its frames are readable (for inspection and
+    for a log's last LSN; continuity with other segments is `read_wal`'s business).
+
+    Raises:
+        RecoveryError: not named like a segment, not a regular file, or a bad header.
+    """
+    path = Path(path)
+    first = parse_segment_name(path.name)
+    if first is None:
+        raise RecoveryError(path, 0, "not named like a log segment (<16 hex digits>.wal)")
+    try:
+        data = read_regular(path, follow_symlinks=False)
+    except NotRegularFileError:
+        raise RecoveryError(path, 0, "not a regular file") from None
+    _read_segment(path, first, data)
+    ops: list[Operation] = []
+    frames = 0
+    valid = HEADER_SIZE
+    problem = None
+    try:
+        for offset, nxt, payload in iter_frames(data, HEADER_SIZE):
+            try:
+                batch = decode_batch(payload)
+            except WALError as exc:
+                problem = f"offset {offset}: malformed payload: {exc}"
+                break
+            ops.extend(batch)
+            frames += 1
+            valid = nxt
+    except FrameError as exc:
+        problem = f"offset {exc.offset}: {exc.reason}"
+    return SegmentReport(path, first, tuple(ops), frames, valid, len(data), problem)
+
+
+def last_operation(directory: str | Path) -> Operation | None:
+    """The log's last readable operation, reading only its last segments (None: none, or
+    the last segment is unreadable; `read_wal` and `verify` say why)."""
+    for _, path in reversed(list_segments(Path(directory))):
+        try:
+            report = read_segment(path)
+        except (RecoveryError, OSError):
+            return None
+        if report.ops:
+            return report.ops[-1]
+    return None
+
+
 def read_wal(
     directory: str | Path, *, repair: bool = False, after_lsn: int = 0
 ) -> tuple[list[Operation], list[SegmentInfo], TornTail | None]:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from dictdb._version import __version__
 from dictdb.cli import auditing, backups, demo, legacy
 from dictdb.cli._args import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from dictdb.errors import DictDBError, UsageError
@@ -29,7 +30,8 @@ __all__ = ["main"]
 class _Parser(argparse.ArgumentParser):
     # Usage errors are one line on stderr (and exit 2), like every other error.
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"dictdb: error: {message} (see dictdb --help)\n")
+        one_line = " ".join(message.split())  # an argument may hold a newline
+        self.exit(EXIT_USAGE, f"dictdb: error: {one_line} (see dictdb --help)\n")
 
 
 #: The temp file an atomic write goes through (`dictdb._atomic`): ``.<final>.<random>.tmp``.
@@ -51,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 findings/failure, 2 usage, 3 warnings only (verify), "
         "130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"dictdb {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:
@@ -79,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run: Callable[[argparse.Namespace, TextIO], int] = args.run
         return run(args, out)
     except UsageError as exc:
-        print(f"dictdb: {exc}", file=sys.stderr)
+        print(f"dictdb: {exc}".replace("\n", " "), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dictdb: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import sys
 import tempfile
 from pathlib import Path
@@ -14,10 +15,12 @@ from dictdb.cli._args import (
     Add,
     UsageError,
     dump,
+    human_size,
     parse_time,
     progress,
     when,
 )
+from dictdb.errors import DictDBError
 from dictdb.storage.target import as_target
 
 
@@ -25,14 +28,23 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.storage.catalog import as_document, scan
 
     catalog = scan(args.dir)
+    local = as_target(args.dir).local_directory()
+    log = _log_summary(None if local is None else local / "wal")
+    windows = _windows(catalog, log)
     if args.json:
-        print(dump(as_document(catalog)), file=out)
+        doc = as_document(catalog)
+        doc["log"] = log
+        doc["restorable"] = windows
+        doc["lineages"] = {str(tl.number): tl.lineage for tl in catalog.history.timelines.values()}
+        print(dump(doc), file=out)
         return EXIT_OK
-    if not catalog.files and not catalog.unreadable and not catalog.legacy:
+    if not catalog.files and not catalog.unreadable and not catalog.legacy and log is None:
         print(f"{args.dir}: no backups", file=out)
     history = catalog.history
     newest = history.newest()
     n = 0
+    header = f"{'KIND':<5} {'FIRST LSN':>10} {'LAST LSN':>10}  {'LAST OPERATION (UTC)':<25} "
+    header += f"{'SIZE':>9}  FILE"
     for tl in sorted(history.timelines.values(), key=lambda t: t.number):
         chains = [c for c in catalog.chains if catalog.timeline_of(c.full) == tl.number]
         fork = (
@@ -41,39 +53,115 @@ def _cmd_ls(args: argparse.Namespace, out: TextIO) -> int:
             else f", forked from timeline {tl.parent} after LSN {tl.fork_lsn}"
         )
         mark = " (newest)" if newest is not None and tl.number == newest.number else ""
+        lineage = "" if tl.lineage is None else f", lineage {tl.lineage[:12]}"
         depth = _depth(history, tl.number)
-        print(f"{'  ' * depth}timeline {tl.number}{mark}{fork}", file=out)
+        print(f"{'  ' * depth}timeline {tl.number}{mark}{fork}{lineage}", file=out)
         for chain in chains:
             n += 1
             pad = "  " * (depth + 1)
             print(
                 f"{pad}chain {n}: LSN {chain.full.last_lsn}..{chain.last_lsn}, "
-                f"{len(chain.deltas)} deltas, {chain.size} bytes",
+                f"{len(chain.deltas)} deltas, {human_size(chain.size)}",
                 file=out,
             )
+            print(f"{pad}  {header}", file=out)
             for f in chain.files:
+                first = "-" if f.is_full else str(f.first_lsn)
                 print(
-                    f"{pad}  {f.kind:<5} {f.first_lsn if not f.is_full else f.last_lsn:>10}"
-                    f"..{f.last_lsn:<10} {when(f.last_op_ts)}  {f.size:>12}  {f.path.name}",
+                    f"{pad}  {f.kind:<5} {first:>10} {f.last_lsn:>10}  "
+                    f"{_utc(f.last_op_ts):<25} {human_size(f.size):>9}  {f.path.name}",
                     file=out,
                 )
     if catalog.legacy:
         print("reference DictDB 1.x files (no LSN, no checksum; restorable by time):", file=out)
+        print(f"  {'KIND':<5} {'WRITTEN (UTC, from the name)':<28} {'SIZE':>9}  FILE", file=out)
         for lf in catalog.legacy:
-            print(f"  {lf.kind:<5} {when(lf.stamp)}  {lf.size:>12}  {lf.path.name}", file=out)
+            print(
+                f"  {lf.kind:<5} {_utc(lf.stamp):<28} {human_size(lf.size):>9}  {lf.path.name}",
+                file=out,
+            )
     for f in catalog.orphans:
         print(f"orphan delta {f.first_lsn}..{f.last_lsn} {f.path.name}", file=out)
     for path, reason in catalog.unreadable:
         print(f"unreadable {path.name}: {reason}", file=out)
     for path, reason in (*catalog.ignored, *catalog.strays):
         print(f"ignored {path.name}: {reason}", file=out)
-    from wal import list_segments
-
-    local = as_target(args.dir).local_directory()
-    segments = [] if local is None else list_segments(local / "wal")
-    if segments:
-        print(f"log: {len(segments)} segments from LSN {segments[0][0]}", file=out)
+    if log is not None:
+        last = "?" if log["last_lsn"] is None else str(log["last_lsn"])
+        lineage = "" if log["lineage"] is None else f", lineage {log['lineage'][:12]}"
+        print(
+            f"log: {log['segments']} segment{'s' if log['segments'] != 1 else ''}, "
+            f"LSN {log['first_lsn']}..{last}, "
+            f"{human_size(log['size'])}{lineage}",
+            file=out,
+        )
+    for w in windows:
+        start = w["first_time"] or ("the beginning" if w["first_lsn"] == 0 else "?")
+        print(
+            f"restorable: LSN {w['first_lsn']}..{w['last_lsn']} ({start} .. {w['last_time']})",
+            file=out,
+        )
     return EXIT_OK
+
+
+def _utc(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _log_summary(wal_dir: Path | None) -> dict[str, Any] | None:
+    # What `ls` says of the durable log, from its names and its last segment only.
+    from dictdb.storage.timeline import read_log_lineage
+    from wal import last_operation, list_segments
+
+    if wal_dir is None or not wal_dir.is_dir():
+        return None
+    segments = list_segments(wal_dir)
+    if not segments:
+        return None
+    last = last_operation(wal_dir)
+    try:
+        recorded = read_log_lineage(wal_dir)
+    except DictDBError:
+        recorded = None
+    return {
+        "segments": len(segments),
+        "first_lsn": segments[0][0],
+        "last_lsn": None if last is None else last.lsn,
+        "last_time": None if last is None else when(last.ts),
+        "size": sum(p.stat().st_size for _, p in segments if p.exists()),
+        "lineage": None if recorded is None else recorded[0],
+    }
+
+
+def _windows(catalog: Any, log: dict[str, Any] | None) -> list[dict[str, Any]]:
+    # The LSN ranges the headers say can be rebuilt (verify reads the files to be sure):
+    # each chain's, and the log's where it joins one or starts at LSN 1.
+    ranges: list[tuple[int, int, float, float]] = [
+        (c.full.last_lsn, c.last_lsn, c.full.last_op_ts, c.files[-1].last_op_ts)
+        for c in catalog.chains
+    ]
+    if log is not None and log["last_lsn"] is not None:
+        start = log["first_lsn"] - 1
+        joined = [r for r in ranges if r[0] <= start <= r[1]]
+        if start == 0 or joined:
+            at = 0.0 if start == 0 else joined[0][3]
+            ranges.append((start, log["last_lsn"], at, parse_time(log["last_time"])))
+    merged: list[list[Any]] = []
+    for lo, hi, lo_ts, hi_ts in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            if hi > merged[-1][1]:
+                merged[-1][1], merged[-1][3] = hi, hi_ts
+        else:
+            merged.append([lo, hi, lo_ts, hi_ts])
+    return [
+        {
+            "first_lsn": lo,
+            "last_lsn": hi,
+            "first_time": None if lo_ts == 0.0 and lo == 0 else when(lo_ts),
+            "last_time": when(hi_ts),
+        }
+        for lo, hi, lo_ts, hi_ts in merged
+    ]
 
 
 def _depth(history: Any, number: int) -> int:
@@ -194,7 +282,10 @@ def check_out_path(out: str, force: bool) -> Path:
 
 def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.storage.persist import read_document
+    from wal import parse_segment_name
 
+    if parse_segment_name(Path(args.file).name) is not None:
+        return _inspect_segment(args, out)
     doc = read_document(args.file)
     summary: dict[str, Any] = {
         k: v for k, v in doc.items() if k not in ("tables", "ddl", "digest", "checksum")
@@ -217,12 +308,48 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
     if doc["type"] == "delta":
         summary["ddl"] = doc.get("ddl", [])
     summary["checksum"] = "verified"
-    if args.json:
-        print(dump(summary), file=out)
-    else:
-        for k, v in summary.items():
-            print(f"{k}: {v}", file=out)
+    _print_summary(summary, args.json, out)
     return EXIT_OK
+
+
+def _inspect_segment(args: argparse.Namespace, out: TextIO) -> int:
+    # A log segment: its range, frames and operations per table and kind, read as far as
+    # its frames are readable; a problem (torn or damaged frame) is said, exit 1.
+    from wal import RecoveryError, read_segment
+
+    try:
+        report = read_segment(args.file)
+    except RecoveryError as exc:
+        raise DictDBError(f"{exc.segment}: offset {exc.offset}: {exc.reason}") from None
+    per_table: dict[str, dict[str, int]] = {}
+    for op in report.ops:
+        counts = per_table.setdefault(str(op.table), {})
+        counts[op.kind] = counts.get(op.kind, 0) + 1
+    ops = report.ops
+    summary: dict[str, Any] = {
+        "type": "log segment",
+        "first_lsn": report.first_lsn,
+        "last_lsn": ops[-1].lsn if ops else None,
+        "first_time": when(ops[0].ts) if ops else None,
+        "last_time": when(ops[-1].ts) if ops else None,
+        "frames": report.frames,
+        "operations": len(ops),
+        "size": report.size,
+        "valid_size": report.valid_size,
+        "tables": per_table,
+        "problem": report.problem,
+        "checksum": "verified" if report.problem is None else "verified up to valid_size",
+    }
+    _print_summary(summary, args.json, out)
+    return EXIT_OK if report.problem is None else EXIT_FINDINGS
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        print(dump(summary), file=out)
+        return
+    for k, v in summary.items():
+        print(f"{k}: {v}", file=out)
 
 
 def register(add: Add) -> None:
@@ -251,7 +378,7 @@ def register(add: Add) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_restore)
-    p = add("inspect", "verify one snapshot or delta file and summarize it")
+    p = add("inspect", "verify one snapshot, delta or log segment file and summarize it")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_inspect)
