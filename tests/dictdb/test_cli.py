@@ -520,7 +520,7 @@ def test_ls_text_lists_chains_files_and_the_log(durable: Built) -> None:
     result = run("ls", durable.path)
     lines = result.stdout.splitlines()
     chains = [line.strip() for line in lines if line.strip().startswith("chain ")]
-    assert "timeline 1 (newest)" == lines[0]
+    assert lines[0].startswith("timeline 1 (newest), lineage ")
     expected = [
         f"chain {n}: LSN {full_lsn}..{deltas[-1][2] if deltas else full_lsn}"
         for n, (_, full_lsn, deltas) in enumerate(expected_chains(durable), 1)
@@ -529,7 +529,10 @@ def test_ls_text_lists_chains_files_and_the_log(durable: Built) -> None:
     assert expected_value == (result.returncode, [c.split(",")[0] for c in chains])
     for b in durable.backups:
         assert sum(b.path.name in line for line in lines) == 1
-    assert f"log: {len(durable.segments())} segments from LSN 1" == lines[-1]
+    n = len(durable.segments())
+    log_line = next(line for line in lines if line.startswith("log: "))
+    assert log_line.startswith(f"log: {n} segment{'s' if n != 1 else ''}, LSN 1..")
+    assert lines[-1].startswith("restorable: LSN 0..")
 
 
 def test_inspect_verifies_and_summarizes_a_full_snapshot(snap: Built) -> None:
