@@ -90,7 +90,9 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(wheel: Path, tmp_p
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
     where = _run([str(python), "-c", "import dictdb; print(dictdb.__file__)"], work, env)
     assert Path(where.strip()).is_relative_to(venv), where
-    out = _run([str(python), "-m", "dictdb", "demo"], work, env)
+    out = _run([str(python), "-m", "dictdb", "demo", "--dir", str(tmp_path / "demo")], work, env)
     assert out.strip()
-    script = _run([str(venv / "bin" / "dictdb"), "demo"], work, env)
+    script = _run(
+        [str(venv / "bin" / "dictdb"), "demo", "--dir", str(tmp_path / "demo")], work, env
+    )
     assert script.strip()
