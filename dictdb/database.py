@@ -9,7 +9,7 @@ imports storage, durable and csv_io: everything below it points down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -396,6 +396,7 @@ def restore(
     storage_options: dict[str, Any] | None = None,
     exact: bool = False,
     use_log: bool = True,
+    progress: Callable[[int, int], None] | None = None,
 ) -> DictDB:
     """Rebuild a database from a backup directory: the newest state, or the state at a point.
 
@@ -421,6 +422,7 @@ def restore(
             the backup point before it) instead of logging a WARNING naming the point reached.
         use_log: replay the durable log where there is one (False: snapshots and deltas
             alone, e.g. past a damaged log).
+        progress: called with (bytes read, bytes in all) as the files are read.
 
     Returns:
         The database; its `lsn` tells where it stopped (never past the target).
@@ -441,5 +443,6 @@ def restore(
             storage_options=storage_options,
             exact=exact,
             use_log=use_log,
+            progress=progress,
         )
     )

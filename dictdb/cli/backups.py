@@ -250,7 +250,7 @@ def _cmd_restore(args: argparse.Namespace, out: TextIO) -> int:
     if args.out is None:
         raise UsageError("--out FILE is required (or --dry-run)")
     out_path = check_out_path(args.out, args.force)  # before any work
-    db = restore(args.dir, **target, **options)
+    db = restore(args.dir, **target, **options, progress=progress("restore", sys.stderr))
     path = persist.save(db.engine, out_path, args.format, overwrite=args.force)
     message = {"out": str(path), "lsn": db.lsn, "tables": db.list_tables()}
     print(dump(message) if args.json else f"restored LSN {db.lsn} to {path}", file=out)

@@ -80,7 +80,7 @@ def migrate(
         dest: where to write; must be empty unless *force*.
         file_format, compression: of the files written (``"json"``/``"pickle"``, ``"zstd"``).
         force: write into a non-empty *dest*, replacing files of the same names.
-        progress: called with (files done, files in all) after each file.
+        progress: called with (bytes read, bytes in all) after each source file.
         storage_options: for URLs, passed to fsspec.
 
     Returns:
@@ -129,14 +129,17 @@ def migrate(
     engine: Engine | None = None
     written: list[Path] = []
     names: set[str] = set()
-    for done, f in enumerate(files, 1):
+    total = sum(f.size for f in files)
+    done = 0
+    for f in files:
         engine, wrote = _migrate_one(engine, f, out, fmt, comp, force, timeline, lineage, names)
         if wrote is not None:
             written.append(wrote)
         else:
             skipped.append((f.path, "changes nothing"))
+        done += f.size
         if progress is not None:
-            progress(done, len(files))
+            progress(done, total)
     assert engine is not None
     _check_restores(out, engine)
     return MigrationReport(tuple(written), tuple(skipped), engine.lsn, timeline)

@@ -750,7 +750,13 @@ def _target_time(at: Any, lsn: int | None) -> float | None:
     return None if at is None else to_epoch(at)
 
 
-def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
+#: ``progress(bytes done, bytes in all)``, called as a restore reads its files.
+Progress = Callable[[int, int], None]
+
+
+def _carry_out(
+    plan: RestorePlan, lock: Lock | None = None, progress: Progress | None = None
+) -> Engine:
     target = plan.source
     bad: list[Path] = []
     while True:
@@ -782,6 +788,10 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
             plan = fallback
             continue
         break
+    total = sum(f.size for f in plan.files)
+    done = plan.files[0].size
+    if progress is not None:
+        progress(done, total)
     for delta, where in zip(plan.files[1:], _fetched(target, plan.files[1:]), strict=True):
         try:
             persist.apply_delta(engine, where)
@@ -790,6 +800,9 @@ def _carry_out(plan: RestorePlan, lock: Lock | None = None) -> Engine:
                 f"{exc.reason}; the newest point reachable before it is LSN {engine.lsn}",
                 delta.path,
             ) from None
+        done += delta.size
+        if progress is not None:
+            progress(done, total)
     if plan.lineage is not None:
         # The state is a point of the chosen timeline, whatever history the last file came
         # from (an ancestor's, before the fork).
@@ -829,6 +842,7 @@ def restore_engine(
     storage_options: dict[str, Any] | None = None,
     exact: bool = False,
     use_log: bool = True,
+    progress: Progress | None = None,
 ) -> Engine:
     """Rebuild an engine from a backup directory: the newest state, or the state at a point.
 
@@ -851,7 +865,9 @@ def restore_engine(
             *exact*.
     """
     target = as_target(backup_dir, storage_options)
-    return replanning(lambda: _restore_once(target, at, lsn, timeline, exact, use_log), target)
+    return replanning(
+        lambda: _restore_once(target, at, lsn, timeline, exact, use_log, progress), target
+    )
 
 
 def _restore_once(
@@ -861,11 +877,12 @@ def _restore_once(
     timeline: int | None,
     exact: bool = False,
     use_log: bool = True,
+    progress: Progress | None = None,
 ) -> Engine:
     plan, ops = _plan_all(backup_dir, at, lsn, timeline, exact, use_log)
     if plan.legacy:
         return _carry_out_legacy(plan.legacy)
-    engine = _carry_out(plan) if plan.files else Engine(lineage=plan.lineage)
+    engine = _carry_out(plan, progress=progress) if plan.files else Engine(lineage=plan.lineage)
     for op in ops:
         try:
             engine.apply_operation(op)

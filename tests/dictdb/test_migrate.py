@@ -286,10 +286,14 @@ def test_a_damaged_legacy_file_stops_the_migration_naming_it(
     assert str(bad) == info.value.path
 
 
-def test_migrate_reports_progress_per_file(legacy_dir: Path, tmp_path: Path) -> None:
+def test_migrate_reports_progress_in_bytes_per_file(legacy_dir: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, int]] = []
     migrate(legacy_dir, tmp_path / "dest", progress=lambda done, total: seen.append((done, total)))
-    assert [(i, 5) for i in range(1, 6)] == seen
+    total = sum(p.stat().st_size for p in legacy_dir.iterdir())
+    assert 5 == len(seen)
+    assert all(t == total for _, t in seen)
+    assert [d for d, _ in seen] == sorted({d for d, _ in seen})
+    assert total == seen[-1][0]
 
 
 def test_the_migrate_command_converts_and_verify_passes(

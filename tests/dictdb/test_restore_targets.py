@@ -220,3 +220,14 @@ def test_a_failed_write_names_the_file_asked_for_not_a_temp_file(
     assert 1 == main(["restore", str(directory), "--out", str(out)])
     err = capsys.readouterr().err
     assert f"dictdb: {out}: No space left on device\n" == err
+
+
+def test_restore_reports_progress_in_bytes_of_the_files_read(
+    snap: tuple[Path, dict[int, Any]],
+) -> None:
+    directory, _ = snap
+    seen: list[tuple[int, int]] = []
+    restore(directory, progress=lambda done, total: seen.append((done, total)))
+    total = sum(p.stat().st_size for p in directory.glob("dictdb_[bd]*_*"))
+    assert (total, total) == seen[-1]
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
