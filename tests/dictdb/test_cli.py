@@ -125,9 +125,9 @@ def test_history_text_with_the_log_says_operation_and_shows_who_and_why(durable:
         expected_value = (str(op.lsn), op.kind)
         assert expected_value == tuple(line.split()[:3:2])
         assert "[operation]" in line
-        assert repr(op.after) in line
-        assert repr(op.meta) in line
-    assert "'actor': 'alice', 'reason': 'setup'" in lines[0]
+        assert (repr(op.after) if op.after is not None else "deleted") in line
+        assert f"actor={op.meta['actor']} " in line
+    assert lines[0].endswith("actor=alice reason=setup")
 
 
 def versions_without_log(built: Built, table: str, key: Any) -> list[tuple[Any, ...]]:
@@ -170,8 +170,8 @@ def test_history_text_without_a_log_says_which_granularity(snap: Built) -> None:
 
 def test_history_of_an_unknown_key_says_so(snap: Built) -> None:
     result = run("history", snap.path, "users", "999")
-    expected_value = (0, "no history for users/999\n")
-    assert expected_value == (result.returncode, result.stdout)
+    expected_value = (1, "", f"dictdb: no record users/999 in {snap.path}\n")
+    assert expected_value == (result.returncode, result.stdout, result.stderr)
 
 
 # -- diff -----------------------------------------------------------------------------------------
@@ -766,9 +766,11 @@ def test_progress_appears_on_a_real_terminal(snap: Built) -> None:
             os.close(follower)
         os.close(leader)
     shown = b"".join(chunks).decode()
-    total = len(snap.backups) + 1
     expected_value = (0, True)
-    assert expected_value == (proc.returncode, f"verify: {total}/{total}" in shown)
+    assert expected_value == (
+        proc.returncode,
+        re.search(r"verify: .* \(100%\) in ", shown) is not None,
+    )
 
 
 # -- README ---------------------------------------------------------------------------------------
