@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import math
 import time
 import uuid
@@ -38,12 +39,25 @@ def parse_time(text: str) -> float:
     else:
         if not math.isfinite(value):
             raise UsageError(f"not a time: {text!r}")
-        return value
+        return _in_range(text, value)
     try:
         moment = _dt.datetime.fromisoformat(text)
+        value = moment.timestamp()
     except ValueError:
         raise UsageError(f"not a time (ISO 8601 or epoch seconds): {text!r}") from None
-    return moment.timestamp()
+    except (OverflowError, OSError):
+        raise UsageError(f"time out of range (years 1 to 9999): {text!r}") from None
+    return _in_range(text, value)
+
+
+#: The times a datetime can show: from year 1 to before year 10000 (epoch seconds).
+_TIME_RANGE = (-62135596800.0, 253402300800.0)
+
+
+def _in_range(text: str, value: float) -> float:
+    if not _TIME_RANGE[0] <= value < _TIME_RANGE[1]:
+        raise UsageError(f"time out of range (years 1 to 9999): {text!r}")
+    return value
 
 
 def parse_point(text: str) -> tuple[int | None, float | None]:
@@ -149,7 +163,12 @@ def human_duration(seconds: float) -> str:
 
 
 def dump(obj: Any) -> str:
-    return orjson.dumps(obj, default=str).decode()
+    """One line of JSON. A str orjson refuses (a path that was not valid UTF-8 in argv, held
+    as lone surrogates) is escaped by the standard library instead."""
+    try:
+        return orjson.dumps(obj, default=str).decode()
+    except TypeError:
+        return json.dumps(obj, default=str, separators=(",", ":"))
 
 
 def when(ts: float) -> str:

@@ -99,3 +99,23 @@ def test_a_newline_in_an_argument_keeps_a_usage_error_on_one_line(
     err = capsys.readouterr().err
     assert 1 == len(err.splitlines())
     assert err.startswith("dictdb: error: ")
+
+
+@pytest.mark.parametrize("at", ["0001-01-01", "-1e308", "1e30"])
+def test_a_time_out_of_range_is_a_usage_error(
+    tmp_path: Path, at: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    durable(tmp_path / "db")
+    assert 2 == main(["restore", str(tmp_path / "db"), f"--at={at}", "--dry-run"])
+    err = capsys.readouterr().err
+    assert 1 == len(err.splitlines())
+    assert err.startswith("dictdb: ")
+
+
+def test_json_output_survives_a_path_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    durable(tmp_path / "db")
+    out = str(tmp_path / "x-\udcff.json")  # what Python makes of the argv bytes b"x-\xff.json"
+    assert 0 == main(["restore", str(tmp_path / "db"), "--out", out, "--json"])
+    assert json.loads(capsys.readouterr().out)["out"] == out

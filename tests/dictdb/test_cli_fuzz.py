@@ -25,7 +25,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import given, reject, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dictdb import BackupManager, DictDB, cli
@@ -487,22 +487,8 @@ def check(outcome: Outcome) -> None:
 
 
 def check_random(outcome: Outcome) -> None:
-    """`check`, except that an outcome of a known failure (`KNOWN`, named cases) is left
-    out of the random runs rather than failing them: the named case carries it."""
-    try:
-        check(outcome)
-    except AssertionError:
-        if known_failure(outcome):
-            reject()
-        raise
-
-
-def known_failure(outcome: Outcome) -> bool:
-    """Whether *outcome* is one of the failures the `KNOWN` named cases stand for."""
-    if "surrogates not allowed" in outcome.stderr:
-        return True  # _SURROGATES
-    unrecognized = outcome.stderr.startswith("dictdb: error: unrecognized arguments:")
-    return unrecognized and any("\n" in arg for arg in outcome.argv)
+    """`check`, for the random runs."""
+    check(outcome)
 
 
 # -- the properties --------------------------------------------------------------------------------
@@ -595,19 +581,6 @@ ODD_CASES: dict[str, list[str | bytes]] = {
 }
 
 #: Cases that fail the property today, each with what happens (reported to the owner).
-_SURROGATES = (
-    "dictdb.cli._args.dump: orjson refuses a str holding surrogates (a name that is not "
-    "UTF-8, as Python decodes it from argv): the TypeError escapes main, a traceback, exit 1"
-)
-KNOWN: dict[str, str] = {
-    "restore --out an undecodable name --json": _SURROGATES,
-    "export --out an undecodable name --json": _SURROGATES,
-    "migrate into an undecodable name --json": _SURROGATES,
-    "a newline in an unknown flag": (
-        "dictdb.cli._Parser.error prints argparse's message as it is: an argument holding a "
-        "newline makes the usage error two lines"
-    ),
-}
 
 
 def odd_argv(world: World, name: str) -> list[str | bytes]:
@@ -627,8 +600,7 @@ def odd_argv(world: World, name: str) -> list[str | bytes]:
 
 
 def odd_case(name: str) -> Any:
-    marks = [pytest.mark.xfail(reason=KNOWN[name], strict=False)] if name in KNOWN else []
-    return pytest.param(name, id=name, marks=marks)
+    return pytest.param(name, id=name)
 
 
 def run_process(world: World, argv: list[str | bytes]) -> Outcome:
