@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -152,8 +153,12 @@ def test_verify_and_ls_report_forks_as_information(
     assert f"timeline 2 forked from timeline 1 after LSN {min(points)}" in out
     assert 0 == main(["ls", str(tmp_path)])
     listing = capsys.readouterr().out
-    assert "timeline 1\n" in listing
-    assert f"  timeline 2 (newest), forked from timeline 1 after LSN {min(points)}" in listing
+    assert re.search(r"^timeline 1, lineage [0-9a-f]{12}$", listing, re.MULTILINE)
+    assert re.search(
+        rf"^  timeline 2 \(newest\), forked from timeline 1 after LSN {min(points)}, lineage ",
+        listing,
+        re.MULTILINE,
+    )
 
 
 def test_a_stray_delta_of_another_database_is_ignored_by_name(
