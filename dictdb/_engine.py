@@ -41,7 +41,6 @@ from wal import (
     INSERT,
     UPDATE,
     Journal,
-    JournalError,
     LogFailedError,
     Operation,
     OpTuple,
@@ -117,7 +116,7 @@ class TableState:
     """
 
     __slots__ = (
-        "clean_lsn",
+        "changed",
         "facade",
         "indexes",
         "name",
@@ -153,8 +152,9 @@ class TableState:
         self.positions: dict[Any, int] = {}
         self.next_position = 0
         self.facade: Any = None  # the `Table` that speaks for this state, made on demand
-        # The reference's clear_dirty_tracking(): changes up to this LSN are no longer shown.
-        self.clean_lsn = 0
+        # Key -> written (True) or deleted (False) since the last backup cut: the reference's
+        # dirty sets, bounded by the keys changed (one dict store per write).
+        self.changed: dict[Any, bool] = {}
 
     def definition(self) -> dict[str, Any]:
         """The definition as stored in the journal: primary key and schema."""
@@ -244,7 +244,9 @@ class Engine:
     """Tables and the operation journal, changed only through `apply`.
 
     Args:
-        retain_journal: keep operations until a consumer (a backup) releases them.
+        retain_journal: True keeps every operation until a consumer (a backup) releases it;
+            None (the default) keeps them only once a consumer needs them (`want_journal`:
+            a backup manager, a snapshot saved as the base of deltas); False never.
         lock: the re-entrant lock every reader and writer holds (default: a new RLock).
         start_lsn, start_ts: where the journal starts (a state loaded from a snapshot).
         lineage, parent: the history this state belongs to (see `lineage`).
@@ -253,7 +255,7 @@ class Engine:
     def __init__(
         self,
         *,
-        retain_journal: bool = True,
+        retain_journal: bool | None = None,
         lock: Lock | None = None,
         start_lsn: int = 0,
         start_ts: float = 0.0,
@@ -264,8 +266,10 @@ class Engine:
         self.tables: dict[str, TableState] = {}
         self.lsn = start_lsn
         self.journal = Journal(
-            retain=retain_journal, start_lsn=start_lsn, start_ts=start_ts, lock=self.lock
+            retain=retain_journal is True, start_lsn=start_lsn, start_ts=start_ts, lock=self.lock
         )
+        # None: operations are kept from the moment a consumer needs them (R7).
+        self.journal_on_demand = retain_journal is None
         self.journal_append = self.journal.append_held
         # What the storage layer needs to cut the next delta (its `BackupCursor`), opaque here.
         self.cursor: Any = None
@@ -312,6 +316,7 @@ class Engine:
             if table.indexes:  # the only index cost of a table without indexes
                 table.index_write(key, after)
             table.rows[key] = after
+            table.changed[key] = True
             if not plain:
                 table.special.add(key)
             elif table.special:
@@ -326,6 +331,7 @@ class Engine:
             if table.indexes:
                 table.index_delete(key)
             del table.rows[key]
+            table.changed[key] = False
             if table.special:
                 table.special.discard(key)
         elif kind == CREATE:
@@ -346,6 +352,7 @@ class Engine:
         self.pre_from = lsn
         for table in self.tables.values():
             table.pre = {}
+            table.changed = {}
         return old
 
     def commit(
@@ -465,40 +472,20 @@ class Engine:
         if self.tables.get(table.name) is not table:
             raise TableNotFoundError(f"table {table.name!r} was dropped")
 
-    def changed_keys(self, table: TableState) -> tuple[set[Any], set[Any]]:
-        """Keys of *table* written, and keys deleted, since the last backup cut (or since
-        `TableState.clean_lsn` when later), each net of the other: the reference's dirty
-        sets, read from the journal. The caller holds the lock.
+    def want_journal(self) -> bool:
+        """Keep the operations appended from now on, for a consumer that will cut deltas
+        from them (unless the database was made with ``retain_journal=False``). Returns
+        whether the journal retains."""
+        if self.journal_on_demand:
+            self.journal.retain_from_now()
+        return self.journal.retain
 
-        Raises:
-            StateError: the journal no longer holds those operations (``retain_journal=False``).
-        """
-        start = max(getattr(self.cursor, "lsn", 0), table.clean_lsn)
-        if start >= self.lsn:
-            return set(), set()
-        try:
-            flat = self.journal.read_flat(start + 1, self.lsn)
-        except JournalError as exc:
-            raise StateError(
-                f"changes since LSN {start} are not in the journal ({exc}): dirty tracking "
-                "needs DictDB(retain_journal=True)"
-            ) from None
-        written: set[Any] = set()
-        deleted: set[Any] = set()
-        name = table.name
-        for i in range(0, len(flat), _OP_WIDTH):
-            if flat[i + 3] != name:
-                continue
-            kind, key = flat[i + 2], flat[i + 4]
-            if kind == DELETE:
-                written.discard(key)
-                deleted.add(key)
-            elif kind in (INSERT, UPDATE):
-                written.add(key)
-                deleted.discard(key)
-            else:  # the table was created (again) or dropped
-                written.clear()
-                deleted.clear()
+    def changed_keys(self, table: TableState) -> tuple[set[Any], set[Any]]:
+        """Keys of *table* written, and keys deleted (and absent now), since the last backup
+        cut or `Table.clear_dirty_tracking`: the reference's dirty sets. The caller holds the
+        lock."""
+        written = {k for k, w in table.changed.items() if w and k in table.rows}
+        deleted = {k for k, w in table.changed.items() if not w and k not in table.rows}
         return written, deleted
 
     def audit_block(self, meta: dict[str, Any]) -> AuditBlock:

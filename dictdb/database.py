@@ -63,14 +63,16 @@ class DictDB:
     """An in-memory database of tables whose every mutation is a journaled operation.
 
     Args:
-        retain_journal: keep operations in memory until a consumer (a backup) releases them
-            (default). False numbers and applies operations but keeps none: no history, no
-            delta backups, constant memory.
+        retain_journal: True keeps every operation in memory until a consumer (a backup)
+            releases it, so that `journal` reads the history. None (the default) keeps them
+            only once a consumer needs them (a `BackupManager`, a snapshot saved as the base
+            of deltas): memory stays flat however many writes a database with no backups
+            takes. False keeps none: no delta backups.
     """
 
     __slots__ = ("_closer", "_engine")
 
-    def __init__(self, *, retain_journal: bool = True) -> None:
+    def __init__(self, *, retain_journal: bool | None = None) -> None:
         self._engine = Engine(retain_journal=retain_journal)
         self._closer: durable.Closer | None = None
         log.info("Initialized an empty DictDB instance")
@@ -237,7 +239,7 @@ class DictDB:
         *,
         segment_size: int = 64 << 20,
         compress: bool = False,
-        retain_journal: bool = True,
+        retain_journal: bool | None = None,
     ) -> DictDB:
         """Open (or create) a durable database in directory *path*.
 
@@ -251,7 +253,7 @@ class DictDB:
                 (the OS decides).
             segment_size: log segments rotate past this many bytes.
             compress: zstd-compress log records.
-            retain_journal: keep operations in memory until a backup releases them.
+            retain_journal: as for `DictDB` (None: kept once a consumer needs them).
 
         Returns:
             The database; close it with `close` (or use it as a context manager).

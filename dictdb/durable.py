@@ -117,7 +117,7 @@ def open_durable(
     *,
     segment_size: int = 64 << 20,
     compress: bool = False,
-    retain_journal: bool = True,
+    retain_journal: bool | None = None,
 ) -> tuple[Engine, Closer]:
     """Open (or create) a durable database; see `DictDB.open`.
 
@@ -147,7 +147,10 @@ def open_durable(
             engine = Engine(lock=sync_lock, lineage=recorded[0], parent=recorded[1])
         else:
             engine = Engine(lock=sync_lock)
-        engine.journal.retain = retain_journal
+        if retain_journal is not None:  # else kept once a consumer needs them (R7)
+            engine.journal_on_demand = False
+            if retain_journal:
+                engine.journal.retain_from_now()
         wal_log, ops, torn = DurableLog.open(
             root / WAL_DIR,
             fsync=fsync,

@@ -551,7 +551,7 @@ class Table:
     def __iter__(self) -> Iterator[Record]:
         return iter(self.all())
 
-    # -- the reference's dirty tracking: views of the journal --------------------------------
+    # -- the reference's dirty tracking ------------------------------------------------------
 
     def has_changes(self) -> bool:
         """Whether rows were written or deleted since the last backup cut (a snapshot or
@@ -571,11 +571,11 @@ class Table:
         return list(self._changes()[1])
 
     def clear_dirty_tracking(self) -> None:
-        """Stop showing the changes made so far in the three views above (backups are not
-        affected: deltas are cut from the journal by LSN)."""
+        """Forget the changes made so far in the three views above (backups are not affected:
+        deltas are cut from the journal by LSN)."""
         with self._engine.lock:
             self._live()
-            self._t.clean_lsn = self._engine.lsn
+            self._t.changed = {}
 
     def _changes(self) -> tuple[set[Any], set[Any]]:
         with self._engine.lock:

@@ -134,6 +134,16 @@ class Journal:
         else:
             self._released = lsn
 
+    def retain_from_now(self) -> None:
+        """Keep the operations appended from now on (a journal made with ``retain=False``,
+        whose owner found a consumer for them); no effect on a retaining journal."""
+        with self._lock:
+            if self.retain:
+                return
+            self.retain = True
+            self._released = self._last
+            self._reset(self._last)
+
     def cut(self) -> None:
         """Start a new block after the newest operation: a later `release` up to this point
         drops whole blocks (no copy, no long lock hold)."""

@@ -124,6 +124,8 @@ class BackupManager:
             raise TypeError("on_backup_failure must be callable")
         self.db = db
         self._engine = engine
+        # Deltas are cut from the journal: keep operations from now on (R7).
+        engine.want_journal()
         self.target = as_target(backup_dir, storage_options)
         self.backup_dir = self.target.describe()
         self.backup_interval = float(backup_interval)

@@ -195,8 +195,8 @@ def _lineage_fields(engine: Engine, timeline: int | None) -> dict[str, Any]:
 
 
 def _capture(
-    engine: Engine, shelter: Shelter | None = None
-) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None]:
+    engine: Engine, shelter: Shelter | None = None, as_base: bool | None = False
+) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None, bool]:
     # A consistent cut: one short lock hold copies the row maps (rows themselves are never
     # mutated in place, so sharing them is safe); encoding happens outside the lock. The
     # copies go under the *shelter* at once (see `gcshelter`). When the journal holds
@@ -204,6 +204,12 @@ def _capture(
     # state digest is advanced from the cursor's (time ∝ changes).
     with engine.lock:
         lsn = engine.lsn
+        # Whether this snapshot is to be the base of the next delta: asked for, or no chain
+        # is being built yet. Operations are kept from this very cut on (R7: kept only once
+        # something may cut a delta from them).
+        base = bool(as_base or (as_base is None and engine.cursor is None))
+        if base:
+            engine.want_journal()
         tables = [
             _TableCut(name, t.definition(), t.next_pk, t.rows.copy(), frozenset(t.special))
             for name, t in engine.tables.items()
@@ -228,7 +234,7 @@ def _capture(
         comp = compact_flat(ops, cursor.lsn + 1)
         known = pre if pre_from == cursor.lsn else None
         digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, known)
-    return lsn, last_ts, tables, digest
+    return lsn, last_ts, tables, digest, base
 
 
 def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
@@ -529,7 +535,7 @@ def _save(
     # `save`, returning also the snapshot's LSN and whether it became the chain's base.
     where, fmt, comp = _target(filename, file_format, compression)
     with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
-        lsn, last_ts, tables, known = _capture(engine, shelter)
+        lsn, last_ts, tables, known, base = _capture(engine, shelter, as_base)
         _log_durable(engine, lsn)
         digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out, timeline)
         plain = frozenset(cut.name for cut in tables if not cut.special)
@@ -539,9 +545,7 @@ def _save(
         cursor = engine.cursor
         # Never move the cursor backwards: a delta written meanwhile (by another writer of
         # the same database) is newer than this snapshot.
-        if (as_base or (as_base is None and cursor is None)) and (
-            cursor is None or cursor.lsn <= lsn
-        ):
+        if base and (cursor is None or cursor.lsn <= lsn):
             engine.cursor = BackupCursor(lsn, digest, plain)
             engine.journal.release(lsn, defer_free=True)
             based = True
@@ -1017,7 +1021,9 @@ def save_delta(
             )
         if not engine.journal.retain:
             raise DictDBError(
-                "deltas need the journal: this database was made with retain_journal=False"
+                "deltas need the operations since their base, and this database keeps none: "
+                "save a full snapshot first (it becomes the base, and operations are kept from "
+                "it on), attach a BackupManager, or make it with retain_journal=True"
             )
         if cursor.lsn == engine.lsn:
             return None

@@ -22,17 +22,17 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DictDB]:
     left (what the log took is what the database did, refusals included).
     """
     if request.param == "memory":
-        yield DictDB()
+        yield DictDB(retain_journal=True)  # the tests read the journal
         return
     path = tmp_path / "d"
-    durable_db = DictDB.open(path, fsync="off")
+    durable_db = DictDB.open(path, fsync="off", retain_journal=True)
     try:
         assert durable_db.durable
         yield durable_db
         left = (durable_db.lsn, durable_db.to_dict())
     finally:
         durable_db.close()
-    with DictDB.open(path, fsync="off") as reopened:
+    with DictDB.open(path, fsync="off", retain_journal=True) as reopened:
         assert left == (reopened.lsn, reopened.to_dict())
 
 

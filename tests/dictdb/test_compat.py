@@ -16,7 +16,6 @@ from dictdb import (
     DictDB,
     DuplicateTableError,
     SchemaValidationError,
-    StateError,
     Table,
 )
 from dictdb.index import HashIndex, SortedIndex, create
@@ -44,7 +43,7 @@ def test_each_reference_path_re_exports_our_object(path: str, name: str, ours: A
 
 
 def test_a_standalone_table_assigned_to_db_tables_joins_the_database_rows_and_all() -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     users = Table("users", schema={"id": int, "name": str})
     users.insert({"name": "ann"})
     users.create_index("name")
@@ -165,12 +164,15 @@ def test_a_table_dropped_and_created_again_shows_only_its_own_changes() -> None:
     assert [{"id": 2}] == db.get_table("t").get_dirty_records()
 
 
-def test_dirty_views_without_a_journal_say_what_they_need() -> None:
-    db = DictDB(retain_journal=False)
+@pytest.mark.parametrize("retain", [None, False, True])
+def test_dirty_views_need_no_journal_and_hold_one_entry_per_key(retain: bool | None) -> None:
+    db = DictDB(retain_journal=retain)
     db.create_table("t")
-    db.get_table("t").insert({"id": 1})
-    with pytest.raises(StateError, match="retain_journal=True"):
-        db.get_table("t").has_changes()
+    t = db.get_table("t")
+    for i in range(1000):
+        t.upsert({"id": i % 10, "v": i})
+    assert (True, 10) == (t.has_changes(), len(t.get_dirty_records()))
+    assert 10 == len(db.engine.tables["t"].changed)
 
 
 # -- the reference's persist call forms ---------------------------------------------------------

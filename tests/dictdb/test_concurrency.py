@@ -13,7 +13,7 @@ ROWS_PER_WRITER = 2000
 
 
 def test_concurrent_writers_on_two_tables_journal_every_acknowledged_insert_once() -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     tables = {"a": db.create_table("a"), "b": db.create_table("b", primary_key="k")}
     writers = [("a", n) for n in range(4)] + [("b", n) for n in range(2)]
     acknowledged: dict[str, dict[Any, dict[str, Any]]] = {"a": {}, "b": {}}
@@ -59,6 +59,6 @@ def test_concurrent_writers_on_two_tables_journal_every_acknowledged_insert_once
         inserted_keys = [op.key for op in ops if op.kind == "insert" and op.table == name]
         assert sorted(expected, key=repr) == sorted(inserted_keys, key=repr)
 
-    replayed = DictDB()
+    replayed = DictDB(retain_journal=True)
     assert db.lsn == replayed.replay(ops)
     assert db.to_dict() == replayed.to_dict()

@@ -337,12 +337,12 @@ def test_a_refused_write_leaves_indexes_untouched() -> None:
 
 
 def test_replay_maintains_indexes_created_on_the_replica() -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     t = db.create_table("t")
     t.insert([{"v": i % 4} for i in range(20)])
     t.update({"v": 9}, where=Field("v") == 1)
     t.delete(Field("v") == 2)
-    replica = DictDB()
+    replica = DictDB(retain_journal=True)
     replica.replay(db.journal.read(1, 1))  # the create
     replica.get_table("t").create_index("v", "sorted")
     replica.replay(db.journal.read(2))

@@ -441,7 +441,7 @@ def test_a_standalone_table_with_schema_validates_and_leaves_the_callers_schema(
 
 
 def test_the_schema_travels_in_snapshots_deltas_and_the_journal(tmp_path: Path) -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     db.create_table("people", schema={"name": "str", "age": int})
     base = tmp_path / "base.json"
     db.save(base)
@@ -455,10 +455,10 @@ def test_the_schema_travels_in_snapshots_deltas_and_the_journal(tmp_path: Path) 
     apply_delta(loaded, delta)
     assert {"kind": str, "tag": int} == loaded.get_table("pets").schema
 
-    live = DictDB()  # a backup releases the journal it covers, so replay another one
+    live = DictDB(retain_journal=True)  # a backup releases what it covers: replay another
     live.create_table("people", schema={"name": "str", "age": int})
     live.create_table("pets", primary_key="tag", schema={"kind": str})
-    replayed = DictDB()
+    replayed = DictDB(retain_journal=True)
     replayed.replay(live.journal.read(1))
     for restored in (loaded, replayed):
         with pytest.raises(SchemaValidationError):

@@ -26,7 +26,7 @@ def compact_since(db: DictDB, after_lsn: int) -> Compaction:
 
 
 def people() -> DictDB:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     db.create_table("people")
     return db
 
@@ -139,7 +139,7 @@ def test_keys_of_a_table_created_inside_the_range_have_before_none() -> None:
 
 
 def test_a_created_table_with_no_rows_is_listed_with_no_changes() -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     db.create_table("empty")
     assert compact_since(db, 0).changes == {"empty": {}}
 
@@ -208,7 +208,7 @@ def apply_compaction(
 def test_the_compaction_of_a_suffix_applied_to_the_state_there_gives_the_final_state(
     data: st.DataObject, steps: int
 ) -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     states = {0: state_of(db)}
     for _ in range(steps):
         random_statement(data, db)
@@ -252,7 +252,7 @@ def same(a: Compaction, b: Compaction) -> None:
 def test_compact_flat_equals_compact_on_any_suffix_of_a_real_journal(
     data: st.DataObject, steps: int
 ) -> None:
-    db = DictDB()
+    db = DictDB(retain_journal=True)
     for _ in range(steps):
         random_statement(data, db)
     k = data.draw(st.integers(0, db.lsn), label="k")

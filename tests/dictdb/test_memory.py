@@ -1,0 +1,65 @@
+"""Memory stays flat when nothing consumes the journal (R7).
+
+A plain `DictDB()` with no backup manager, no durable log and no explicit
+``retain_journal=True`` keeps no operations: any number of writes over a fixed set of rows
+runs in flat memory. Measured in a child process (peak RSS), against the retaining journal
+as a control that the measure can see the growth.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from dictdb import BackupManager, DictDB
+from dictdb.storage import persist
+
+ROOT = Path(__file__).resolve().parents[2]
+UPSERTS = 200_000
+
+
+def growth_kib(retain: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.dictdb._scripts.upsert_memory", str(UPSERTS), retain],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    return int(result.stdout)
+
+
+def test_a_database_with_no_consumer_runs_any_number_of_writes_in_flat_memory() -> None:
+    flat, retained = growth_kib("none"), growth_kib("true")
+    assert retained > 30 * 1024, retained  # the control: 200k kept operations are visible
+    assert flat < 8 * 1024, (flat, retained)
+
+
+def test_operations_are_kept_from_a_backup_managers_arrival(tmp_path: Path) -> None:
+    db = DictDB()
+    db.create_table("t")
+    db.get_table("t").insert({"id": 1})
+    assert 0 == len(db.journal)
+    manager = BackupManager(db, tmp_path, incremental=True)
+    db.get_table("t").insert({"id": 2})
+    assert 1 == len(db.journal)
+    manager.backup_full()
+    db.get_table("t").insert({"id": 3})
+    assert 1 == len(db.journal)
+    manager.backup_delta()
+    assert 0 == len(db.journal)
+
+
+def test_a_snapshot_saved_as_a_base_keeps_what_its_next_delta_needs(tmp_path: Path) -> None:
+    db = DictDB()
+    db.create_table("t")
+    db.get_table("t").insert({"id": 1})
+    full = db.save(tmp_path / "full.json")
+    db.get_table("t").insert({"id": 2})
+    delta = persist.save_delta(db, tmp_path / "delta.json")
+    assert delta is not None
+    restored = DictDB.load(full)
+    restored.apply_delta(delta)
+    assert db.to_dict() == restored.to_dict()
