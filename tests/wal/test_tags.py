@@ -336,3 +336,11 @@ def test_a_plain_tree_nested_a_thousand_deep_is_refused_without_recursion_error(
         deep = [deep]
     with pytest.raises(UnsupportedValueError, match="nest more than"):
         wal.own_value(deep)
+
+
+def test_a_flat_dict_comes_back_as_it_is_and_a_tag_inside_a_dict_is_still_read() -> None:
+    flat = {"a": 1, "b": "x", "c": None, "d": 1.5, "e": True}
+    assert flat is from_plain(flat)
+    nested = {"a": {"$bytes": "eA=="}, "b": 2}
+    assert {"a": b"x", "b": 2} == from_plain(nested)
+    assert b"x" == from_plain({"$bytes": "eA=="})
