@@ -160,15 +160,10 @@ class DictDBBench(_wstorage.DictDBStorage):
     def insert_row_indexed(self, size: int, ops: int) -> Case:
         return self._insert_row(size, indexed=True)
 
-    def insert_row_unjournaled(self, size: int, ops: int) -> Case:
+    def insert_row_journaled(self, size: int, ops: int) -> Case:
         if self.impl != "ours":
             raise NotSupportedError("n/a", "retain_journal is specific to ours")
-        try:
-            return self._insert_row(size, retain_journal=False)
-        except TypeError as exc:
-            raise NotSupportedError(
-                "not implemented", f"DictDB(retain_journal=False): {exc}"
-            ) from exc
+        return self._insert_row(size, retain_journal=True)
 
     def _insert_bulk(self, size: int, explicit_keys: bool) -> Case:
         _db, t = self._table()
@@ -329,7 +324,7 @@ class SQLiteBench(_wstorage.SQLiteStorage):
 
         return Case(run, size, lambda pk: expect(pk == size == self._count(conn), "count"))
 
-    def insert_row_unjournaled(self, size: int, ops: int) -> Case:
+    def insert_row_journaled(self, size: int, ops: int) -> Case:
         raise NotSupportedError("n/a", "retain_journal is specific to ours")
 
     def insert_row_indexed(self, size: int, ops: int) -> Case:
@@ -427,7 +422,7 @@ class SQLiteBench(_wstorage.SQLiteStorage):
 
 WORKLOADS: tuple[str, ...] = (
     "insert_row",
-    "insert_row_unjournaled",
+    "insert_row_journaled",
     "insert_row_indexed",
     "insert_bulk",
     "insert_bulk_explicit_keys",
