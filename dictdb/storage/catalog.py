@@ -10,6 +10,7 @@ included) is ignored.
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -397,6 +398,11 @@ def overlaps(files: Iterable[BackupFile]) -> list[tuple[BackupFile, BackupFile]]
     return found
 
 
+def _iso(ts: float) -> str:
+    # Times in documents: ISO 8601 in UTC beside the epoch seconds (machines read either).
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="microseconds")
+
+
 def as_document(catalog: Catalog) -> dict[str, Any]:
     """A plain description of a catalog (for ``dictdb ls --json`` and logs)."""
 
@@ -408,7 +414,9 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
             "first_lsn": f.first_lsn,
             "last_lsn": f.last_lsn,
             "last_op_ts": f.last_op_ts,
+            "last_op_time": _iso(f.last_op_ts),
             "written_ts": f.written_ts,
+            "written_time": _iso(f.written_ts),
             "size": f.size,
         }
 
@@ -440,7 +448,13 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
         ],
         "ignored": [{"file": p.name, "reason": r} for p, r in (*catalog.ignored, *catalog.strays)],
         "legacy": [
-            {"file": f.path.name, "kind": f.kind, "stamp": f.stamp, "size": f.size}
+            {
+                "file": f.path.name,
+                "kind": f.kind,
+                "stamp": f.stamp,
+                "time": _iso(f.stamp),
+                "size": f.size,
+            }
             for f in catalog.legacy
         ],
     }

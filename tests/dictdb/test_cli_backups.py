@@ -65,6 +65,8 @@ def test_ls_json_holds_the_log_the_window_and_the_lineages(
     assert (1, db.lsn) == (doc["log"]["first_lsn"], doc["log"]["last_lsn"])
     assert [(0, db.lsn)] == [(w["first_lsn"], w["last_lsn"]) for w in doc["restorable"]]
     assert doc["log"]["lineage"] == doc["lineages"]["1"]
+    full = doc["chains"][0]["full"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", full["last_op_time"])
 
 
 def test_inspect_summarizes_a_log_segment(
