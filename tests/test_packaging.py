@@ -13,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import sysconfig
 import tomllib
 import zipfile
 from email.parser import Parser
@@ -83,8 +84,17 @@ def test_the_wheel_installs_in_a_fresh_venv_and_runs_the_demo(wheel: Path, tmp_p
         tmp_path,
     )
     python = venv / "bin" / "python"
+    # The dependencies come from the environment running the tests (offline), which may itself
+    # be a venv that --system-site-packages does not reach: a .pth file points at it.
+    probe = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = _run([str(python), "-c", probe], tmp_path)
+    ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    (Path(site.strip()) / "_test_deps.pth").write_text("\n".join(sorted(ours)) + "\n")
     pip = [sys.executable, "-m", "pip", "--python", str(python), "--disable-pip-version-check"]
-    _run([*pip, "install", "--no-index", "--no-cache-dir", "--quiet", str(wheel)], tmp_path)
+    _run(
+        [*pip, "install", "--no-index", "--no-deps", "--no-cache-dir", "--quiet", str(wheel)],
+        tmp_path,
+    )
     work = tmp_path / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "PYTHONHOME"}}
