@@ -378,10 +378,6 @@ def _bytes_op(width: int) -> Any:
     return op
 
 
-def _op_memoize(m: _Machine) -> None:
-    m.put(len(m.memo))
-
-
 def _put_op(width: int) -> Any:
     def op(m: _Machine) -> None:
         m.put(m.uint(width))
@@ -447,6 +443,8 @@ def _what(obj: Any) -> str:
     return f"a {type(obj).__name__}"
 
 
+#: The opcodes admitted, by code, beside the four `_Machine.run` executes inline (BININT1,
+#: SHORT_BINUNICODE, MEMOIZE, BINGET: those of every record).
 _HANDLERS: Final[dict[int, Any]] = {
     0x80: _op_proto,
     0x95: _op_frame,
@@ -471,21 +469,17 @@ _HANDLERS: Final[dict[int, Any]] = {
     ord("a"): _op_append,
     ord("e"): _op_appends,
     ord("J"): _int_op(4, True),
-    ord("K"): _int_op(1, False),
     ord("M"): _int_op(2, False),
     0x8A: _long_op(1),
     0x8B: _long_op(4),
     ord("G"): _op_binfloat,
-    0x8C: _unicode_op(1),
     ord("X"): _unicode_op(4),
     0x8D: _unicode_op(8),
     ord("C"): _bytes_op(1),
     ord("B"): _bytes_op(4),
     0x8E: _bytes_op(8),
-    0x94: _op_memoize,
     ord("q"): _put_op(1),
     ord("r"): _put_op(4),
-    ord("h"): _get_op(1),
     ord("j"): _get_op(4),
     ord("c"): _op_global,
     0x93: _op_stack_global,
