@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 _time = time.time
+#: How a key changed since the last backup cut (`TableState.changed`).
+_GONE, _THERE, _NEW = 0, 1, 2
 #: Fields per operation in the journal's flat lists (`wal.Journal.read_flat`).
 _OP_WIDTH = len(Operation._fields)
 
@@ -152,9 +154,11 @@ class TableState:
         self.positions: dict[Any, int] = {}
         self.next_position = 0
         self.facade: Any = None  # the `Table` that speaks for this state, made on demand
-        # Key -> written (True) or deleted (False) since the last backup cut: the reference's
-        # dirty sets, bounded by the keys changed (one dict store per write).
-        self.changed: dict[Any, bool] = {}
+        # Key -> how it changed since the last backup cut (`_THERE`: written, and there at the
+        # cut; `_NEW`: inserted since; `_GONE`: deleted): the reference's dirty sets. A key
+        # inserted and deleted since the cut is forgotten, so the map is bounded by the keys
+        # there at the cut plus the rows now, whatever the writes.
+        self.changed: dict[Any, int] = {}
 
     def definition(self) -> dict[str, Any]:
         """The definition as stored in the journal: primary key and schema."""
@@ -316,7 +320,12 @@ class Engine:
             if table.indexes:  # the only index cost of a table without indexes
                 table.index_write(key, after)
             table.rows[key] = after
-            table.changed[key] = True
+            changed = table.changed
+            if kind == INSERT:
+                # Deleted since the cut (there at it): written; else new since the cut.
+                changed[key] = _THERE if key in changed else _NEW
+            elif key not in changed:  # an update of a row there at the cut
+                changed[key] = _THERE
             if not plain:
                 table.special.add(key)
             elif table.special:
@@ -331,7 +340,10 @@ class Engine:
             if table.indexes:
                 table.index_delete(key)
             del table.rows[key]
-            table.changed[key] = False
+            if table.changed.get(key) == _NEW:  # inserted and deleted since the cut: nothing
+                del table.changed[key]
+            else:
+                table.changed[key] = _GONE
             if table.special:
                 table.special.discard(key)
         elif kind == CREATE:
@@ -484,8 +496,8 @@ class Engine:
         """Keys of *table* written, and keys deleted (and absent now), since the last backup
         cut or `Table.clear_dirty_tracking`: the reference's dirty sets. The caller holds the
         lock."""
-        written = {k for k, w in table.changed.items() if w and k in table.rows}
-        deleted = {k for k, w in table.changed.items() if not w and k not in table.rows}
+        written = {k for k, w in table.changed.items() if w != _GONE and k in table.rows}
+        deleted = {k for k, w in table.changed.items() if w == _GONE and k not in table.rows}
         return written, deleted
 
     def audit_block(self, meta: dict[str, Any]) -> AuditBlock:

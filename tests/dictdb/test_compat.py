@@ -234,3 +234,17 @@ def test_our_truncated_files_are_also_the_parsers_kind(tmp_path: Path) -> None:
         path.write_bytes(path.read_bytes()[:-30])
         with pytest.raises(kind, match="checksum trailer is missing"):
             DictDB.load(path)
+
+
+def test_rows_inserted_and_deleted_since_the_cut_leave_no_dirty_entry() -> None:
+    # A queue-like churn of new keys must not grow the dirty map (flat memory, R7).
+    db = DictDB()
+    db.create_table("t")
+    t = db.get_table("t")
+    t.insert({"id": 0})
+    t.clear_dirty_tracking()
+    for i in range(1, 1001):
+        t.insert({"id": i})
+        t.delete(where=t.id == i)
+    t.delete(where=t.id == 0)
+    assert ({0: 0}, [0]) == (dict(db.engine.tables["t"].changed), t.get_deleted_pks())
