@@ -45,6 +45,17 @@ class SortedIndex(Index):
                 bucket.add(key)
         self._map = SortedDict(groups)
 
+    def add(self, key: Any, row: Record) -> None:
+        # `insert` inlined, with `sort_key`'s common case (an int or a str, never None).
+        value = row.get(self.field)
+        t = type(value)
+        k = (1, value) if t is int else (2, value) if t is str else sort_key(value)
+        bucket = self._map.get(k)
+        if bucket is None:
+            self._map[k] = {key}
+        else:
+            bucket.add(key)
+
     def insert(self, pk: Any, value: Any) -> None:
         k = sort_key(value)
         bucket = self._map.get(k)

@@ -48,7 +48,7 @@ def outcome(call: Callable[[], Any]) -> tuple[str, str]:
 def index_state(index: Any) -> Any:
     """An index's content, comparable with that of a freshly built index."""
     if isinstance(index, HashIndex):
-        return {k: set(v) for k, v in index._buckets.items()}, set(index._odd)
+        return {k: set(v) for k, v in index.index.items()}, set(index._odd)
     return [(k, set(v)) for k, v in index._map.items()]
 
 

@@ -1,0 +1,161 @@
+"""The indexes' fast paths give what the plain forms would.
+
+`HashIndex` holds a value's only key bare (a set only from the second key on); its build and
+its row-level calls inline the value-level ones. These tests drive random write sequences
+through both faces and compare every lookup with a scan of the current rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dictdb import Field, Table
+from dictdb.index import NO_KEY, HashIndex, SortedIndex, candidates, hash_key, make_index
+from tests import strategies as s
+
+# A small pool, so that values are shared by several rows, then by one, then by none.
+POOL = (0, 1, 1.0, True, "a", "b", None, b"a", [1], [1.0], {"k": 1}, 2.5)
+
+
+def check_representation(index: HashIndex) -> None:
+    """An entry is one bare key, or a set of two keys or more; never an empty set."""
+    for entry in index._buckets.values():
+        if type(entry) is set:
+            assert len(entry) >= 2, entry
+
+
+def expected_keys(model: dict[Any, Any], value: Any) -> set[Any]:
+    form = hash_key(value)
+    return {pk for pk, v in model.items() if hash_key(v) == form}
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "delete", "update"]),
+        st.integers(0, 7),
+        st.sampled_from(POOL),
+    ),
+    max_size=60,
+)
+
+
+@given(steps=ops)
+def test_value_level_calls_keep_hash_lookups_equal_to_a_scan(steps: list[Any]) -> None:
+    index = HashIndex()
+    model: dict[int, Any] = {}
+    for op, pk, value in steps:
+        if op == "insert" and pk not in model:
+            index.insert(pk, value)
+            model[pk] = value
+        elif op == "delete" and pk in model:
+            index.delete(pk, model.pop(pk))
+        elif op == "update" and pk in model:
+            index.update(pk, model[pk], value)
+            model[pk] = value
+        check_representation(index)
+        for probe in POOL:
+            assert expected_keys(model, probe) == set(index.equal(probe)), probe
+            assert expected_keys(model, probe) == index.search(probe)
+    # The read-only view shows sets whatever the entry's form.
+    assert {form: set(keys) for form, keys in index.index.items()} == {
+        hash_key(v): expected_keys(model, v) for v in model.values()
+    }
+
+
+def test_a_reinserted_key_and_a_deleted_absent_key_change_nothing() -> None:
+    index = HashIndex()
+    index.insert(1, "x")
+    index.insert(1, "x")
+    assert index._buckets == {"x": 1}
+    index.delete(2, "x")  # another key under the value: nothing to forget
+    index.delete(1, "y")
+    assert index._buckets == {"x": 1}
+    index.insert(2, "x")
+    index.insert(3, "x")
+    index.delete(2, "x")
+    index.delete(3, "x")
+    assert index._buckets == {"x": 1}
+    assert {"x"} == set(index.index)
+    assert frozenset({1}) == index.index["x"]
+    index.delete(1, "x")
+    assert index._buckets == {}
+    assert set() == index.search("x")
+
+
+def test_a_value_without_a_canonical_form_is_kept_aside() -> None:
+    index = HashIndex("v")
+    odd = float("nan")
+    index.build([(1, {"v": odd}), (2, {"v": "a"})])
+    assert hash_key(odd) is NO_KEY
+    assert {1} == index._odd
+    assert {1, 2} == index.equal("a")  # over-reported, never lost
+    index.remove(1, {"v": odd})
+    assert {2} == index.equal("a")
+
+
+@given(
+    rows=st.lists(st.fixed_dictionaries({}, optional={"v": st.sampled_from(POOL)}), max_size=30),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "update", "upsert", "delete"]),
+            st.integers(1, 35),
+            st.fixed_dictionaries({}, optional={"v": st.sampled_from(POOL)}),
+        ),
+        max_size=30,
+    ),
+)
+def test_table_writes_keep_both_indexes_equal_to_a_rebuild_and_a_scan(
+    rows: list[dict[str, Any]], steps: list[Any]
+) -> None:
+    hashed, ordered, plain = Table("h"), Table("s"), Table("p")
+    hashed.create_index("v", "hash")
+    for t in (hashed, ordered, plain):
+        t.insert([dict(r) for r in rows])
+    ordered.create_index("v", "sorted")
+    field = Field("v")
+    for op, pk, record in steps:
+        for t in (hashed, ordered, plain):
+            if op == "insert" and pk not in t._t.rows:
+                t.insert({"id": pk, **record})
+            elif op == "update" and pk in t._t.rows:
+                t.update(record, where=Field("id") == pk)
+            elif op == "upsert":
+                t.upsert({"id": pk, **record})
+            elif op == "delete" and pk in t._t.rows:
+                t.delete(Field("id") == pk)
+        for t in (hashed, ordered):
+            index = t._t.indexes["v"]
+            fresh = make_index("v", index.index_type)
+            fresh.build(t._t.rows.items())
+            if isinstance(index, HashIndex):
+                assert isinstance(fresh, HashIndex)
+                check_representation(index)
+                assert dict(fresh.index) == dict(index.index)
+                assert fresh._odd == index._odd
+            else:
+                assert isinstance(index, SortedIndex)
+                assert isinstance(fresh, SortedIndex)
+                assert list(fresh._map.items()) == list(index._map.items())
+        for probe in POOL:
+            expected = plain.select(where=field == probe)
+            assert expected == hashed.select(where=field == probe), probe
+            assert expected == ordered.select(where=field == probe), probe
+            found = candidates(field == probe, hashed._t.indexes, hashed._t.rows, "id")
+            assert found is not None
+            assert {r["id"] for r in expected} <= set(found)
+
+
+@given(rows=st.lists(s.query_records(), max_size=25), probe=s.query_values())
+def test_hash_lookups_after_a_build_equal_a_scan(rows: list[dict[str, Any]], probe: Any) -> None:
+    plain, hashed = Table("p"), Table("h")
+    plain.insert(rows)
+    hashed.insert(rows)
+    hashed.create_index("a", "hash")
+    where = Field("a") == probe
+    assert plain.select(where=where) == hashed.select(where=where)
+    assert plain.select(where=Field("a").is_in([probe, 1, "a"])) == hashed.select(
+        where=Field("a").is_in([probe, 1, "a"])
+    )
