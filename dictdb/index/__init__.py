@@ -34,12 +34,12 @@ within one database they are maintained by every operation applied through
 
 Modules: `base` (the value forms every index shares and the `Index` base class, the
 reference's ``IndexBase``), `hash` (`HashIndex`), `sorted` (`SortedIndex`), `registry`
-(`make_index`, and the reference's ``create``), `planner` (`candidates`).
+(`make_index`, and the reference's ``create``), `planner` (`candidates`, `matching_rows`).
 """
 
 from dictdb.index.base import NO_KEY, Index, IndexBase, hash_key
 from dictdb.index.hash import HashIndex
-from dictdb.index.planner import candidates
+from dictdb.index.planner import candidates, matching_rows
 from dictdb.index.registry import INDEX_TYPES, create, make_index
 from dictdb.index.sorted import SortedIndex
 
@@ -54,4 +54,5 @@ __all__ = [
     "create",
     "hash_key",
     "make_index",
+    "matching_rows",
 ]

@@ -13,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dictdb import Field, Table
-from dictdb.index import NO_KEY, HashIndex, SortedIndex, candidates, hash_key, make_index
+from dictdb.index import (
+    NO_KEY,
+    HashIndex,
+    SortedIndex,
+    candidates,
+    hash_key,
+    make_index,
+    matching_rows,
+)
 from tests import strategies as s
 
 # A small pool, so that values are shared by several rows, then by one, then by none.
@@ -159,3 +167,46 @@ def test_hash_lookups_after_a_build_equal_a_scan(rows: list[dict[str, Any]], pro
     assert plain.select(where=Field("a").is_in([probe, 1, "a"])) == hashed.select(
         where=Field("a").is_in([probe, 1, "a"])
     )
+
+
+LAYOUTS = ({}, {"a": "hash", "b": "sorted"}, {"a": "sorted", "count": "hash"})
+
+
+@given(
+    rows=st.lists(s.query_records(), max_size=30),
+    deleted=st.lists(st.integers(1, 30), max_size=5),
+    where=st.one_of(s.leaf_predicates(), s.predicates()),
+    layout=st.sampled_from(LAYOUTS),
+)
+def test_matching_rows_equals_a_scan_in_table_order(
+    rows: list[dict[str, Any]], deleted: list[int], where: Any, layout: dict[str, str]
+) -> None:
+    t = Table("t")
+    for field, kind in layout.items():
+        t.create_index(field, kind)
+    t.insert(rows)
+    for pk in deleted:
+        if pk in t._t.rows:
+            t.delete(Field("id") == pk)
+    state = t._t
+    expected = [row for row in state.rows.values() if where.fn(row)]
+    got = matching_rows(where, state.indexes, state.rows, state.positions, "id")
+    assert [id(r) for r in expected] == [id(r) for r in got]  # the stored rows, in order
+
+
+def test_matching_rows_takes_each_path() -> None:
+    t = Table("t")
+    t.create_index("v", "sorted")
+    t.insert([{"v": i % 10} for i in range(100)])
+    state = t._t
+
+    def match(where: Any) -> list[int]:
+        found = matching_rows(where, state.indexes, state.rows, state.positions, "id")
+        return [r["id"] for r in found]
+
+    v = Field("v")
+    assert match(Field("id") == 7) == [7]  # the row map itself
+    assert match(v == 3) == list(range(4, 101, 10))  # few candidates, in table order
+    assert match(v >= 1) == [i + 1 for i in range(100) if i % 10 >= 1]  # many: a walk
+    assert match(Field("w") == 1) == []  # unindexed: a scan
+    assert match((v >= 8) & (Field("id") > 90)) == [99, 100]
