@@ -17,7 +17,8 @@ import contextvars
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dictdb._values import Record, check_primary_key, copy_row, own_record, row_hash
@@ -428,6 +429,121 @@ class Engine:
             op = (lsn, ts, kind, table, key, after, before, meta)
             apply(op, plain)
             append(op)
+
+    def commit_inserts(
+        self, table: TableState, keys: Sequence[Any], rows: list[Record], plains: list[bool] | None
+    ) -> None:
+        """One insert statement of many rows into *table*: what `commit_many` does with
+        ``(INSERT, name, key, row, None, plain)`` for each, applied in bulk.
+
+        The caller holds the lock and has validated every row: the keys are distinct, of key
+        types and not in the table. *plains* is None when every row is plain. A table with
+        indexes takes `commit_many` (each row indexed by `apply`); otherwise `apply_inserts`
+        changes the state as applying each operation would, and no operation tuple is made
+        unless the log or the journal keeps it.
+        """
+        count = len(keys)
+        if not count:
+            return
+        name = table.name
+        if table.indexes:
+            self.commit_many(
+                zip(
+                    repeat(INSERT),
+                    repeat(name),
+                    keys,
+                    rows,
+                    repeat(None),
+                    repeat(True) if plains is None else plains,
+                )
+            )
+            return
+        ts = _time()
+        first = self.lsn + 1
+        last = first + count - 1
+        meta = self.audit.get() if self.audit_depth else None
+        journal = self.journal
+        ops: list[OpTuple] | None = None
+        if self.sink is not None or journal.retain:
+            ops = list(
+                zip(
+                    range(first, last + 1),
+                    repeat(ts),
+                    repeat(INSERT),
+                    repeat(name),
+                    keys,
+                    rows,
+                    repeat(None),
+                    repeat(meta),
+                )
+            )
+            if self.sink is not None:
+                # The whole statement enters the durable log before any of it is applied.
+                self.log(
+                    ops,
+                    [False] * count
+                    if meta is not None
+                    else [True] * count
+                    if plains is None
+                    else plains,
+                )
+        self.apply_inserts(table, keys, rows, plains, last)
+        if ops is not None and journal.retain:
+            append = self.journal_append
+            for op in ops:
+                append(op)
+        else:
+            # A journal that keeps nothing only numbers: appending these operations one by
+            # one would leave it exactly so (last LSN and time, nothing held).
+            journal.skip_to(last, ts)
+
+    def apply_inserts(
+        self,
+        table: TableState,
+        keys: Sequence[Any],
+        rows: list[Record],
+        plains: list[bool] | None,
+        last_lsn: int,
+    ) -> None:
+        """`apply` of consecutive INSERT operations into *table* (which has no index) ending
+        at LSN *last_lsn*, in bulk; the state after it is the state after applying each.
+
+        *keys* are distinct and not in the table; *plains* is None when every row is plain.
+        """
+        assert not table.indexes
+        table.rows.update(zip(keys, rows, strict=True))
+        changed = table.changed
+        if not changed:
+            table.changed = dict.fromkeys(keys, _NEW)
+        elif changed.keys().isdisjoint(keys):
+            changed.update(zip(keys, repeat(_NEW)))
+        else:
+            for key in keys:
+                # Deleted since the cut (there at it): written; else new since the cut.
+                changed[key] = _THERE if key in changed else _NEW
+        special = table.special
+        if plains is None:
+            if special:
+                special.difference_update(keys)
+        else:
+            for key, plain in zip(keys, plains, strict=True):
+                if not plain:
+                    special.add(key)
+                elif special:
+                    special.discard(key)
+        if type(keys) is range:
+            top = keys[-1]
+        else:
+            kinds = set(map(type, keys))
+            if int not in kinds:
+                top = None
+            elif len(kinds) == 1:
+                top = max(keys)
+            else:
+                top = max(key for key in keys if type(key) is int)
+        if top is not None and top >= table.next_pk:
+            table.next_pk = top + 1
+        self.lsn = last_lsn
 
     def log(self, ops: list[OpTuple], plains: list[bool]) -> None:
         """Queue a statement in the log sink; with a sync lock, its outermost release then

@@ -17,6 +17,9 @@ import datetime as _dt
 import uuid
 import zlib
 from collections.abc import Mapping
+from itertools import repeat
+from math import isfinite
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -103,6 +106,150 @@ def own_record(table: str, record: Any) -> tuple[Record, bool]:
     if plain and len(row) == 1 and next(iter(row)).startswith("$"):
         plain = False
     return row, plain
+
+
+#: Records per chunk of `own_records`: small enough that a chunk's rows stay in cache between
+#: its passes (copy, columns, key), large enough that the per-chunk calls cost nothing.
+_CHUNK: Final = 1024
+_NONE: Final = type(None)
+_FLAT: Final = frozenset({str, int, bool, float, _NONE})
+
+
+def own_records(
+    table: str, records: list[Any], key_field: str | None = None, first_key: int = 0
+) -> tuple[list[Record], list[bool] | None, bool]:
+    """`own_record` for each of *records*, in bulk: the write path of a bulk insert.
+
+    Records are taken a chunk at a time. A chunk of flat rows of plain scalars (str, int,
+    float, bool, None) with the same fields, the common case, is checked a column at a time
+    by built-ins (no Python code per row); any other chunk goes through `own_record` row by
+    row, which also names the first value outside the domain. Rows and plains are those
+    `own_record` gives, row for row.
+
+    Args:
+        table: the table's name, for error messages.
+        records: what the caller passed (a list).
+        key_field: when given, and while no record has a non-None value there, each row gets
+            ``key_field = first_key + its position`` (the auto keys of a bulk insert), set
+            while the chunk is still in cache.
+        first_key: the first auto key.
+
+    Returns:
+        ``(rows, plains, keyed)``: the owned rows; None when every row is plain, else one
+        flag per row as `own_record` gives it (a row whose auto key makes it ``{"$...":
+        key}`` counted as not plain); and whether some record has a non-None *key_field*,
+        in which case no row got an auto key.
+
+    Raises:
+        ValueDomainError: as `own_record`, for the first record refused.
+    """
+    owned: list[Record] = []
+    plains: list[bool] | None = None
+    auto = key_field is not None
+    keyed = False
+    fields_seen: tuple[Any, ...] = ()
+    for lo in range(0, len(records), _CHUNK):
+        chunk = records[lo : lo + _CHUNK]
+        rows = _own_flat(chunk, fields_seen)
+        if rows is not None:
+            fields_seen = tuple(rows[0])
+            if auto:
+                assert key_field is not None
+                if key_field in fields_seen and list(
+                    map(type, map(itemgetter(key_field), rows))
+                ).count(_NONE) != len(rows):
+                    auto, keyed = False, True
+                    _take_back(owned, plains, records, key_field)
+                else:
+                    first = first_key + lo
+                    for row, key in zip(rows, range(first, first + len(rows)), strict=True):
+                        row[key_field] = key
+            owned += rows
+            if plains is not None:
+                plains += repeat(True, len(rows))
+            continue
+        if plains is None:
+            plains = [True] * lo
+        for position, record in enumerate(chunk, lo):
+            row, plain = own_record(table, record)
+            if auto:
+                assert key_field is not None
+                if row.get(key_field) is not None:
+                    auto, keyed = False, True
+                    _take_back(owned, plains, records, key_field)
+                else:
+                    row[key_field] = first_key + position
+                    if len(row) == 1 and key_field[:1] == "$":
+                        plain = False  # the row is the key alone, named like a tag
+            owned.append(row)
+            plains.append(plain)
+    return owned, plains, keyed
+
+
+def _take_back(
+    owned: list[Record], plains: list[bool] | None, records: list[Any], key_field: str
+) -> None:
+    """Undo the auto keys `own_records` gave *owned* (the first rows of *records*)."""
+    for position, (row, record) in enumerate(zip(owned, records, strict=False)):
+        if key_field in record:
+            row[key_field] = None  # where the record had it, as None
+        else:
+            del row[key_field]
+            if plains is not None and not row:
+                plains[position] = True  # as `own_record` gives {} (the key made it False)
+
+
+def _own_flat(chunk: list[Any], fields_seen: tuple[Any, ...]) -> list[Record] | None:
+    """Owned copies of *chunk* when every record is a dict with the same fields (those of
+    its first, named by valid str) and plain scalar values that are all plain; else None."""
+    count = len(chunk)
+    if list(map(type, chunk)).count(dict) != count:
+        return None
+    rows = list(map(dict.copy, chunk))
+    fields = tuple(rows[0])
+    width = len(fields)
+    if not width:
+        return None
+    if fields != fields_seen:
+        for field in fields:
+            if type(field) is not str or not (field.isascii() or is_text(field)):
+                return None
+        if width == 1 and fields[0][:1] == "$":
+            return None  # a one-field dict named like a tag is not plain
+    try:
+        columns = [list(map(itemgetter(field), rows)) for field in fields]
+    except KeyError:  # a row lacks a field of the first
+        return None
+    # Each row has the first row's fields: the same number means no other field.
+    if sum(map(len, rows)) != width * count:
+        return None
+    for column in columns:
+        if not _plain_column(column, count):
+            return None
+    return rows
+
+
+def _plain_column(column: list[Any], count: int) -> bool:
+    """Whether every value of *column* (of *count* values) is a plain scalar (see
+    `own_record`)."""
+    kinds = list(map(type, column))
+    kind = kinds[0]
+    if kinds.count(kind) != count:
+        mixed = set(kinds)
+        return mixed <= _FLAT and all(
+            _plain_column(part, len(part))
+            for part in ([v for v in column if type(v) is k] for k in mixed)
+        )
+    if kind is str:
+        text = "".join(column)
+        return text.isascii() or is_text(text)
+    if kind is int:
+        return bool(min(column) >= INT64_MIN and max(column) <= INT64_MAX)
+    if kind is float:
+        # A finite sum means every term is finite (an inf or NaN term makes it inf or NaN);
+        # an overflowing sum of finite terms takes the slow look.
+        return isfinite(sum(column)) or all(map(isfinite, column))
+    return kind is bool or kind is _NONE
 
 
 def check_primary_key(table: str, field: str, key: Any) -> None:

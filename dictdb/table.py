@@ -13,7 +13,15 @@ from typing import Any, Literal, cast, overload
 
 from dictdb._engine import Engine, Lock, TableState
 from dictdb._select import Columns, OrderBy, run_select
-from dictdb._values import INT64_MAX, PK_TYPES, Record, check_primary_key, copy_row, own_record
+from dictdb._values import (
+    INT64_MAX,
+    PK_TYPES,
+    Record,
+    check_primary_key,
+    copy_row,
+    own_record,
+    own_records,
+)
 from dictdb.aggregate import Agg, check_aggregations, run_aggregate
 from dictdb.errors import (
     DuplicateKeyError,
@@ -270,51 +278,62 @@ class Table:
         engine = self._engine
         with engine.lock:
             self._live()
-            name, pk_name, rows = self.table_name, self.primary_key, self._t.rows
-            owned: list[Record] = []
-            plains: list[bool] = []
-            explicit: set[Any] = set()
-            for record in records:
-                row, plain = own_record(name, record)
-                owned.append(row)
-                plains.append(plain)
-                key = row.get(pk_name)
-                if key is None:
-                    continue
-                if type(key) not in PK_TYPES:
-                    check_primary_key(name, pk_name, key)
-                if key in rows or key in explicit:
-                    raise DuplicateKeyError(
-                        f"table {name!r}: a record with {pk_name}={key!r} already exists"
-                        + ("" if key in rows else " earlier in the same batch")
-                    )
-                explicit.add(key)
-            keys: list[Any] = []
-            next_key = self._t.next_pk
-            # Keys as the same records inserted one by one would get them (an explicit int
-            # key moves the counter past it), skipping keys named anywhere in the batch.
-            for position, row in enumerate(owned):
-                key = row.get(pk_name)
-                if type(key) is int:
-                    if key >= next_key:
-                        next_key = key + 1
-                elif key is None:
-                    while next_key in rows or next_key in explicit:
-                        next_key += 1
-                    key = row[pk_name] = next_key
-                    next_key += 1
-                    if key > INT64_MAX or (len(row) == 1 and pk_name[0] == "$"):
-                        plains[position] = False  # the row needs a tag (see `insert`)
-                keys.append(key)
+            t = self._t
+            name, pk_name, rows = self.table_name, self.primary_key, t.rows
+            # Auto keys: the next free integers, when none of them is taken (the counter is
+            # past every int key, so only a state built by hand could take one).
+            first = t.next_pk
+            auto = range(first, first + len(records))
+            free = auto.stop - 1 <= INT64_MAX and (not rows or rows.keys().isdisjoint(auto))
+            owned, plains, keyed = own_records(name, records, pk_name if free else None, first)
+            keys: Sequence[Any]
+            if free and not keyed:
+                keys = auto  # every row got its auto key
+            else:
+                flags = [True] * len(owned) if plains is None else plains
+                keys = self._batch_keys(owned, flags)
+                plains = None if all(flags) else flags
             if self.schema is not None:
                 hook = self._extra_check()
                 for row in owned:
                     self._check_schema(row, hook)
-            engine.commit_many(
-                (INSERT, name, key, row, None, plain)
-                for key, row, plain in zip(keys, owned, plains, strict=True)
-            )
-            return keys
+            engine.commit_inserts(t, keys, owned, plains)
+            return list(keys)
+
+    def _batch_keys(self, owned: list[Record], plains: list[bool]) -> list[Any]:
+        """The keys of a batch of owned rows, auto keys assigned (and *plains* updated)."""
+        name, pk_name, rows = self.table_name, self.primary_key, self._t.rows
+        explicit: set[Any] = set()
+        for row in owned:
+            key = row.get(pk_name)
+            if key is None:
+                continue
+            if type(key) not in PK_TYPES:
+                check_primary_key(name, pk_name, key)
+            if key in rows or key in explicit:
+                raise DuplicateKeyError(
+                    f"table {name!r}: a record with {pk_name}={key!r} already exists"
+                    + ("" if key in rows else " earlier in the same batch")
+                )
+            explicit.add(key)
+        keys: list[Any] = []
+        next_key = self._t.next_pk
+        # Keys as the same records inserted one by one would get them (an explicit int
+        # key moves the counter past it), skipping keys named anywhere in the batch.
+        for position, row in enumerate(owned):
+            key = row.get(pk_name)
+            if type(key) is int:
+                if key >= next_key:
+                    next_key = key + 1
+            elif key is None:
+                while next_key in rows or next_key in explicit:
+                    next_key += 1
+                key = row[pk_name] = next_key
+                next_key += 1
+                if key > INT64_MAX or (len(row) == 1 and pk_name[0] == "$"):
+                    plains[position] = False  # the row needs a tag (see `insert`)
+            keys.append(key)
+        return keys
 
     def upsert(self, record: Record, on_conflict: OnConflict = "update") -> tuple[Any, str]:
         """Insert a record, or deal with an existing one of the same key.
