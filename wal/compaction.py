@@ -9,17 +9,22 @@ created inside the run have ``before`` None.
 
 Applying a compaction: replay ``ddl`` in order, then for each collection put every ``after``
 that is not None and delete every key whose ``after`` is None.
+
+`net_operations` folds the other way, into operations again: one per changed key, which a
+compacting journal keeps instead of the run (``wal.journal``). Such a run has gaps in its
+LSNs and is not in LSN order; `compact_flat` reads it when given the run's ``to_lsn``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
 import attrs
 
 from wal.errors import JournalError
-from wal.operation import CREATE, DELETE, DROP, INSERT, ITEM_KINDS, Operation, OpTuple
+from wal.operation import CREATE, DELETE, DROP, INSERT, ITEM_KINDS, UPDATE, Operation, OpTuple
 
 _WIDTH = len(Operation._fields)  # fields per operation in a flat list
 
@@ -98,24 +103,41 @@ def compact(ops: Iterable[OpTuple | Operation], from_lsn: int) -> Compaction:
     return _fold((op[:7] for op in ops), from_lsn)
 
 
-def compact_flat(flat: list[Any], from_lsn: int) -> Compaction:
+def compact_flat(
+    flat: list[Any], from_lsn: int, to_lsn: int | None = None, last_ts: float = 0.0
+) -> Compaction:
     """`compact` over a flat field list as `wal.journal.Journal.read_flat` returns it.
 
     Read column by column, with no per-operation tuple or view. A run of item operations on
     one collection (what deltas mostly are) folds with dict constructors alone: the last
     after-image per key wins in ``dict(zip(keys, afters))``, the first before-image in the
     same over the reversed columns. Measured on 10,000 updates: ~1 ms instead of ~6.
+
+    Args:
+        flat: the fields, operation after operation.
+        from_lsn: the first LSN the run covers.
+        to_lsn: None for a contiguous run (every LSN from *from_lsn* on, checked); else the
+            last LSN a run that a compacting journal folded covers (`net_operations`): its
+            operations may have gaps and come out of LSN order, as long as each lies in
+            ``from_lsn .. to_lsn``.
+        last_ts: with *to_lsn*, the timestamp of operation *to_lsn*.
     """
     lsns, stamps, kinds, tables, keys, afters, befores = (flat[i::_WIDTH] for i in range(7))
     count = len(lsns)
-    if (
-        not count
-        or len(set(tables)) != 1
-        or not ITEM_KINDS.issuperset(kinds)
-        or lsns != list(range(from_lsn, from_lsn + count))  # then `_fold` names the gap
-    ):
+    if to_lsn is not None:
+        if count and not (from_lsn <= min(lsns) and max(lsns) <= to_lsn):
+            raise JournalError(
+                f"operations {min(lsns)}..{max(lsns)} found in a run of {from_lsn}..{to_lsn}"
+            )
+    elif count and lsns != list(range(from_lsn, from_lsn + count)):
         columns = (lsns, stamps, kinds, tables, keys, afters, befores)
-        return _fold(zip(*columns, strict=True), from_lsn)
+        return _fold(zip(*columns, strict=True), from_lsn)  # it names the gap
+    if not count or len(set(tables)) != 1 or not ITEM_KINDS.issuperset(kinds):
+        columns = (lsns, stamps, kinds, tables, keys, afters, befores)
+        folded = _fold(zip(*columns, strict=True), from_lsn, to_lsn is not None)
+        if to_lsn is None:
+            return folded
+        return attrs.evolve(folded, to_lsn=to_lsn, last_ts=last_ts)
     # As `_fold` reads them: an insert's before-image and a delete's after-image are
     # "absent", whatever the fields hold.
     if INSERT in kinds:
@@ -126,7 +148,140 @@ def compact_flat(flat: list[Any], from_lsn: int) -> Compaction:
     first = dict(zip(reversed(keys), reversed(befores), strict=True))
     if None in last.values():
         _drop_unchanged(first, last)
-    return Compaction(from_lsn, lsns[-1], (), {tables[0]: first}, {tables[0]: last}, stamps[-1])
+    if to_lsn is None:
+        to_lsn, last_ts = lsns[-1], stamps[-1]
+    return Compaction(from_lsn, to_lsn, (), {tables[0]: first}, {tables[0]: last}, last_ts)
+
+
+def net_operations(flat: list[Any], enough: int | None = None) -> list[Any] | None:
+    """Fold a flat run of operations into one operation per changed key, in flat form.
+
+    Each key's operation has the LSN, time, after-image and meta of the key's last operation
+    in the run and the before-image of its first; its kind says what happened across the
+    run: ``insert`` (absent at the start, present at the end), ``update`` (present at both;
+    a delete and re-insert is one), ``delete`` (present at the start only). A key absent at
+    both ends is dropped. Creations and drops stay as they are, and a drop separates the
+    operations of a collection before it from those after it, so `compact_flat` (and
+    `compact`'s rules) read the result as they read the run. The run may itself be such a
+    result (folding twice is folding once).
+
+    Args:
+        flat: the run's fields, operation after operation, in LSN order within each
+            collection (as `wal.journal.Journal` holds them).
+        enough: give up (return None) when the result would hold more operations than this.
+
+    Returns:
+        The folded run, or None when it would not have been small enough.
+    """
+    lsns, stamps, kinds, tables, keys, afters, befores, metas = (
+        flat[i::_WIDTH] for i in range(_WIDTH)
+    )
+    if len(set(tables)) == 1 and ITEM_KINDS.issuperset(kinds):
+        # One collection, items only (the common case): last and first position per key
+        # from dict constructors, in the order of each key's first operation, and the
+        # result's columns gathered by itemgetter: no Python-level step per key but the
+        # kinds' (measured: 100k keys folded in ~25 ms instead of ~90).
+        count = len(keys)
+        last = dict(zip(keys, range(count), strict=True))
+        if enough is not None and len(last) > enough:
+            return None
+        first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
+        if len(last) < 2:  # (itemgetter of one position returns the item, not a tuple)
+            return _net_general(flat, enough)
+        ends, starts = itemgetter(*last.values()), itemgetter(*map(first.__getitem__, last))
+        last_kinds, first_kinds = ends(kinds), starts(kinds)
+        inserted, deleted = INSERT in first_kinds, DELETE in last_kinds
+        out_kinds = (
+            [
+                (DELETE if b == DELETE else (INSERT if a == INSERT else UPDATE))
+                for a, b in zip(first_kinds, last_kinds, strict=True)
+            ]
+            if inserted or deleted
+            else [UPDATE] * len(last_kinds)
+        )
+        out_befores = starts(befores)
+        if inserted:
+            out_befores = [
+                None if k == INSERT else v for k, v in zip(first_kinds, out_befores, strict=True)
+            ]
+        out_afters = ends(afters)
+        if deleted:
+            out_afters = [
+                None if k == DELETE else v for k, v in zip(last_kinds, out_afters, strict=True)
+            ]
+        columns = [
+            ends(lsns),
+            ends(stamps),
+            out_kinds,
+            None,
+            list(last),
+            out_afters,
+            out_befores,
+            ends(metas),
+        ]
+        size = len(out_kinds)
+        out: list[Any] = [None] * (size * _WIDTH)
+        for i, column in enumerate(columns):
+            out[i::_WIDTH] = [tables[0]] * size if column is None else column
+        gone = (  # absent at both ends: nothing changed
+            [i for i in range(size) if first_kinds[i] == INSERT and last_kinds[i] == DELETE]
+            if inserted and deleted
+            else None
+        )
+        if gone:
+            drop = set(gone)
+            out = [
+                v for i in range(size) if i not in drop for v in out[i * _WIDTH : (i + 1) * _WIDTH]
+            ]
+        return out
+    return _net_general(flat, enough)
+
+
+def _net_general(flat: list[Any], enough: int | None) -> list[Any] | None:
+    # `net_operations` for runs with several collections or creations/drops: one pass, each
+    # key's operation folded in place at the slot of its first one.
+    out: list[Any] = []
+    slots: dict[str, dict[Any, int]] = {}  # collection -> key -> slot in `out`
+    dead = 0
+    for i in range(0, len(flat), _WIDTH):
+        lsn, ts, kind, table, key, after, _, meta = flat[i : i + _WIDTH]
+        if kind not in ITEM_KINDS:
+            if kind not in (CREATE, DROP):
+                raise JournalError(f"operation {lsn}: unknown kind {kind!r}")
+            dropped = slots.pop(table, None)  # later operations of this name start afresh
+            if kind == DROP and dropped:  # a drop makes the collection's earlier items moot
+                for slot in dropped.values():
+                    out[slot + 2] = None
+                dead += len(dropped)
+            out += flat[i : i + _WIDTH]
+            continue
+        where = slots.setdefault(table, {})
+        p = where.get(key)
+        if p is None:
+            where[key] = len(out)
+            out += flat[i : i + _WIDTH]
+            continue
+        absent = out[p + 2] == INSERT
+        if kind == DELETE:
+            if absent:  # inserted and deleted inside the run: nothing changed
+                out[p + 2] = None
+                del where[key]
+                dead += 1
+                continue
+            out[p : p + 8] = (lsn, ts, DELETE, table, key, None, out[p + 6], meta)
+        else:
+            kind = INSERT if absent else UPDATE
+            out[p : p + 8] = (lsn, ts, kind, table, key, after, out[p + 6], meta)
+    if dead:
+        out = [
+            v
+            for i in range(0, len(out), _WIDTH)
+            if out[i + 2] is not None
+            for v in out[i : i + _WIDTH]
+        ]
+    if enough is not None and len(out) // _WIDTH > enough:
+        return None
+    return out
 
 
 def _drop_unchanged(befores: dict[Any, Any], afters: dict[Any, Any]) -> None:
@@ -136,15 +291,16 @@ def _drop_unchanged(befores: dict[Any, Any], afters: dict[Any, Any]) -> None:
         del befores[key]
 
 
-def _fold(ops: Iterable[tuple[Any, ...]], from_lsn: int) -> Compaction:
-    # `compact` over (lsn, ts, kind, table, key, after, before) tuples.
+def _fold(ops: Iterable[tuple[Any, ...]], from_lsn: int, gaps: bool = False) -> Compaction:
+    # `compact` over (lsn, ts, kind, table, key, after, before) tuples (*gaps*: a folded run,
+    # whose LSNs the caller checked).
     ddl: list[DDLEvent] = []
     befores: dict[str, dict[Any, Any]] = {}
     afters: dict[str, dict[Any, Any]] = {}
     expected = from_lsn
     last_ts = 0.0
     for lsn, ts, kind, table, key, after, before in ops:
-        if lsn != expected:
+        if lsn != expected and not gaps:
             raise JournalError(f"operation {lsn} found where {expected} was expected")
         expected += 1
         last_ts = ts

@@ -124,8 +124,8 @@ class BackupManager:
             raise TypeError("on_backup_failure must be callable")
         self.db = db
         self._engine = engine
-        # Deltas are cut from the journal: keep operations from now on (R7).
-        engine.want_journal()
+        # Deltas are cut from the journal: operations are kept from the first full backup,
+        # the chain's base, on (R7); none before it, which the full backup holds anyway.
         self.target = as_target(backup_dir, storage_options)
         self.backup_dir = self.target.describe()
         self.backup_interval = float(backup_interval)

@@ -196,7 +196,7 @@ def _lineage_fields(engine: Engine, timeline: int | None) -> dict[str, Any]:
 
 def _capture(
     engine: Engine, shelter: Shelter | None = None, as_base: bool | None = False
-) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None, bool]:
+) -> tuple[int, float, list[_TableCut], _digest.StateDigest | None, int | None]:
     # A consistent cut: one short lock hold copies the row maps (rows themselves are never
     # mutated in place, so sharing them is safe); encoding happens outside the lock. The
     # copies go under the *shelter* at once (see `gcshelter`). When the journal holds
@@ -209,7 +209,7 @@ def _capture(
         # something may cut a delta from them).
         base = bool(as_base or (as_base is None and engine.cursor is None))
         if base:
-            engine.want_journal()
+            _keep_operations(engine)
         tables = [
             _TableCut(name, t.definition(), t.next_pk, t.rows.copy(), frozenset(t.special))
             for name, t in engine.tables.items()
@@ -217,7 +217,9 @@ def _capture(
         if shelter is not None:
             shelter.freeze()
         last_ts = engine.journal.last_ts
-        engine.journal.cut()  # releasing up to this snapshot will drop whole blocks
+        # Releasing up to this snapshot will drop whole blocks; a base pins its cut until
+        # then (or until it fails: `_save` unpins).
+        boundary = engine.journal.cut(pin=base)
         pre_from, pre = engine.cut_pre(lsn)
         cursor = engine.cursor
         ops = None
@@ -231,10 +233,21 @@ def _capture(
     digest = None
     if cursor is not None and ops is not None:
         plain_now = frozenset(c.name for c in tables if not c.special)
-        comp = compact_flat(ops, cursor.lsn + 1)
+        comp = compact_flat(ops, cursor.lsn + 1, lsn, last_ts)
         known = pre if pre_from == cursor.lsn else None
         digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, known)
-    return lsn, last_ts, tables, digest, base
+    return lsn, last_ts, tables, digest, boundary if base else None
+
+
+def _keep_operations(engine: Engine) -> None:
+    # A base snapshot is about to be cut: deltas will need the operations from it on (R7).
+    # A journal kept only for that (not asked for by `retain_journal=True`) needs only
+    # their net effect per key between backups, so it compacts as it goes.
+    engine.want_journal()
+    if engine.journal_on_demand and not engine.journal.compacting:
+        tables = engine.tables
+        engine.journal.distinct_hint = lambda: sum(len(t.changed) for t in tables.values())
+        engine.journal.compacting = True
 
 
 def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
@@ -534,21 +547,29 @@ def _save(
 ) -> tuple[Path, int, bool]:
     # `save`, returning also the snapshot's LSN and whether it became the chain's base.
     where, fmt, comp = _target(filename, file_format, compression)
-    with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
-        lsn, last_ts, tables, known, base = _capture(engine, shelter, as_base)
-        _log_durable(engine, lsn)
-        digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out, timeline)
-        plain = frozenset(cut.name for cut in tables if not cut.special)
-        del tables  # the copies: freed here, before the last write and the fsync
+    pinned: int | None = None
+    try:
+        with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed, Shelter() as shelter:
+            lsn, last_ts, tables, known, pinned = _capture(engine, shelter, as_base)
+            _log_durable(engine, lsn)
+            digest = _encode_full(engine, lsn, last_ts, tables, fmt, known, sealed.out, timeline)
+            plain = frozenset(cut.name for cut in tables if not cut.special)
+            del tables  # the copies: freed here, before the last write and the fsync
+    except BaseException:
+        if pinned is not None:  # nothing released: the journal may fold across this cut
+            engine.journal.unpin(pinned)
+        raise
     based = False
     with engine.lock:
         cursor = engine.cursor
         # Never move the cursor backwards: a delta written meanwhile (by another writer of
         # the same database) is newer than this snapshot.
-        if base and (cursor is None or cursor.lsn <= lsn):
+        if pinned is not None and (cursor is None or cursor.lsn <= lsn):
             engine.cursor = BackupCursor(lsn, digest, plain)
             engine.journal.release(lsn, defer_free=True)
             based = True
+        elif pinned is not None:
+            engine.journal.unpin(pinned)
     engine.journal.free_released()  # outside the lock
     return where.path, lsn, based
 
@@ -1029,22 +1050,29 @@ def save_delta(
             return None
         db_lsn = engine.lsn
         flat = engine.journal.read_flat(cursor.lsn + 1, db_lsn)  # a slice: the lock stays short
-        engine.journal.cut()
+        last_ts = engine.journal.last_ts
+        pinned = engine.journal.cut(pin=True)  # released on success, unpinned on failure
         pre_from, pre = engine.cut_pre(db_lsn)
         table_info = {name: (t.primary_key, t.next_pk) for name, t in engine.tables.items()}
         lineage = _lineage_fields(engine, timeline)
         plain_now = _plain_tables(engine)
-    _log_durable(engine, db_lsn)
-    comp_ = compact_flat(flat, cursor.lsn + 1)
-    known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
-    with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed:
-        digest = _encode_delta(
-            comp_, cursor, plain_now, known, table_info, lineage, fmt, sealed.out
-        )
+    try:
+        _log_durable(engine, db_lsn)
+        comp_ = compact_flat(flat, cursor.lsn + 1, db_lsn, last_ts)
+        known = pre if pre_from == cursor.lsn else None  # else a failed delta broke the run
+        with SealedFile(where, fmt, comp, overwrite=overwrite) as sealed:
+            digest = _encode_delta(
+                comp_, cursor, plain_now, known, table_info, lineage, fmt, sealed.out
+            )
+    except BaseException:
+        engine.journal.unpin(pinned)  # nothing released: the journal may fold across it
+        raise
     with engine.lock:
         if engine.cursor is cursor:
             engine.cursor = BackupCursor(comp_.to_lsn, digest, plain_now)
             engine.journal.release(comp_.to_lsn, defer_free=True)
+        else:
+            engine.journal.unpin(pinned)
     engine.journal.free_released()  # outside the lock
     return where.path
 
