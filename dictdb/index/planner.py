@@ -162,8 +162,14 @@ def matching_rows(
     if keys is None:
         return list(filter(test, rows.values()))
     count = len(keys)
-    if count <= 1 or (positions and count * 8 <= len(rows)):
+    if count == 1:
+        for key in keys:
+            row = rows[key]
+            return [row] if test(row) else []
+    if count == 0:
+        return []
+    if positions and count * 8 <= len(rows):
         # Few candidates: fetch them in table order rather than walk the whole row map.
-        ordered = list(keys) if count <= 1 else sorted(keys, key=positions.__getitem__)
+        ordered = sorted(keys, key=positions.__getitem__)
         return list(filter(test, map(rows.__getitem__, ordered)))
     return [row for key, row in rows.items() if key in keys and test(row)]

@@ -55,7 +55,7 @@ class Predicate:
     """A condition on one row; combine with ``&``, ``|``, ``~``."""
 
     __slots__ = ("_fn",)
-    _fn: RowFn
+    _fn: RowFn | None
 
     def _compile(self) -> RowFn:
         raise NotImplementedError
@@ -63,9 +63,13 @@ class Predicate:
     @property
     def fn(self) -> RowFn:
         """The compiled test, ``row -> bool`` (built once)."""
+        # Each node sets ``_fn = None`` when made: a query builds a new node, and a slot
+        # read that raises AttributeError cost more than the compilation (~0.8 us).
         try:
-            fn: RowFn = self._fn
-        except AttributeError:
+            fn: RowFn | None = self._fn
+        except AttributeError:  # a subclass that does not set it
+            fn = None
+        if fn is None:
             fn = self._fn = self._compile()
         return fn
 
@@ -94,6 +98,7 @@ class Compare(Predicate):
     __slots__ = ("field", "op", "value")
 
     def __init__(self, field: str, op: str, value: Any) -> None:
+        self._fn = None
         if op not in COMPARISONS:
             raise ValueError(f"unknown comparison {op!r}")
         self.field = field
@@ -106,9 +111,11 @@ class Compare(Predicate):
             return lambda row: row.get(field) == value
         if self.op == "!=":
             return lambda row: row.get(field) != value
-        cmp = _ORDERING[self.op]
         if value is None:
             return lambda row: False
+        if type(value) in _BOOL_ORDERED:
+            return _ordered_scalar(field, self.op, value)
+        cmp = _ORDERING[self.op]
 
         def ordered(row: Mapping[str, Any]) -> bool:
             v = row.get(field)
@@ -125,12 +132,62 @@ class Compare(Predicate):
         return f"({self.field} {self.op} {self.value!r})"
 
 
+#: Operand types whose ordering comparisons with any domain value give a bool or raise
+#: (TypeError, or InvalidOperation for a NaN against a Decimal): the test needs no ``bool()``
+#: and no operator call.
+_BOOL_ORDERED: Final = frozenset({bool, int, float, str, bytes})
+
+
+def _ordered_scalar(field: str, op: str, value: Any) -> RowFn:
+    # The general test of `Compare._compile`, unrolled per operator.
+    if op == "<":
+
+        def lt(row: Mapping[str, Any]) -> bool:
+            v = row.get(field)
+            try:
+                return v is not None and v < value
+            except (TypeError, ArithmeticError):
+                return False
+
+        return lt
+    if op == "<=":
+
+        def le(row: Mapping[str, Any]) -> bool:
+            v = row.get(field)
+            try:
+                return v is not None and v <= value
+            except (TypeError, ArithmeticError):
+                return False
+
+        return le
+    if op == ">":
+
+        def gt(row: Mapping[str, Any]) -> bool:
+            v = row.get(field)
+            try:
+                return v is not None and v > value
+            except (TypeError, ArithmeticError):
+                return False
+
+        return gt
+
+    def ge(row: Mapping[str, Any]) -> bool:
+        v = row.get(field)
+        try:
+            return v is not None and v >= value
+        except (TypeError, ArithmeticError):
+            return False
+
+    return ge
+
+
 class IsIn(Predicate):
     """``field`` equals one of *values*."""
 
     __slots__ = ("field", "values")
 
     def __init__(self, field: str, values: Iterable[Any]) -> None:
+        self._fn = None
         self.field = field
         self.values = tuple(values)
 
@@ -160,6 +217,7 @@ class Between(Predicate):
     __slots__ = ("field", "high", "low")
 
     def __init__(self, field: str, low: Any, high: Any) -> None:
+        self._fn = None
         self.field = field
         self.low = low
         self.high = high
@@ -184,6 +242,7 @@ class Like(Predicate):
     def __init__(
         self, field: str, pattern: str, escape: str | None = None, *, ignore_case: bool = False
     ) -> None:
+        self._fn = None
         if type(pattern) is not str:
             raise TypeError(f"a LIKE pattern must be a str, got {pattern!r}")
         if escape is not None and (type(escape) is not str or len(escape) != 1):
@@ -236,6 +295,7 @@ class Contains(Predicate):
     __slots__ = ("field", "item")
 
     def __init__(self, field: str, item: Any) -> None:
+        self._fn = None
         self.field = field
         self.item = item
 
@@ -272,6 +332,7 @@ class TextMatch(Predicate):
     __slots__ = ("field", "ignore_case", "kind", "text")
 
     def __init__(self, field: str, kind: str, text: Any, *, ignore_case: bool = False) -> None:
+        self._fn = None
         if kind not in TEXT_KINDS:
             raise ValueError(f"unknown text test {kind!r}")
         tuple_ok = not ignore_case and kind in ("startswith", "endswith")
@@ -313,6 +374,7 @@ class And(Predicate):
     __slots__ = ("operands",)
 
     def __init__(self, *operands: Predicate) -> None:
+        self._fn = None
         self.operands = _check_operands("And", operands)
 
     def _compile(self) -> RowFn:
@@ -332,6 +394,7 @@ class Or(Predicate):
     __slots__ = ("operands",)
 
     def __init__(self, *operands: Predicate) -> None:
+        self._fn = None
         self.operands = _check_operands("Or", operands)
 
     def _compile(self) -> RowFn:
@@ -351,6 +414,7 @@ class Not(Predicate):
     __slots__ = ("operand",)
 
     def __init__(self, operand: Predicate) -> None:
+        self._fn = None
         self.operand = _operand("Not", operand)
 
     def _compile(self) -> RowFn:
@@ -370,6 +434,7 @@ class PredicateExpr(Predicate):
     __slots__ = ("func",)
 
     def __init__(self, func: Callable[[Mapping[str, Any]], Any]) -> None:
+        self._fn = None
         if not callable(func):
             raise TypeError(f"PredicateExpr needs a callable, got {type(func).__name__}")
         self.func = func
@@ -388,6 +453,7 @@ class Condition(Predicate):
     __slots__ = ("condition",)
 
     def __init__(self, condition: Predicate) -> None:
+        self._fn = None
         self.condition = as_predicate(condition)
 
     def _compile(self) -> RowFn:

@@ -7,12 +7,17 @@ through both faces and compare every lookup with a scan of the current rows.
 
 from __future__ import annotations
 
+import decimal
+import gc
+import operator
+import uuid
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dictdb import Field, Table
+from dictdb._select import copy_rows
 from dictdb.index import (
     NO_KEY,
     HashIndex,
@@ -22,6 +27,7 @@ from dictdb.index import (
     make_index,
     matching_rows,
 )
+from dictdb.query import Compare
 from tests import strategies as s
 
 # A small pool, so that values are shared by several rows, then by one, then by none.
@@ -210,3 +216,72 @@ def test_matching_rows_takes_each_path() -> None:
     assert match(v >= 1) == [i + 1 for i in range(100) if i % 10 >= 1]  # many: a walk
     assert match(Field("w") == 1) == []  # unindexed: a scan
     assert match((v >= 8) & (Field("id") > 90)) == [99, 100]
+
+
+# -- the compiled ordering tests and the copies of a select --------------------------------------
+
+ORDERING = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def python_says(v: Any, op: str, operand: Any) -> bool:
+    """The documented rule: never None, never a value that cannot be ordered against it."""
+    if v is None or operand is None:
+        return False
+    try:
+        return bool(ORDERING[op](v, operand))
+    except (TypeError, ArithmeticError):
+        return False
+
+
+@given(
+    values=st.lists(s.query_values(), max_size=20),
+    operand=st.one_of(
+        s.query_values(), st.sampled_from([float("nan"), decimal.Decimal("NaN"), True, b"a"])
+    ),
+)
+def test_ordering_tests_follow_the_documented_rule(values: list[Any], operand: Any) -> None:
+    for op in ORDERING:
+        test = Compare("v", op, operand).fn
+        for v in values:
+            assert python_says(v, op, operand) is test({"v": v}), (v, op, operand)
+        assert test({}) is False
+
+
+def test_a_row_holding_a_container_is_tracked_so_it_is_deep_copied() -> None:
+    t = Table("t")
+    t.insert([{"v": [1]}, {"v": {"k": [2]}}, {"v": 1}, {"v": uuid.UUID(int=1)}])
+    t.update({"w": {"k": 3}}, where=Field("v") == 1)
+    t.upsert({"id": 5, "v": [[]]})
+    for row in t._t.rows.values():
+        if any(type(v) in (list, dict) for v in row.values()):
+            assert gc.is_tracked(row), row
+    got = t.select()
+    assert got == [dict(r) for r in t._t.rows.values()]
+    for copy, stored in zip(got, t._t.rows.values(), strict=True):
+        assert copy is not stored
+        for name, value in copy.items():
+            if type(value) in (list, dict):
+                assert value is not stored[name]
+    got[0]["v"].append(9)
+    got[1]["v"]["k"].append(9)
+    got[2]["w"]["k"] = 0
+    assert t.select() == [
+        {"id": 1, "v": [1]},
+        {"id": 2, "v": {"k": [2]}},
+        {"id": 3, "v": 1, "w": {"k": 3}},
+        {"id": 4, "v": uuid.UUID(int=1)},
+        {"id": 5, "v": [[]]},
+    ]
+
+
+def test_copy_rows_copies_flat_mixed_and_empty_lists() -> None:
+    flat = [{"a": 1}, {"a": "x", "b": None}]
+    mixed = [*flat, {"a": [1, [2]]}]
+    assert copy_rows([]) == []
+    for rows in (flat, mixed):
+        copies = copy_rows(rows)
+        assert copies == rows
+        assert all(c is not r for c, r in zip(copies, rows, strict=True))
+    deep = copy_rows(mixed)[2]["a"]
+    assert deep is not mixed[2]["a"]
+    assert deep[1] is not mixed[2]["a"][1]  # type: ignore[index]
