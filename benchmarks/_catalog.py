@@ -138,7 +138,12 @@ GROUPS: tuple[Group, ...] = (
         "`backup_peak_rss`: in a fresh process per repetition, a table of SIZE rows, then "
         "the kernel's peak-RSS mark is reset (Linux `clear_refs`) and one `backup_full()` "
         "runs; the cell is peak RSS during the backup minus RSS before it (sqlite3: "
-        "`backup` of the `:memory:` database to a file).",
+        "`backup` of the `:memory:` database to a file). `memory_per_row`: in a fresh "
+        "process per repetition, a `BackupManager` attached to an empty table (ours and the "
+        "reference), then SIZE rows made one at a time and inserted with `t.insert(row)` "
+        "(the caller keeps none); the cell is the growth of RSS (after `gc.collect()`) "
+        "divided by SIZE, in bytes: what a database costs per row before its first backup "
+        "(sqlite3: the same inserts into `:memory:`, then a commit).",
     ),
     Group(
         "wal",
@@ -399,6 +404,16 @@ WORKLOADS = (
         "Peak RSS during one `backup_full()` minus RSS before it (fresh process).",
         per_process=True,
         extras=(Extra("backup_s", "backup s"), *_MEMORY_EXTRAS),
+    ),
+    Workload(
+        "memory_per_row",
+        "backup",
+        "B/row",
+        1.0,
+        1,
+        "RSS growth per row over SIZE single-row inserts, after gc (fresh process).",
+        per_process=True,
+        extras=(Extra("rss_before_mib", "RSS before MiB"), Extra("rss_after_mib", "RSS after MiB")),
     ),
     *_wal_workloads(),
     Workload(

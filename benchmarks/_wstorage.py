@@ -9,6 +9,7 @@ package, so it runs in the reference's venv too.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ if not __package__:  # imported by the worker run as a script
         NotSupportedError,
         PeakMemory,
         Writers,
+        current_rss_mib,
         dir_bytes,
         expect,
         fixture,
@@ -41,6 +43,7 @@ else:
         NotSupportedError,
         PeakMemory,
         Writers,
+        current_rss_mib,
         dir_bytes,
         expect,
         fixture,
@@ -71,6 +74,7 @@ WORKLOADS: tuple[str, ...] = (
     "restore_pitr",
     "backup_stall",
     "backup_peak_rss",
+    "memory_per_row",
     "wal_memory_1t",
     "wal_memory_8t",
     "wal_always_1t",
@@ -466,6 +470,37 @@ class DictDBStorage:
 
         return Case(run, 1, check, extras, measured, cleanup=lambda: remove(directory))
 
+    def memory_per_row(self, size: int, ops: int) -> Case:
+        # A database with a backup manager attached (what production runs), before its first
+        # backup; rows made one at a time and handed over, none kept by the caller.
+        db, t = self._table()
+        directory = fresh_dir("memory")
+        attached = [self._manager(db, directory)]  # kept alive until the cleanup
+        insert = self._api(t, "insert")
+        extras: dict[str, float] = {}
+        measured: dict[str, float] = {}
+
+        def run() -> int:
+            gc.collect()
+            before = current_rss_mib()
+            for i in range(1, size + 1):
+                insert(row(i))
+            gc.collect()
+            after = current_rss_mib()
+            measured["value"] = (after - before) * MIB / size
+            extras.update(rss_before_mib=round(before, 1), rss_after_mib=round(after, 1))
+            return size
+
+        def check(done: int) -> None:
+            count = self._count(t)
+            expect(count in (None, done), f"{count} rows after {done} inserts")
+
+        def cleanup() -> None:
+            attached.clear()
+            remove(directory)
+
+        return Case(run, 1, check, extras, measured, cleanup=cleanup)
+
     # -- durable log ------------------------------------------------------------------------------
 
     def _wal(self, policy: str, threads: int, ops: int) -> Case:
@@ -622,6 +657,11 @@ class SQLiteStorage:
 
         def _populated(self, size: int) -> Any: ...
 
+        def _conn(self) -> Any: ...
+
+        @staticmethod
+        def _count(conn: Any) -> int: ...
+
     def _backup_to(self, source: Any, path: Path) -> Path:
         dest = self.sqlite3.connect(path)
         try:
@@ -707,6 +747,30 @@ class SQLiteStorage:
             extras["file_mib"] = _mib(path.stat().st_size)
 
         return Case(run, 1, check, extras, measured, cleanup=lambda: remove(directory))
+
+    def memory_per_row(self, size: int, ops: int) -> Case:
+        conn = self._conn()
+        extras: dict[str, float] = {}
+        measured: dict[str, float] = {}
+
+        def run() -> int:
+            gc.collect()
+            before = current_rss_mib()
+            for i in range(1, size + 1):
+                r = row(i)
+                conn.execute(_INSERT_AUTO, (r["name"], r["age"], r["dept"]))
+            conn.commit()
+            gc.collect()
+            after = current_rss_mib()
+            measured["value"] = (after - before) * MIB / size
+            extras.update(rss_before_mib=round(before, 1), rss_after_mib=round(after, 1))
+            return size
+
+        def check(done: int) -> None:
+            count = self._count(conn)
+            expect(count == done, f"{count} rows after {done} inserts")
+
+        return Case(run, 1, check, extras, measured)
 
     def _wal(self, policy: str, ops: int) -> Case:
         directory: Path | None = None
