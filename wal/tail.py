@@ -70,6 +70,7 @@ class LogTail:
         self.directory = directory
         self.position = after_lsn
         self._segment: Path | None = None
+        self._segment_first = 0  # the first LSN of _segment (from its name)
         self._offset = 0
 
     def read(self, up_to_lsn: int, max_bytes: int = 64 << 20) -> Piece | None:
@@ -83,8 +84,15 @@ class LogTail:
         frames: list[bytes] = []
         first = last = None
         size = 0
+        # All or nothing: a read that fails after some frames leaves the tail where it was,
+        # or the frames it had read would be skipped by the next read (a hole in the pieces).
+        saved = self.position, self._segment, self._segment_first, self._offset
         while size < max_bytes:
-            got = self._next_frame(up_to_lsn)
+            try:
+                got = self._next_frame(up_to_lsn)
+            except BaseException:
+                self.position, self._segment, self._segment_first, self._offset = saved
+                raise
             if got is None:
                 break
             lo, hi, frame = got
@@ -105,14 +113,15 @@ class LogTail:
         holder = None
         for first, path in segments:
             if first <= want:
-                holder = path
+                holder = first, path
         if holder is None:
             if segments and segments[0][0] > want:
                 raise WALError(
                     f"the log starts at LSN {segments[0][0]}: operations from {want} are gone"
                 )
             return False
-        self._segment, self._offset = holder, HEADER_SIZE
+        self._segment_first, self._segment = holder
+        self._offset = HEADER_SIZE
         return True
 
     def _next_frame(self, up_to_lsn: int) -> tuple[int, int, bytes] | None:
@@ -145,8 +154,10 @@ class LogTail:
         except FrameError as exc:
             if not exc.torn:
                 raise WALError(f"{self._segment}: offset {self._offset}: {exc}") from None
-        # The end of what is written here: move on once the log rotated past this segment.
-        following = [p for first, p in list_segments(self.directory) if first > self.position]
+        # The end of what is written here: move on once the log rotated past this segment (a
+        # segment starting after this one's first LSN exists; this one may be the newest,
+        # created a moment ago with no frame yet).
+        following = [p for first, p in list_segments(self.directory) if first > self._segment_first]
         if following and self._segment_done():
             done = self._segment
             if not self._locate() or self._segment == done:
