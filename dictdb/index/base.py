@@ -185,6 +185,12 @@ class Index:
             return
         self.update(key, before, after)
 
+    @property
+    def exact(self) -> bool:
+        """Whether the sets `equal`, `compare` and `between` return hold only keys of rows
+        that match (not just every one that does), so a caller may skip testing them."""
+        return False
+
     def equal(self, value: Any) -> AbstractSet[Any] | None:
         """Keys of rows whose field may equal *value*."""
         return None

@@ -69,6 +69,12 @@ class HashIndex(Index):
         """
         return _Buckets(self._buckets)
 
+    @property
+    def exact(self) -> bool:
+        # A bucket holds the rows whose canonical value equals the operand's: by `hash_key`,
+        # exactly the rows ``==`` matches. Keys without a canonical form are over-reported.
+        return not self._odd
+
     def build(self, items: Iterable[tuple[Any, Record]]) -> None:
         # `insert` inlined: one pass, and no set for a value only one row holds.
         field = self.field

@@ -163,11 +163,11 @@ def matching_rows(
     """
     test = pred.fn
     keys = candidates(pred, indexes, rows, primary_key)
+    node = pred
+    while isinstance(node, Condition):
+        node = node.condition
     if keys is None:
         values = rows.values()
-        node = pred
-        while isinstance(node, Condition):
-            node = node.condition
         if type(node) is Compare and node.op in _EQUALITY:
             # The scan of ``f == x`` (or ``!=``) in C: the same ``row.get(f) == x`` per row,
             # without a Python call per row (1M rows: ~56 ms -> ~40 ms).
@@ -177,14 +177,31 @@ def matching_rows(
             return list(compress(values, tests))
         return list(filter(test, values))
     count = len(keys)
+    if count == 0:
+        return []
+    exact = _exact(node, indexes)
     if count == 1:
         for key in keys:
             row = rows[key]
-            return [row] if test(row) else []
-    if count == 0:
-        return []
+            return [row] if exact or test(row) else []
     if positions and count * 8 <= len(rows):
         # Few candidates: fetch them in table order rather than walk the whole row map.
-        ordered = sorted(keys, key=positions.__getitem__)
-        return list(filter(test, map(rows.__getitem__, ordered)))
+        found = map(rows.__getitem__, sorted(keys, key=positions.__getitem__))
+        return list(found) if exact else list(filter(test, found))
+    if exact:
+        return [row for key, row in rows.items() if key in keys]
     return [row for key, row in rows.items() if key in keys and test(row)]
+
+
+def _exact(node: Predicate, indexes: Mapping[str, Index]) -> bool:
+    # Whether `candidates` answered *node* (a Condition unwrapped) with exactly the keys of
+    # the matching rows: a comparison (not ``!=``) or a `Between`, looked up in an index that
+    # says its answers are exact, or ``pk == x`` looked up in the row map (no index on the
+    # field: only the row map can have answered).
+    if type(node) is Compare:
+        if node.op == "!=":
+            return False
+    elif type(node) is not Between:
+        return False
+    index = indexes.get(node.field)
+    return index is None or index.exact

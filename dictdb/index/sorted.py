@@ -32,6 +32,13 @@ class SortedIndex(Index):
         super().__init__(field)
         self._map = SortedDict()
 
+    @property
+    def exact(self) -> bool:
+        # Two scalars share a sort key exactly when they are of one kind and equal, a run of
+        # one kind's keys is ordered as Python orders its values, and values of other kinds
+        # never compare (see the module). `prefix` is not covered: LIKE patterns need a test.
+        return True
+
     def build(self, items: Iterable[tuple[Any, Record]]) -> None:
         # One sort of the distinct keys instead of one insertion per row.
         field = self.field

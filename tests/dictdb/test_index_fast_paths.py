@@ -27,6 +27,7 @@ from dictdb.index import (
     make_index,
     matching_rows,
 )
+from dictdb.index.planner import _exact
 from dictdb.query import Compare
 from tests import strategies as s
 
@@ -285,3 +286,39 @@ def test_copy_rows_copies_flat_mixed_and_empty_lists() -> None:
     deep = copy_rows(mixed)[2]["a"]
     assert deep is not mixed[2]["a"]
     assert deep[1] is not mixed[2]["a"][1]  # type: ignore[index]
+
+
+@given(
+    rows=st.lists(s.query_records(), max_size=30),
+    where=s.leaf_predicates(),
+    layout=st.sampled_from(LAYOUTS[1:]),
+)
+def test_an_exact_answer_is_exactly_the_matching_keys(
+    rows: list[dict[str, Any]], where: Any, layout: dict[str, str]
+) -> None:
+    """Where `matching_rows` skips the test (an exact index answer), no row is over-reported."""
+    t = Table("t")
+    t.insert(rows)
+    for field, kind in layout.items():
+        t.create_index(field, kind)
+    state = t._t
+    found = candidates(where, state.indexes, state.rows, "id")
+    if found is not None and _exact(where, state.indexes):
+        assert set(found) == {key for key, row in state.rows.items() if where.fn(row)}
+
+
+def test_exact_answers_are_those_of_comparisons_and_between() -> None:
+    t = Table("t")
+    t.create_index("a", "sorted")
+    t.create_index("b", "hash")
+    t.insert([{"a": i, "b": i % 3} for i in range(20)])
+    idx = t._t.indexes
+    a, b = Field("a"), Field("b")
+    for exact in (a == 1, a < 3, a >= 3, a.between(2, 4), b == 1, Field("id") == 3):
+        assert _exact(exact, idx), exact
+    for inexact in (a != 1, a.is_in([1, 2]), a.like("1%"), (a == 1) & (b == 1), ~(a == 1)):
+        assert not _exact(inexact, idx), inexact
+    index = idx["b"]
+    assert isinstance(index, HashIndex)
+    index._odd.add(99)  # a key without a canonical form: over-reported, so not exact
+    assert not _exact(b == 1, idx)
