@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from dictdb._engine import Engine
+from dictdb._replay import replay_batch
 from dictdb.errors import DatabaseLockedError
 from dictdb.storage.catalog import scan
 from dictdb.storage.restore import restore_snapshots
@@ -151,13 +153,15 @@ def open_durable(
             engine.journal_on_demand = False
             if retain_journal:
                 engine.journal.retain_from_now()
-        wal_log, ops, torn = DurableLog.open(
+        # The log's operations are replayed as each payload is read (`dictdb._replay`).
+        wal_log, _, torn = DurableLog.open(
             root / WAL_DIR,
             fsync=fsync,
             lock=engine.lock,
             after_lsn=engine.lsn,
             segment_size=segment_size,
             compress=compress,
+            replay=functools.partial(replay_batch, engine),
         )
         try:
             if torn is not None:
@@ -169,8 +173,6 @@ def open_durable(
                     torn.reason,
                     torn.saved_as,
                 )
-            for op in ops:
-                engine.apply_operation(op)
             if recorded is None or recorded != (engine.lineage, engine.parent):
                 write_log_lineage(root / WAL_DIR, engine.lineage, engine.parent)
             if sync_lock is not None:

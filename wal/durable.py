@@ -39,16 +39,16 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
 from wal.directory import fsync_directory
 from wal.errors import WALError
-from wal.framing import WIDTH, encode_flat, encode_header, frame_parts, segment_name
+from wal.framing import WIDTH, Batch, encode_flat, encode_header, frame_parts, segment_name
 from wal.operation import Operation, OpTuple
-from wal.recovery import SegmentInfo, TornTail, list_segments, read_wal
+from wal.recovery import SegmentInfo, TornTail, list_segments, read_wal, replay_wal
 
 POLICIES: Final = ("always", "everysec", "off")
 
@@ -160,6 +160,7 @@ class DurableLog:
         segment_size: int = 64 << 20,
         compress: bool = False,
         flush_interval: float = 0.05,
+        replay: Callable[[Batch], object] | None = None,
     ) -> tuple[DurableLog, list[Operation], TornTail | None]:
         """Recover a WAL directory (repairing a torn tail) and open it for appending.
 
@@ -174,10 +175,14 @@ class DurableLog:
             segment_size: rotate segments past this many bytes.
             compress: zstd-compress frame payloads.
             flush_interval: seconds between background writes (everysec, off).
+            replay: when given, takes the operations after *after_lsn* as they are read, one
+                decoded payload (`wal.framing.Batch`) at a time, in LSN order, instead of
+                their being returned (see `wal.recovery.replay_wal`): what it raises
+                propagates, and the log is not opened.
 
         Returns:
-            The log, the operations after *after_lsn* to replay, and the torn tail cut (if
-            any).
+            The log, the operations after *after_lsn* to replay (none when *replay* took
+            them), and the torn tail cut (if any).
 
         Raises:
             ValueError: an unknown policy or bad sizes.
@@ -189,15 +194,20 @@ class DurableLog:
             raise ValueError(f"segment_size must be >= 4096, got {segment_size}")
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
-        ops, segments, torn = read_wal(path, repair=True, after_lsn=after_lsn)
+        ops: list[Operation] = []
+        if replay is None:
+            ops, segments, torn = read_wal(path, repair=True, after_lsn=after_lsn)
+            count = len(ops)
+            if ops and ops[0].lsn != after_lsn + 1:
+                raise WALError(
+                    f"the log resumes at LSN {ops[0].lsn} but the state is at {after_lsn}: "
+                    "operations in between are missing"
+                )
+        else:
+            count, segments, torn = replay_wal(path, replay, repair=True, after_lsn=after_lsn)
         log_last = segments[-1].last_lsn if segments else 0
         state_lsn = after_lsn if base_lsn is None else base_lsn
-        if ops and ops[0].lsn != after_lsn + 1:
-            raise WALError(
-                f"the log resumes at LSN {ops[0].lsn} but the state is at {after_lsn}: "
-                "operations in between are missing"
-            )
-        last = max(log_last, state_lsn + len(ops)) if ops else max(log_last, state_lsn)
+        last = max(log_last, state_lsn + count)
         log = cls(
             path,
             segments,

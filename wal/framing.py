@@ -38,8 +38,9 @@ tracked object per pending operation made the garbage collector cost ~0.8 µs pe
 from __future__ import annotations
 
 import struct
-from collections.abc import Collection, Iterator, Sequence
-from itertools import pairwise
+from collections.abc import Callable, Collection, Iterator, Sequence
+from functools import partial
+from itertools import chain, pairwise
 from typing import Any, Final
 
 import crc32c as _crc32c
@@ -67,6 +68,8 @@ SEGMENT_SUFFIX: Final = ".wal"
 _HEADER = struct.Struct(">8sIQI")
 _FRAME = struct.Struct(">IBI")
 _crc = _crc32c.crc32c
+#: The CRC-32C of each flags byte alone: a frame's CRC continues from it over the payload.
+_FLAG_CRCS: Final = tuple(_crc(bytes((flags,))) for flags in range(256))
 
 
 class FrameError(WALError):
@@ -180,11 +183,11 @@ def iter_frames(data: bytes, offset: int) -> Iterator[tuple[int, int, bytes | by
         stop = start + length
         if stop > end:
             raise FrameError(offset, "frame runs past the end", torn=True)
-        if _crc(data[start - 5 : start - 4] + data[start:stop]) != crc:
+        payload: bytes | bytearray = data[start:stop]  # one copy, checked as it is
+        if _crc(payload, _FLAG_CRCS[flags]) != crc:
             raise FrameError(offset, "frame checksum mismatch", torn=stop == end)
         if flags & ~FLAG_ZSTD:
             raise FrameError(offset, f"unknown frame flags {flags:#x}", torn=False)
-        payload: bytes | bytearray = data[start:stop]
         if flags & FLAG_ZSTD:
             try:
                 payload = decompress(payload, MAX_PAYLOAD)
@@ -251,6 +254,140 @@ def decode_batch(payload: bytes | bytearray) -> list[Operation]:
     Raises:
         WALError: malformed payload (any shape error).
     """
+    return decode_columns(payload).operations()
+
+
+class Batch:
+    """The operations of one payload, decoded column by column (`decode_columns`).
+
+    Each column holds one field of every operation, in LSN order: the operations are
+    ``zip(lsns, ts, kinds, tables, keys, afters, befores, metas)``. Values are structured
+    (tags read back); ``ts`` are floats.
+
+    Attributes:
+        first, last: the first and last LSN (consecutive in between).
+        kind_set, table_set: the kinds and the table names the batch holds.
+        key_types: the types of its keys.
+        plain: True when no value needed a tag and every key, image and meta is what
+            `wal.tags.to_plain` would write unchanged: keys str or int, images and metas
+            None or flat dicts of str, bool, None, 64-bit int and finite float values (not a
+            one-key dict whose key starts with ``$``). A reader may then take the images as
+            they are: they are fresh objects nobody else holds. False is always safe.
+    """
+
+    __slots__ = (
+        "afters",
+        "befores",
+        "first",
+        "key_types",
+        "keys",
+        "kind_set",
+        "kinds",
+        "last",
+        "lsns",
+        "metas",
+        "plain",
+        "table_set",
+        "tables",
+        "ts",
+    )
+
+    def __init__(
+        self,
+        columns: Sequence[list[Any]],
+        plain: bool,
+        sets: tuple[set[str], set[str], set[type]] | None = None,
+    ) -> None:
+        (
+            self.lsns,
+            self.ts,
+            self.kinds,
+            self.tables,
+            self.keys,
+            self.afters,
+            self.befores,
+            self.metas,
+        ) = columns
+        self.first: int = self.lsns[0]
+        self.last: int = self.lsns[-1]
+        self.plain = plain
+        if sets is None:
+            sets = set(self.kinds), set(self.tables), set(map(type, self.keys))
+        self.kind_set, self.table_set, self.key_types = sets
+
+    def __len__(self) -> int:
+        return len(self.lsns)
+
+    def tuples(self) -> Iterator[OpTuple]:
+        """The operations as plain tuples (`OpTuple`), built as they are iterated."""
+        return zip(
+            self.lsns,
+            self.ts,
+            self.kinds,
+            self.tables,
+            self.keys,
+            self.afters,
+            self.befores,
+            self.metas,
+            strict=True,
+        )
+
+    def operations(self) -> list[Operation]:
+        """The operations as `Operation` records."""
+        return list(map(_new_operation, self.tuples()))
+
+    def after(self, lsn: int) -> Batch | None:
+        """The operations after *lsn* (this batch when all are; None when none is)."""
+        if lsn < self.first:
+            return self
+        if lsn >= self.last:
+            return None
+        cut = lsn + 1 - self.first
+        columns = [column[cut:] for column in self.columns()]
+        return Batch(columns, self.plain)
+
+    def columns(self) -> list[list[Any]]:
+        """The eight columns, in `Operation` field order."""
+        return [
+            self.lsns,
+            self.ts,
+            self.kinds,
+            self.tables,
+            self.keys,
+            self.afters,
+            self.befores,
+            self.metas,
+        ]
+
+
+#: An `Operation` of an `OpTuple`, without `Operation`'s Python-level constructor.
+_new_operation: Callable[[OpTuple], Operation] = partial(tuple.__new__, Operation)
+
+
+_chain = chain.from_iterable
+#: Types of a flat dict's values that need no tag (ints and floats: see `_DIGIT_RUN`).
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_INT_ONLY: Final = frozenset({int})
+_NUMBERS: Final = frozenset({int, float})
+_STR_ONLY: Final = frozenset({str})
+_KEYS_AS_IS: Final = frozenset({str, int, type(None)})
+_IMAGES_AS_IS: Final = frozenset({dict, type(None)})
+_FLOAT_ONLY: Final = frozenset({float})
+#: Maps ASCII digits to "0", every other byte to " ": an int beyond 64 bits (which JSON
+#: readers take as an int up to 2**64 - 1) is a run of at least 19 digits.
+_DIGITS: Final = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_DIGIT_RUN: Final = b"0" * 19
+
+
+def decode_columns(payload: bytes | bytearray) -> Batch:
+    """The operations of a payload, as columns (see `Batch`).
+
+    Checked column by column, at C speed, in the common case (values without tags); any
+    doubt takes the per-operation path, whose errors it raises.
+
+    Raises:
+        WALError: malformed payload (any shape error).
+    """
     try:
         items = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
@@ -259,8 +396,65 @@ def decode_batch(payload: bytes | bytearray) -> list[Operation]:
         raise WALError("payload must be a non-empty array of operations")
     if len(items) % WIDTH:
         raise WALError(f"payload holds {len(items)} values, not a multiple of {WIDTH}")
-    out: list[Operation] = []
-    new = tuple.__new__
+    columns = [items[i::WIDTH] for i in range(WIDTH)]
+    lsns, ts, kinds, tables, keys, afters, befores, metas = columns
+    first = lsns[0]
+    count = len(lsns)
+    try:
+        kind_set, table_set = set(kinds), set(tables)
+    except TypeError:  # an unhashable kind or table
+        return decode_each(items)
+    if not (
+        type(first) is int
+        and 1 <= first <= MAX_LSN - count + 1
+        and _INT_ONLY.issuperset(map(type, lsns))
+        and lsns == list(range(first, first + count))
+        and _STR_ONLY.issuperset(map(type, kind_set))
+        and _STR_ONLY.issuperset(map(type, table_set))
+    ):
+        return decode_each(items)
+    if not _FLOAT_ONLY.issuperset(map(type, ts)):
+        if not _NUMBERS.issuperset(map(type, ts)):
+            return decode_each(items)
+        columns[1] = ts = list(map(float, ts))
+    if not (min(ts) >= 0 and max(ts) < MAX_TS):
+        return decode_each(items)
+    key_types = set(map(type, keys))
+    sets = kind_set, table_set, key_types
+    if (
+        _KEYS_AS_IS.issuperset(key_types)
+        and _IMAGES_AS_IS.issuperset(map(type, afters))
+        and _IMAGES_AS_IS.issuperset(map(type, befores))
+        and _IMAGES_AS_IS.issuperset(map(type, metas))
+    ):
+        images = [*filter(None, afters), *filter(None, befores), *filter(None, metas)]
+        if _SCALARS.issuperset(map(type, _chain(map(dict.values, images)))) and (
+            1 not in set(map(len, images)) or not any(map(_looks_tagged, images))
+        ):
+            # Nothing to read back: each value is its own structured form. Plain unless an
+            # int may lie beyond 64 bits (exactness then needs a tag: see `Batch.plain`).
+            return Batch(columns, payload.translate(_DIGITS).find(_DIGIT_RUN) < 0, sets)
+    try:
+        values = [[from_plain(v) for v in column] for column in columns[4:]]
+    except WALError:
+        return decode_each(items)  # the error of the first operation at fault
+    return Batch([*columns[:4], *values], False)
+
+
+def _looks_tagged(image: dict[str, Any]) -> bool:
+    # A one-key dict whose key starts with "$": a tag (or an escaped user dict).
+    return len(image) == 1 and next(iter(image)).startswith("$")
+
+
+def decode_each(items: list[Any]) -> Batch:
+    """A decoded payload's values (*items*) checked and read back operation by operation:
+    what `decode_columns` falls back to when its column checks doubt, and so the error
+    naming the first bad operation (or the batch, when the doubt was needless).
+
+    Raises:
+        WALError: malformed operations.
+    """
+    out: list[OpTuple] = []
     for start in range(0, len(items), WIDTH):
         item = items[start : start + WIDTH]
         lsn, ts, kind, table = item[:4]
@@ -276,21 +470,18 @@ def decode_batch(payload: bytes | bytearray) -> list[Operation]:
         if type(table) is not str:
             raise WALError(f"operation {lsn}: table must be a str")
         out.append(
-            new(
-                Operation,
-                (
-                    lsn,
-                    float(ts),
-                    kind,
-                    table,
-                    from_plain(item[4]),
-                    from_plain(item[5]),
-                    from_plain(item[6]),
-                    from_plain(item[7]),
-                ),
+            (
+                lsn,
+                float(ts),
+                kind,
+                table,
+                from_plain(item[4]),
+                from_plain(item[5]),
+                from_plain(item[6]),
+                from_plain(item[7]),
             )
         )
     for a, b in pairwise(out):
-        if b.lsn != a.lsn + 1:
-            raise WALError(f"operations {a.lsn} and {b.lsn} in one batch are not consecutive")
-    return out
+        if b[0] != a[0] + 1:
+            raise WALError(f"operations {a[0]} and {b[0]} in one batch are not consecutive")
+    return Batch([list(c) for c in zip(*out, strict=True)], False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -29,8 +29,10 @@ from wal.directory import fsync_directory, read_regular
 from wal.errors import NotRegularFileError, WALError
 from wal.framing import (
     HEADER_SIZE,
+    Batch,
     FrameError,
     decode_batch,
+    decode_columns,
     decode_header,
     encode_header,
     iter_frames,
@@ -234,12 +236,66 @@ def read_wal(
     ops: list[Operation] = []
     segments: list[SegmentInfo] = []
     torn: TornTail | None = None
-    for _, path, first, last, size, seg_ops, seg_torn in _walk(Path(directory), repair, after_lsn):
+    for _, path, first, last, size, batches, seg_torn in _walk(Path(directory), repair, after_lsn):
         if size != _REMOVED:
             segments.append(SegmentInfo(path, first, last, size))
-        ops.extend(op for op in seg_ops if op.lsn > after_lsn)
+        ops += _operations(batches, after_lsn)
         torn = seg_torn or torn
     return ops, segments, torn
+
+
+def replay_wal(
+    directory: str | Path,
+    replay: Callable[[Batch], object],
+    *,
+    repair: bool = False,
+    after_lsn: int = 0,
+) -> tuple[int, list[SegmentInfo], TornTail | None]:
+    """`read_wal`, handing the operations to *replay* one decoded payload at a time (a
+    `wal.framing.Batch` of columns), as each segment is read: the log is never held whole,
+    nor made into one record per operation.
+
+    *replay* gets the batches after *after_lsn* in LSN order; the first one starts at
+    ``after_lsn + 1`` (else `WALError`, before any is handed over). What it raises stops the
+    reading and propagates.
+
+    Returns:
+        How many operations were handed over, the segments, and the torn tail (as
+        `read_wal`).
+
+    Raises:
+        RecoveryError: damage before the tail, a gap or an overlap between segments.
+        WALError: the log resumes after *after_lsn* + 1.
+    """
+    segments: list[SegmentInfo] = []
+    torn: TornTail | None = None
+    count = 0
+    for _, path, first, last, size, batches, seg_torn in _walk(Path(directory), repair, after_lsn):
+        if size != _REMOVED:
+            segments.append(SegmentInfo(path, first, last, size))
+        for whole in batches:
+            batch = whole.after(after_lsn)
+            if batch is None:
+                continue
+            if not count and batch.first != after_lsn + 1:
+                raise WALError(
+                    f"the log resumes at LSN {batch.first} but the state is at {after_lsn}: "
+                    "operations in between are missing"
+                )
+            count += len(batch)
+            replay(batch)
+        torn = seg_torn or torn
+    return count, segments, torn
+
+
+def _operations(batches: Iterable[Batch], after_lsn: int) -> list[Operation]:
+    # The operations of *batches* after *after_lsn*.
+    ops: list[Operation] = []
+    for whole in batches:
+        batch = whole.after(after_lsn)
+        if batch is not None:
+            ops += batch.operations()
+    return ops
 
 
 def iter_wal(
@@ -254,8 +310,8 @@ def iter_wal(
     Raises:
         RecoveryError: damage before the tail, a gap or an overlap.
     """
-    for _, path, first, last, size, seg_ops, torn in _walk(Path(directory), False, after_lsn):
-        yield SegmentInfo(path, first, last, size), [o for o in seg_ops if o.lsn > after_lsn], torn
+    for _, path, first, last, size, batches, torn in _walk(Path(directory), False, after_lsn):
+        yield SegmentInfo(path, first, last, size), _operations(batches, after_lsn), torn
 
 
 def read_until_gap(
@@ -272,8 +328,8 @@ def read_until_gap(
     """
     ops: list[Operation] = []
     try:
-        for _, _, _, _, _, seg_ops, _ in _walk(Path(directory), False, after_lsn):
-            ops.extend(op for op in seg_ops if op.lsn > after_lsn)
+        for _, _, _, _, _, batches, _ in _walk(Path(directory), False, after_lsn):
+            ops += _operations(batches, after_lsn)
     except RecoveryError as exc:
         if exc.offset != 0 or not exc.reason.startswith(("a gap", "an overlap")):
             raise
@@ -292,8 +348,8 @@ def read_until_damage(
     """
     ops: list[Operation] = []
     try:
-        for _, _, _, _, _, seg_ops, _ in _walk(Path(directory), False, after_lsn):
-            ops.extend(op for op in seg_ops if op.lsn > after_lsn)
+        for _, _, _, _, _, batches, _ in _walk(Path(directory), False, after_lsn):
+            ops += _operations(batches, after_lsn)
     except RecoveryError as exc:
         ops.extend(op for op in exc.before if op.lsn > after_lsn)
         return ops, exc
@@ -302,7 +358,7 @@ def read_until_damage(
 
 def _walk(
     directory: Path, repair: bool, after_lsn: int
-) -> Iterator[tuple[int, Path, int, int, int, list[Operation], TornTail | None]]:
+) -> Iterator[tuple[int, Path, int, int, int, list[Batch], TornTail | None]]:
     listing = list_segments(directory)
     previous_last: int | None = None
     for index, (first, path) in enumerate(listing):
@@ -337,33 +393,33 @@ def _walk(
             previous_last = next_segment_first - 1
             yield index, path, first, previous_last, len(data), [], None
             continue
-        seg_ops: list[Operation] = []
+        seg_batches: list[Batch] = []
         expected = first
         valid = HEADER_SIZE
         torn: TornTail | None = None
         try:
             for offset, nxt, payload in iter_frames(data, HEADER_SIZE):
                 try:
-                    batch = decode_batch(payload)
+                    batch = decode_columns(payload)
                 except WALError as exc:
                     raise RecoveryError(
-                        path, offset, f"malformed payload: {exc}", tuple(seg_ops)
+                        path, offset, f"malformed payload: {exc}", _read(seg_batches)
                     ) from None
-                if batch[0].lsn != expected:
+                if batch.first != expected:
                     raise RecoveryError(
                         path,
                         offset,
-                        f"frame starts at LSN {batch[0].lsn}, expected {expected}",
-                        tuple(seg_ops),
+                        f"frame starts at LSN {batch.first}, expected {expected}",
+                        _read(seg_batches),
                     )
-                expected = batch[-1].lsn + 1
-                seg_ops.extend(batch)
+                expected = batch.last + 1
+                seg_batches.append(batch)
                 valid = nxt
         except FrameError as exc:
             # Only the last record may be bad: a valid frame further on means the bad one
             # is not the tail but damage before it (whatever its length field says).
             if not is_last:
-                raise RecoveryError(path, exc.offset, exc.reason, tuple(seg_ops)) from None
+                raise RecoveryError(path, exc.offset, exc.reason, _read(seg_batches)) from None
             later = _next_valid_frame(data, exc.offset + 1)
             if later is not None:
                 raise RecoveryError(
@@ -371,11 +427,16 @@ def _walk(
                     exc.offset,
                     f"{exc.reason}, and a valid record follows at offset {later}: damage "
                     "before the tail",
-                    tuple(seg_ops),
+                    _read(seg_batches),
                 ) from None
             torn = _cut(path, data, exc.offset, exc.reason, repair)
         previous_last = expected - 1
-        yield index, path, first, previous_last, valid, seg_ops, torn
+        yield index, path, first, previous_last, valid, seg_batches, torn
+
+
+def _read(batches: list[Batch]) -> tuple[Operation, ...]:
+    # The operations of a segment read before damage (`RecoveryError.before`).
+    return tuple(_operations(batches, 0))
 
 
 def _cut(path: Path, data: bytes, offset: int, reason: str, repair: bool) -> TornTail:
