@@ -51,13 +51,29 @@ def replay_batch(engine: Engine, batch: Batch) -> None:
         if batch.kind_set == _INSERTS_ONLY and len(batch.table_set) == 1:
             table = engine.tables.get(batch.tables[0])
             if table is not None and _inserts_fit(table, batch):
-                apply = engine.apply
-                append = engine.journal_append
-                for op in batch.tuples():
-                    apply(op)
-                    append(op)
+                _insert(engine, table, batch)
                 return
         _replay_each(engine, batch)
+
+
+def _insert(engine: Engine, table: TableState, batch: Batch) -> None:
+    # Apply a batch of plain inserts into *table*, all checked, and journal them, as a live
+    # insert statement is (`Engine.commit_inserts`): in bulk (`Engine.apply_inserts`) unless
+    # the table has indexes, and numbered without tuples unless the journal keeps them.
+    journal = engine.journal
+    if table.indexes:
+        apply = engine.apply
+        for op in batch.tuples():
+            apply(op)
+            journal.append_held(op)
+        return
+    engine.apply_inserts(table, batch.keys, batch.afters, None, batch.last)
+    if journal.retain:
+        for op in batch.tuples():
+            journal.append_held(op)
+    else:
+        # What appending each would leave: the last LSN and time, nothing held.
+        journal.skip_to(batch.last, batch.ts[-1])
 
 
 def _inserts_fit(table: TableState, batch: Batch) -> bool:

@@ -38,7 +38,7 @@ from wal.framing import (
     segment_name,
 )
 from wal.operation import Operation
-from wal.recovery import RecoveryError
+from wal.recovery import RecoveryError, read_wal
 
 TS = 1_700_000_000.5
 
@@ -56,19 +56,24 @@ def internals(engine: Engine) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def counting_applies() -> Iterator[list[int]]:
-    """Count the calls of `Engine.apply` (the one apply path) while inside."""
+    """Count the operations applied through the engine's apply path while inside: calls of
+    `Engine.apply`, and the inserts `Engine.apply_inserts` applies in bulk (as live insert
+    statements are)."""
     calls = [0]
-    original = Engine.apply
+    apply, apply_inserts = Engine.apply, Engine.apply_inserts
 
-    def apply(self: Engine, op: Any, plain: bool = True) -> None:
+    def counted_apply(self: Engine, op: Any, plain: bool = True) -> None:
         calls[0] += 1
-        original(self, op, plain)
+        apply(self, op, plain)
 
-    Engine.apply = apply  # type: ignore[method-assign]
-    try:
+    def counted_inserts(self: Engine, table: TableState, keys: Any, *args: Any) -> None:
+        calls[0] += len(keys)
+        apply_inserts(self, table, keys, *args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Engine, "apply", counted_apply)
+        patch.setattr(Engine, "apply_inserts", counted_inserts)
         yield calls
-    finally:
-        Engine.apply = original  # type: ignore[method-assign]
 
 
 def write_log(root: Path, frames: list[list[tuple[Any, ...]]]) -> None:
@@ -399,3 +404,20 @@ def test_a_gap_between_frames_is_refused(tmp_path: Path) -> None:
     write_log(tmp_path / "db", [[create(1), *inserts(2, [1])], inserts(4, [2])])
     with pytest.raises(RecoveryError, match="frame starts at LSN 4, expected 3"):
         DictDB.open(tmp_path / "db", fsync="off")
+
+
+@pytest.mark.parametrize("retain", [True, None])
+def test_the_journal_after_replay_is_as_if_each_operation_was_appended(
+    tmp_path: Path, retain: bool | None
+) -> None:
+    write_log(tmp_path / "db", [[create(1)], inserts(2, list(range(20))), inserts(22, [20])])
+    logged = read_wal(tmp_path / "db" / "wal")[0]
+    with DictDB.open(tmp_path / "db", fsync="off", retain_journal=retain) as db:
+        journal = db.engine.journal
+        assert (22, TS) == (journal.last_lsn, journal.last_ts)
+        if retain:
+            assert logged == journal.read(1)
+        else:
+            assert 0 == len(journal)
+        db.get_table("t").insert({"id": 99})  # the journal goes on from there
+        assert 23 == journal.last_lsn
