@@ -161,11 +161,15 @@ def matching_rows(
         positions: key → insertion rank (kept while the table has indexes; may be empty).
         primary_key: the table's key field.
     """
-    test = pred.fn
-    keys = candidates(pred, indexes, rows, primary_key)
     node = pred
     while isinstance(node, Condition):
         node = node.condition
+    if type(node) is Compare and node.op == "==" and node.field != primary_key:
+        # The commonest query, an equality on a field, without the general dispatch.
+        index = indexes.get(node.field)
+        keys = None if index is None else index.equal(node.value)
+    else:
+        keys = candidates(node, indexes, rows, primary_key)
     if keys is None:
         values = rows.values()
         if type(node) is Compare and node.op in _EQUALITY:
@@ -175,7 +179,7 @@ def matching_rows(
                 _EQUALITY[node.op], map(_get, values, repeat(node.field)), repeat(node.value)
             )
             return list(compress(values, tests))
-        return list(filter(test, values))
+        return list(filter(pred.fn, values))
     count = len(keys)
     if count == 0:
         return []
@@ -183,13 +187,14 @@ def matching_rows(
     if count == 1:
         for key in keys:
             row = rows[key]
-            return [row] if exact or test(row) else []
+            return [row] if exact or pred.fn(row) else []
     if positions and count * 8 <= len(rows):
         # Few candidates: fetch them in table order rather than walk the whole row map.
         found = map(rows.__getitem__, sorted(keys, key=positions.__getitem__))
-        return list(found) if exact else list(filter(test, found))
+        return list(found) if exact else list(filter(pred.fn, found))
     if exact:
         return [row for key, row in rows.items() if key in keys]
+    test = pred.fn
     return [row for key, row in rows.items() if key in keys and test(row)]
 
 
