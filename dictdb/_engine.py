@@ -311,21 +311,35 @@ class Engine:
         *plain* tells whether an insert/update after-image is plain (see
         `dictdb._values.own_record`); tables keep the keys of rows that are not.
         """
-        lsn, _, kind, name, key, after = op[:6]
-        if kind in (INSERT, UPDATE):
-            table = self.tables[name]
-            if kind == UPDATE:  # (inserts replace no row: they pay this comparison only)
-                pre = table.pre
-                if pre is not None and key not in pre:
-                    pre[key] = row_hash(op[6], key not in table.special)
+        kind = op[2]
+        if kind == INSERT:  # the hot path: one branch per question
+            key, after = op[4], op[5]
+            table = self.tables[op[3]]
             if table.indexes:  # the only index cost of a table without indexes
                 table.index_write(key, after)
             table.rows[key] = after
             changed = table.changed
-            if kind == INSERT:
-                # Deleted since the cut (there at it): written; else new since the cut.
-                changed[key] = _THERE if key in changed else _NEW
-            elif key not in changed:  # an update of a row there at the cut
+            # Deleted since the cut (there at it): written; else new since the cut.
+            changed[key] = _THERE if key in changed else _NEW
+            if not plain:
+                table.special.add(key)
+            elif table.special:
+                table.special.discard(key)
+            if type(key) is int and key >= table.next_pk:
+                table.next_pk = key + 1
+            self.lsn = op[0]
+            return
+        lsn, _, kind, name, key, after = op[:6]
+        if kind == UPDATE:
+            table = self.tables[name]
+            pre = table.pre
+            if pre is not None and key not in pre:
+                pre[key] = row_hash(op[6], key not in table.special)
+            if table.indexes:
+                table.index_write(key, after)
+            table.rows[key] = after
+            changed = table.changed
+            if key not in changed:  # an update of a row there at the cut
                 changed[key] = _THERE
             if not plain:
                 table.special.add(key)

@@ -30,7 +30,7 @@ from dictdb.errors import (
     RecordNotFoundError,
 )
 from dictdb.index import Index, candidates, make_index
-from dictdb.query import Field, Predicate, as_predicate
+from dictdb.query import Compare, Field, Predicate, as_predicate
 from dictdb.schema import Schema, validate_record
 from wal import DELETE, INSERT, UPDATE
 
@@ -149,7 +149,10 @@ class Table:
         # Only reached for names that are not real attributes, so members are never shadowed.
         if name.startswith("_"):
             raise AttributeError(name)
-        return Field(name)
+        # Kept as an attribute: the next ``table.name`` is a plain lookup, not a failed one
+        # (half a microsecond) then this call. A Field holds only its name: sharing it is safe.
+        field = self.__dict__[name] = Field(name)
+        return field
 
     def __getitem__(self, name: str) -> Field:
         """``table["count"]``: the field named *name*, even if a member has that name."""
@@ -359,27 +362,33 @@ class Table:
             )
         engine = self._engine
         t = self._t
-        with engine.lock:
-            self._live()
-            key = record.get(self.primary_key) if type(record) is dict else None
+        name = self.table_name
+        lock = engine.lock
+        lock.acquire()
+        try:
+            if engine.tables.get(name) is not t or engine.sink is not None:
+                self._live()  # (a durable engine checks its log first, as reads do)
+            pk_name = self.primary_key
+            key = record.get(pk_name) if type(record) is dict else None
             if key is not None and type(key) not in PK_TYPES:
-                check_primary_key(self.table_name, self.primary_key, key)
-            if key is None or key not in t.rows:
+                check_primary_key(name, pk_name, key)
+            old = None if key is None else t.rows.get(key)
+            if old is None:
                 return self.insert(record), "inserted"
-            if on_conflict == "error":
+            if on_conflict != "update":
+                if on_conflict == "ignore":
+                    return key, "ignored"
                 raise DuplicateKeyError(
-                    f"table {self.table_name!r}: a record with "
-                    f"{self.primary_key}={key!r} already exists"
+                    f"table {name!r}: a record with {pk_name}={key!r} already exists"
                 )
-            if on_conflict == "ignore":
-                return key, "ignored"
-            changes, plain = own_record(self.table_name, record)
-            old = t.rows[key]
+            changes, plain = own_record(name, record)
             row = {**old, **changes}
-            self._check_row(row, key)
-            plain = plain and key not in t.special
-            engine.commit(UPDATE, self.table_name, key, row, old, plain)
+            if self.schema is not None:
+                self._check_row(row, key)
+            engine.commit(UPDATE, name, key, row, old, plain and key not in t.special)
             return key, "updated"
+        finally:
+            lock.release()
 
     def update(self, changes: Record, where: Predicate | None = None) -> int:
         """Merge *changes* into every row matching *where* (all rows when None).
@@ -395,36 +404,52 @@ class Table:
             ValueDomainError, SchemaValidationError: as for insert.
         """
         engine = self._engine
-        special = self._t.special
+        t = self._t
+        name = self.table_name
         with engine.lock:
-            self._live()
-            owned, changes_plain = own_record(self.table_name, changes)
+            if engine.tables.get(name) is not t or engine.sink is not None:
+                self._live()
+            owned, changes_plain = own_record(name, changes)
             matches = self._matching(where)
             if not matches:
-                raise RecordNotFoundError(
-                    f"table {self.table_name!r}: no record matches {where!r} to update"
-                )
+                raise RecordNotFoundError(f"table {name!r}: no record matches {where!r} to update")
             pk_name = self.primary_key
             new_key = owned.get(pk_name, _MISSING)
-            ops = []
-            hook = self._extra_check() if self.schema is not None else None
-            for key, old in matches:
-                if new_key is not _MISSING and new_key != key:
-                    raise PrimaryKeyError(
-                        f"table {self.table_name!r}: update cannot change primary key "
-                        f"{pk_name} from {key!r} to {new_key!r}; delete and insert instead",
-                        table=self.table_name,
-                        field=pk_name,
-                    )
+            special = t.special
+            if len(matches) == 1 and self.schema is None:
+                # One row (an update by key): one operation, no batch around it.
+                key, old = matches[0]
+                if new_key is not _MISSING:
+                    self._keep_key(key, new_key)
                 row = {**old, **owned}
                 if new_key is not _MISSING:
                     row[pk_name] = key  # keep the key's own type (1 == 1.0 == True)
+                engine.commit(UPDATE, name, key, row, old, changes_plain and key not in special)
+                return 1
+            ops = []
+            hook = self._extra_check() if self.schema is not None else None
+            for key, old in matches:
+                if new_key is not _MISSING:
+                    self._keep_key(key, new_key)
+                row = {**old, **owned}
+                if new_key is not _MISSING:
+                    row[pk_name] = key
                 if self.schema is not None:
                     self._check_schema(row, hook)
                 plain = changes_plain and key not in special
-                ops.append((UPDATE, self.table_name, key, row, old, plain))
+                ops.append((UPDATE, name, key, row, old, plain))
             engine.commit_many(ops)
             return len(ops)
+
+    def _keep_key(self, key: Any, new_key: Any) -> None:
+        """Refuse an update that would give the row of *key* the key *new_key*."""
+        if new_key != key:
+            raise PrimaryKeyError(
+                f"table {self.table_name!r}: update cannot change primary key "
+                f"{self.primary_key} from {key!r} to {new_key!r}; delete and insert instead",
+                table=self.table_name,
+                field=self.primary_key,
+            )
 
     def delete(self, where: Predicate | None = None) -> int:
         """Delete every row matching *where* (all rows when None).
@@ -460,6 +485,17 @@ class Table:
         rows = t.rows
         if where is None:
             return list(rows.items())
+        if type(where) is Compare and where.op == "==" and where.field == self.primary_key:
+            # ``pk == value``: one lookup in the row map (as the planner would), for a value
+            # of a key type (distinct key types never compare equal; 1.0 or True must not
+            # find key 1). The row's own key is returned, as writes journal it.
+            value = where.value
+            if type(value) in PK_TYPES:
+                row = rows.get(value)
+                if row is None:
+                    return []
+                key = row[self.primary_key]
+                return [(key, row)] if key == value else []
         pred = as_predicate(where)
         test = pred.fn
         keys = candidates(pred, t.indexes, rows, self.primary_key)

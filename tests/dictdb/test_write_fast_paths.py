@@ -351,3 +351,102 @@ def test_durable_bulk_insert_reopens_equal(tmp_path: Any) -> None:
         assert again.engine.tables["t"].special == set(range(3001, 5001))
     finally:
         again.close()
+
+
+# -- writes by key ------------------------------------------------------------------------------
+
+KEYS: tuple[Any, ...] = (
+    1,
+    2,
+    -5,
+    2**70,
+    "a",
+    "1",
+    b"1",
+    uuid.UUID(int=1),
+    dt.date(2024, 1, 1),
+    dt.datetime(2024, 1, 1),
+    dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+    dt.datetime(2024, 1, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))),
+)
+
+
+@given(
+    keys=st.lists(st.sampled_from(KEYS), unique=True, max_size=6),
+    value=st.sampled_from(KEYS + s.TRICKY_VALUES),
+)
+def test_a_key_equality_matches_what_a_scan_matches(keys: list[Any], value: Any) -> None:
+    db = DictDB(retain_journal=True)
+    t = db.create_table("t")
+    for key in keys:
+        # Equal aware datetimes in two offsets are one key: the second is a duplicate.
+        if key not in t:
+            t.insert({"id": key, "v": 0})
+    where = t.id == value
+    scan = [(k, r) for k, r in t._t.rows.items() if where.fn(r)]
+    assert t._matching(where) == scan
+    assert [(k, r) for k, r in t._matching(where) if r["id"] is k] == scan  # the row's own key
+    if scan:
+        assert t.update({"v": 1}, where=where) == len(scan)
+        assert t.get(scan[0][0])["v"] == 1
+        op = db.engine.journal.read(db.engine.lsn)[0]
+        assert (op.kind, op.key) == (UPDATE, scan[0][0])
+    else:
+        with pytest.raises(Exception, match="no record matches"):
+            t.update({"v": 1}, where=where)
+
+
+def test_update_by_key_keeps_the_rules() -> None:
+    db = DictDB(retain_journal=True)
+    t = db.create_table("t")
+    t.insert([{"v": 1}, {"v": [2]}])
+    assert t.update({"id": 1.0, "w": 2}, where=t.id == 1) == 1  # an equal key: allowed
+    assert type(t.get(1)["id"]) is int  # and the key keeps its own type
+    with pytest.raises(PrimaryKeyError):
+        t.update({"id": 3}, where=t.id == 1)
+    with pytest.raises(ValueDomainError):
+        t.update({"v": float("nan")}, where=t.id == 1)
+    assert t.update({"v": 5}, where=t.id == 1) == 1
+    assert 1 not in db.engine.tables["t"].special
+    assert t.update({"v": {"k": 1}}, where=t.id == 1) == 1
+    assert 1 in db.engine.tables["t"].special
+    assert t.update({"v": 5}, where=t.id == 2) == 1
+    op = db.engine.journal.read(db.engine.lsn)[0]
+    assert (op.kind, op.key, op.before, op.after) == (
+        UPDATE,
+        2,
+        {"v": [2], "id": 2},
+        {"v": 5, "id": 2},
+    )
+    assert t.get(1) == {"v": {"k": 1}, "id": 1, "w": 2}
+
+
+def test_upsert_paths() -> None:
+    db = DictDB(retain_journal=True)
+    t = db.create_table("t")
+    assert t.upsert({"v": 1}) == (1, "inserted")
+    assert t.upsert({"id": 1, "w": [1]}) == (1, "updated")
+    assert 1 in db.engine.tables["t"].special
+    assert t.upsert({"id": 1, "w": 2}, on_conflict="ignore") == (1, "ignored")
+    with pytest.raises(DuplicateKeyError):
+        t.upsert({"id": 1}, on_conflict="error")
+    with pytest.raises(ValueDomainError):
+        t.upsert({"id": 1, "w": "\ud800"})
+    with pytest.raises(PrimaryKeyError):
+        t.upsert({"id": 1.5})
+    assert t.get(1) == {"v": 1, "id": 1, "w": [1]}
+    assert t.upsert({"id": 1, "w": 3}) == (1, "updated")
+    assert t.upsert({"id": "k"}) == ("k", "inserted")
+    assert db.engine.lsn == 5 == len(db.engine.journal)
+
+
+def test_field_attributes_are_kept_and_members_win() -> None:
+    t = DictDB().create_table("t")
+    t.insert([{"age": 1}, {"age": 2}])
+    first = t.age
+    assert t.age is first  # kept after the first lookup
+    assert t.count(where=t.age == 2) == 1
+    assert callable(t.insert)  # members are never fields
+    assert t["insert"].name == "insert"
+    with pytest.raises(AttributeError):
+        _ = t._private
