@@ -401,7 +401,7 @@ def decode_columns(payload: bytes | bytearray) -> Batch:
     first = lsns[0]
     count = len(lsns)
     try:
-        kind_set, table_set = set(kinds), set(tables)
+        kind_set, table_set = _distinct(kinds), _distinct(tables)
     except TypeError:  # an unhashable kind or table
         return decode_each(items)
     if not (
@@ -424,8 +424,8 @@ def decode_columns(payload: bytes | bytearray) -> Batch:
     if (
         _KEYS_AS_IS.issuperset(key_types)
         and _IMAGES_AS_IS.issuperset(map(type, afters))
-        and _IMAGES_AS_IS.issuperset(map(type, befores))
-        and _IMAGES_AS_IS.issuperset(map(type, metas))
+        and (befores.count(None) == count or _IMAGES_AS_IS.issuperset(map(type, befores)))
+        and (metas.count(None) == count or _IMAGES_AS_IS.issuperset(map(type, metas)))
     ):
         images = [*filter(None, afters), *filter(None, befores), *filter(None, metas)]
         if _SCALARS.issuperset(map(type, _chain(map(dict.values, images)))) and (
@@ -439,6 +439,14 @@ def decode_columns(payload: bytes | bytearray) -> Batch:
     except WALError:
         return decode_each(items)  # the error of the first operation at fault
     return Batch([*columns[:4], *values], False)
+
+
+def _distinct(values: list[Any]) -> set[Any]:
+    # The set of *values*, without hashing each when they are all equal (a kind or a table
+    # name is a fresh str per operation: comparing it to the first is cheaper).
+    if values.count(values[0]) == len(values):
+        return {values[0]}
+    return set(values)
 
 
 def _looks_tagged(image: dict[str, Any]) -> bool:
