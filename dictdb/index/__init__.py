@@ -7,7 +7,8 @@ promise over the whole value domain:
 
 - **Missing is None.** A row lacking the field is indexed under None, as the DSL reads it, so
   ``f == None`` finds rows holding None *and* rows without the field, as a scan does.
-- **HashIndex**: canonical value → set of keys. Scalars are their own canonical form (Python
+- **HashIndex**: canonical value → keys (the one key itself while a single row holds the
+  value, a set from the second on). Scalars are their own canonical form (Python
   equality and hashing already agree: ``1 == 1.0 == True`` share a bucket); lists and dicts,
   which are unhashable, become tagged tuples / frozensets of canonical forms, so ``[1]`` and
   ``[1.0]`` share a bucket too. Answers ``==``, `is_in`, `is_null`.
@@ -25,7 +26,9 @@ Planner (`candidates`): a comparison on an indexed field is a lookup; ``pk == x`
 ``pk.is_in``) is a lookup in the row map itself; a conjunction intersects the lookups of the
 operands that have one (equalities first, stopping once the candidates are few); a
 disjunction is the union of its branches only when *every* branch has a lookup; a negation
-never uses an index. Anything else is a scan.
+never uses an index. Anything else is a scan. `matching_rows` runs a read's whole match and
+returns the stored rows, skipping the test of each candidate where the index's answer is
+exact (`Index.exact`: a comparison or between in a sorted index, an equality in a hash index).
 
 Indexes are not persisted, as in the reference: a database loaded from a snapshot or
 restored from a backup directory starts without indexes (create them again after loading);
