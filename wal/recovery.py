@@ -270,20 +270,27 @@ def replay_wal(
     segments: list[SegmentInfo] = []
     torn: TornTail | None = None
     count = 0
-    for _, path, first, last, size, batches, seg_torn in _walk(Path(directory), repair, after_lsn):
+
+    def hand_over(whole: Batch) -> None:
+        nonlocal count
+        batch = whole.after(after_lsn)
+        if batch is None:
+            return
+        if not count and batch.first != after_lsn + 1:
+            raise WALError(
+                f"the log resumes at LSN {batch.first} but the state is at {after_lsn}: "
+                "operations in between are missing"
+            )
+        count += len(batch)
+        replay(batch)
+
+    # Each batch is handed over as soon as its frame is decoded and found to follow the one
+    # before, while its objects are still in the CPU cache (replaying a segment's batches
+    # once it was all read cost ~0.1 µs more per operation).
+    walk = _walk(Path(directory), repair, after_lsn, hand_over)
+    for _, path, first, last, size, _, seg_torn in walk:
         if size != _REMOVED:
             segments.append(SegmentInfo(path, first, last, size))
-        for whole in batches:
-            batch = whole.after(after_lsn)
-            if batch is None:
-                continue
-            if not count and batch.first != after_lsn + 1:
-                raise WALError(
-                    f"the log resumes at LSN {batch.first} but the state is at {after_lsn}: "
-                    "operations in between are missing"
-                )
-            count += len(batch)
-            replay(batch)
         torn = seg_torn or torn
     return count, segments, torn
 
@@ -357,8 +364,10 @@ def read_until_damage(
 
 
 def _walk(
-    directory: Path, repair: bool, after_lsn: int
+    directory: Path, repair: bool, after_lsn: int, sink: Callable[[Batch], None] | None = None
 ) -> Iterator[tuple[int, Path, int, int, int, list[Batch], TornTail | None]]:
+    # Each segment: its index, path, first and last LSN, valid size, batches and torn tail.
+    # With a *sink*, each batch goes to it as soon as it is read, not into the list.
     listing = list_segments(directory)
     previous_last: int | None = None
     for index, (first, path) in enumerate(listing):
@@ -413,7 +422,10 @@ def _walk(
                         _read(seg_batches),
                     )
                 expected = batch.last + 1
-                seg_batches.append(batch)
+                if sink is None:
+                    seg_batches.append(batch)
+                else:
+                    sink(batch)
                 valid = nxt
         except FrameError as exc:
             # Only the last record may be bad: a valid frame further on means the bad one
