@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import repeat
 from math import isfinite
 from operator import itemgetter
@@ -116,7 +116,10 @@ _FLAT: Final = frozenset({str, int, bool, float, _NONE})
 
 
 def own_records(
-    table: str, records: list[Any], key_field: str | None = None, first_key: int = 0
+    table: str,
+    records: list[Any],
+    key_field: str | None = None,
+    auto_keys: Sequence[Any] = (),
 ) -> tuple[list[Record], list[bool] | None, bool]:
     """`own_record` for each of *records*, in bulk: the write path of a bulk insert.
 
@@ -130,9 +133,11 @@ def own_records(
         table: the table's name, for error messages.
         records: what the caller passed (a list).
         key_field: when given, and while no record has a non-None value there, each row gets
-            ``key_field = first_key + its position`` (the auto keys of a bulk insert), set
+            ``key_field = auto_keys[its position]`` (the auto keys of a bulk insert), set
             while the chunk is still in cache.
-        first_key: the first auto key.
+        auto_keys: one key per record. The rows hold these very objects: a table whose row
+            map, dirty map and rows share one int object per key compares keys by identity,
+            without reading another object from memory.
 
     Returns:
         ``(rows, plains, keyed)``: the owned rows; None when every row is plain, else one
@@ -161,8 +166,7 @@ def own_records(
                     auto, keyed = False, True
                     _take_back(owned, plains, records, key_field)
                 else:
-                    first = first_key + lo
-                    for row, key in zip(rows, range(first, first + len(rows)), strict=True):
+                    for row, key in zip(rows, auto_keys[lo : lo + len(rows)], strict=True):
                         row[key_field] = key
             owned += rows
             if plains is not None:
@@ -178,7 +182,7 @@ def own_records(
                     auto, keyed = False, True
                     _take_back(owned, plains, records, key_field)
                 else:
-                    row[key_field] = first_key + position
+                    row[key_field] = auto_keys[position]
                     if len(row) == 1 and key_field[:1] == "$":
                         plain = False  # the row is the key alone, named like a tag
             owned.append(row)

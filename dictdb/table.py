@@ -286,11 +286,13 @@ class Table:
             # Auto keys: the next free integers, when none of them is taken (the counter is
             # past every int key, so only a state built by hand could take one).
             first = t.next_pk
-            auto = range(first, first + len(records))
-            free = auto.stop - 1 <= INT64_MAX and (not rows or rows.keys().isdisjoint(auto))
-            owned, plains, keyed = own_records(name, records, pk_name if free else None, first)
-            keys: Sequence[Any]
-            if free and not keyed:
+            last = first + len(records) - 1
+            auto: list[Any] = []
+            if last <= INT64_MAX and (not rows or rows.keys().isdisjoint(range(first, last + 1))):
+                auto = list(range(first, last + 1))  # one int object per key, shared
+            owned, plains, keyed = own_records(name, records, pk_name if auto else None, auto)
+            keys: list[Any]
+            if auto and not keyed:
                 keys = auto  # every row got its auto key
             else:
                 flags = [True] * len(owned) if plains is None else plains
@@ -301,7 +303,7 @@ class Table:
                 for row in owned:
                     self._check_schema(row, hook)
             engine.commit_inserts(t, keys, owned, plains)
-            return list(keys)
+            return keys
 
     def _batch_keys(self, owned: list[Record], plains: list[bool]) -> list[Any]:
         """The keys of a batch of owned rows, auto keys assigned (and *plains* updated)."""
