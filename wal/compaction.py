@@ -159,11 +159,13 @@ def net_operations(flat: list[Any], enough: int | None = None) -> list[Any] | No
     Each key's operation has the LSN, time, after-image and meta of the key's last operation
     in the run and the before-image of its first; its kind says what happened across the
     run: ``insert`` (absent at the start, present at the end), ``update`` (present at both;
-    a delete and re-insert is one), ``delete`` (present at the start only). A key absent at
-    both ends is dropped. Creations and drops stay as they are, and a drop separates the
-    operations of a collection before it from those after it, so `compact_flat` (and
-    `compact`'s rules) read the result as they read the run. The run may itself be such a
-    result (folding twice is folding once).
+    a delete and re-insert is one), ``delete`` (present at the start only). Keys absent at
+    both ends are dropped but one per collection, kept as its *marker* (a ``delete`` with no
+    before-image: `compact` then still lists the collection as changed, with no key, as it
+    does for the run itself: its key counter may have moved). Creations and drops stay, and
+    a drop separates the operations of a collection before it from those after it, so
+    `compact_flat` (and `compact`'s rules) read the result as they read the run. The run may
+    itself be such a result (folding twice is folding once).
 
     Args:
         flat: the run's fields, operation after operation, in LSN order within each
@@ -183,34 +185,41 @@ def net_operations(flat: list[Any], enough: int | None = None) -> list[Any] | No
         # kinds' (measured: 100k keys folded in ~25 ms instead of ~90).
         count = len(keys)
         last = dict(zip(keys, range(count), strict=True))
-        if enough is not None and len(last) > enough:
-            return None
+        if enough is not None and len(last) > enough and DELETE not in kinds:
+            return None  # (with deletes, keys inserted and deleted may still go)
         first = dict(zip(reversed(keys), range(count - 1, -1, -1), strict=True))
         if len(last) < 2:  # (itemgetter of one position returns the item, not a tuple)
             return _net_general(flat, enough)
         ends, starts = itemgetter(*last.values()), itemgetter(*map(first.__getitem__, last))
         last_kinds, first_kinds = ends(kinds), starts(kinds)
-        inserted, deleted = INSERT in first_kinds, DELETE in last_kinds
-        out_kinds = (
-            [
-                (DELETE if b == DELETE else (INSERT if a == INSERT else UPDATE))
-                for a, b in zip(first_kinds, last_kinds, strict=True)
-            ]
-            if inserted or deleted
-            else [UPDATE] * len(last_kinds)
-        )
         out_befores = starts(befores)
-        if inserted:
-            out_befores = [
-                None if k == INSERT else v for k, v in zip(first_kinds, out_befores, strict=True)
+        absent = None  # per key: absent at the start (an insert first, or a marker)
+        if INSERT in first_kinds or (DELETE in first_kinds and None in out_befores):
+            absent = [
+                k == INSERT or (k == DELETE and b is None)
+                for k, b in zip(first_kinds, out_befores, strict=True)
             ]
+        deleted = DELETE in last_kinds
+        if absent is None:
+            out_kinds = (
+                [DELETE if k == DELETE else UPDATE for k in last_kinds]
+                if deleted
+                else [UPDATE] * len(last_kinds)
+            )
+        else:
+            out_kinds = [
+                DELETE if k == DELETE else (INSERT if a else UPDATE)
+                for a, k in zip(absent, last_kinds, strict=True)
+            ]
+            out_befores = [None if a else b for a, b in zip(absent, out_befores, strict=True)]
         out_afters = ends(afters)
         if deleted:
             out_afters = [
                 None if k == DELETE else v for k, v in zip(last_kinds, out_afters, strict=True)
             ]
+        out_lsns = ends(lsns)
         columns = [
-            ends(lsns),
+            out_lsns,
             ends(stamps),
             out_kinds,
             None,
@@ -223,16 +232,23 @@ def net_operations(flat: list[Any], enough: int | None = None) -> list[Any] | No
         out: list[Any] = [None] * (size * _WIDTH)
         for i, column in enumerate(columns):
             out[i::_WIDTH] = [tables[0]] * size if column is None else column
-        gone = (  # absent at both ends: nothing changed
-            [i for i in range(size) if first_kinds[i] == INSERT and last_kinds[i] == DELETE]
-            if inserted and deleted
-            else None
+        gone = (  # absent at both ends: nothing changed, but for the collection's marker
+            [
+                i
+                for i, (a, k) in enumerate(zip(absent, last_kinds, strict=True))
+                if a and k == DELETE
+            ]
+            if absent is not None and deleted
+            else []
         )
-        if gone:
+        if len(gone) > 1:
             drop = set(gone)
+            drop.discard(max(gone, key=out_lsns.__getitem__))
             out = [
                 v for i in range(size) if i not in drop for v in out[i * _WIDTH : (i + 1) * _WIDTH]
             ]
+        if enough is not None and len(out) // _WIDTH > enough:
+            return None
         return out
     return _net_general(flat, enough)
 
@@ -242,31 +258,47 @@ def _net_general(flat: list[Any], enough: int | None) -> list[Any] | None:
     # key's operation folded in place at the slot of its first one.
     out: list[Any] = []
     slots: dict[str, dict[Any, int]] = {}  # collection -> key -> slot in `out`
+    markers: dict[str, int] = {}  # collection -> the slot of its marker
     dead = 0
+
+    def mark(table: str, slot: int) -> None:
+        # *slot* becomes the collection's marker; a previous one is dropped.
+        nonlocal dead
+        old = markers.get(table)
+        if old is not None:
+            out[old + 2] = None
+            dead += 1
+        markers[table] = slot
+
     for i in range(0, len(flat), _WIDTH):
-        lsn, ts, kind, table, key, after, _, meta = flat[i : i + _WIDTH]
+        lsn, ts, kind, table, key, after, before, meta = flat[i : i + _WIDTH]
         if kind not in ITEM_KINDS:
             if kind not in (CREATE, DROP):
                 raise JournalError(f"operation {lsn}: unknown kind {kind!r}")
             dropped = slots.pop(table, None)  # later operations of this name start afresh
-            if kind == DROP and dropped:  # a drop makes the collection's earlier items moot
-                for slot in dropped.values():
+            marker = markers.pop(table, None)
+            if kind == DROP:  # a drop makes the collection's earlier items moot
+                moot = [*(dropped or {}).values(), *(() if marker is None else (marker,))]
+                for slot in moot:
                     out[slot + 2] = None
-                dead += len(dropped)
+                dead += len(moot)
             out += flat[i : i + _WIDTH]
             continue
         where = slots.setdefault(table, {})
         p = where.get(key)
         if p is None:
-            where[key] = len(out)
+            if kind == DELETE and before is None:  # a marker from an earlier fold
+                mark(table, len(out))
+            else:
+                where[key] = len(out)
             out += flat[i : i + _WIDTH]
             continue
-        absent = out[p + 2] == INSERT
+        absent = out[p + 2] == INSERT or (out[p + 2] == DELETE and out[p + 6] is None)
         if kind == DELETE:
-            if absent:  # inserted and deleted inside the run: nothing changed
-                out[p + 2] = None
+            if absent:  # inserted and deleted inside the run: the collection's marker
+                out[p : p + 8] = (lsn, ts, DELETE, table, key, None, None, meta)
                 del where[key]
-                dead += 1
+                mark(table, p)
                 continue
             out[p : p + 8] = (lsn, ts, DELETE, table, key, None, out[p + 6], meta)
         else:

@@ -96,15 +96,40 @@ def test_n_updates_of_one_row_are_held_as_one_operation_with_the_last_meta() -> 
     assert (op.lsn, op.meta) == (1000, {"actor": "a1000"})
 
 
-def test_a_key_inserted_and_deleted_between_cuts_is_not_held_at_all() -> None:
+def test_keys_inserted_and_deleted_between_cuts_leave_one_marker_per_table() -> None:
     journal = compacting()
     journal.append(item(1, INSERT, 1, {"id": 1}, None))
     journal.append(item(2, UPDATE, 2, {"id": 2, "v": 1}, {"id": 2}))
-    journal.append(item(3, DELETE, 1, None, {"id": 1}))
-    journal.append(item(4, DELETE, 2, None, {"id": 2, "v": 1}))
+    journal.append(item(3, INSERT, 3, {"id": 3}, None))
+    journal.append(item(4, DELETE, 1, None, {"id": 1}))
+    journal.append(item(5, DELETE, 2, None, {"id": 2, "v": 1}))
+    journal.append(item(6, DELETE, 3, None, {"id": 3}))
+    journal.append(item(7, INSERT, 9, {"id": 9}, None, table="u"))
+    journal.append(item(8, DELETE, 9, None, {"id": 9}, table="u"))
     journal.compact()
-    (op,) = journal.read(1)
-    assert (op.lsn, op.kind, op.key, op.before) == (4, DELETE, 2, {"id": 2})
+    ops = {(op.table, op.key): op for op in journal.read(1)}
+    assert sorted(ops) == [("t", 2), ("t", 3), ("u", 9)]  # key 1: gone; 3: t's marker
+    assert (ops["t", 2].kind, ops["t", 2].before) == (DELETE, {"id": 2})
+    assert (ops["t", 3].kind, ops["t", 3].before, ops["t", 3].lsn) == (DELETE, None, 6)
+    # The tables still count as changed, with no key: their key counters may have moved.
+    net = read_net(journal, 1)
+    assert net.changes == {"t": {2: ({"id": 2}, None)}, "u": {}}
+
+
+def test_a_marker_folded_again_stays_one() -> None:
+    journal = compacting()
+    for round_ in range(5):
+        base = 10 * round_
+        journal.append(item(base + 1, INSERT, base + 1, {"id": base + 1}, None))
+        journal.append(item(base + 2, DELETE, base + 1, None, {"id": base + 1}))
+        journal.append(item(base + 3, INSERT, base + 3, {"id": base + 3}, None))
+        journal.append(item(base + 4, DELETE, base + 3, None, {"id": base + 3}))
+        journal.append(item(base + 5, INSERT, 100, {"id": 100}, None, table="u"))
+        journal.append(item(base + 6, DELETE, 100, None, {"id": 100}, table="u"))
+        for lsn in range(base + 7, base + 11):
+            journal.append(item(lsn, UPDATE, 7, {"id": 7, "v": lsn}, {"id": 7}, table="v"))
+        journal.compact()
+    assert journal.held == 3  # t's marker, u's marker, v's one key
 
 
 def test_a_delete_and_reinsert_is_an_update_from_the_first_image() -> None:
