@@ -29,7 +29,7 @@ from dictdb.errors import (
     PrimaryKeyError,
     RecordNotFoundError,
 )
-from dictdb.index import Index, candidates, make_index
+from dictdb.index import Index, candidates, make_index, matching_rows
 from dictdb.query import Compare, Field, Predicate, as_predicate
 from dictdb.schema import Schema, validate_record
 from wal import DELETE, INSERT, UPDATE
@@ -481,6 +481,16 @@ class Table:
 
     # -- reads -------------------------------------------------------------------------------
 
+    def _matching_rows(self, where: Any) -> list[Record]:
+        """The stored rows matching *where*, in table order, with no (key, row) pair built:
+        a tuple holding a dict stays tracked by the garbage collector, and a large result
+        set off collections that cost more than the select (decision record of 2026-12-06,
+        index builds and range scans). The caller holds the lock."""
+        t = self._t
+        if where is None:
+            return list(t.rows.values())
+        return matching_rows(as_predicate(where), t.indexes, t.rows, t.positions, self.primary_key)
+
     def _matching(self, where: Any) -> list[tuple[Any, Record]]:
         """(key, stored row) pairs matching *where*; the caller holds the lock."""
         t = self._t
@@ -550,7 +560,7 @@ class Table:
             )
         with self._engine.lock:
             self._live()
-            rows = [row for _, row in self._matching(where)]
+            rows = self._matching_rows(where)
         return run_select(rows, columns, order_by, limit, offset, distinct)
 
     def all(self) -> list[Record]:
@@ -588,7 +598,7 @@ class Table:
             self._live()
             if where is None:
                 return len(self._t.rows)
-            return len(self._matching(where))
+            return len(self._matching_rows(where))
 
     def size(self) -> int:
         """The number of rows."""
@@ -698,7 +708,7 @@ class Table:
         check_aggregations(aggregations)
         with self._engine.lock:
             self._live()
-            rows = [row for _, row in self._matching(where)]
+            rows = self._matching_rows(where)
         return run_aggregate(rows, group_by, aggregations)
 
     def export_csv(
