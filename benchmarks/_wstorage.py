@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -480,16 +481,12 @@ class DictDBStorage:
         extras: dict[str, float] = {}
         measured: dict[str, float] = {}
 
-        def run() -> int:
-            gc.collect()
-            before = current_rss_mib()
+        def insert_all() -> None:
             for i in range(1, size + 1):
                 insert(row(i))
-            gc.collect()
-            after = current_rss_mib()
-            measured["value"] = (after - before) * MIB / size
-            extras.update(rss_before_mib=round(before, 1), rss_after_mib=round(after, 1))
-            return size
+
+        def run() -> int:
+            return _growth_per_row(insert_all, size, measured, extras)
 
         def check(done: int) -> None:
             count = self._count(t)
@@ -640,6 +637,23 @@ class DictDBStorage:
         return self._audit(size, "history")
 
 
+def _growth_per_row(
+    insert_all: Callable[[], None],
+    size: int,
+    measured: dict[str, float],
+    extras: dict[str, float],
+) -> int:
+    """`memory_per_row`'s measure: RSS growth over *insert_all* (after gc) in bytes per row."""
+    gc.collect()
+    before = current_rss_mib()
+    insert_all()
+    gc.collect()
+    after = current_rss_mib()
+    measured["value"] = (after - before) * MIB / size
+    extras.update(rss_before_mib=round(before, 1), rss_after_mib=round(after, 1))
+    return size
+
+
 # --------------------------------------------------------------------------- sqlite3
 
 SQLITE_SYNC = {"always": "FULL", "everysec": "NORMAL", "off": "OFF"}
@@ -753,18 +767,14 @@ class SQLiteStorage:
         extras: dict[str, float] = {}
         measured: dict[str, float] = {}
 
-        def run() -> int:
-            gc.collect()
-            before = current_rss_mib()
+        def insert_all() -> None:
             for i in range(1, size + 1):
                 r = row(i)
                 conn.execute(_INSERT_AUTO, (r["name"], r["age"], r["dept"]))
             conn.commit()
-            gc.collect()
-            after = current_rss_mib()
-            measured["value"] = (after - before) * MIB / size
-            extras.update(rss_before_mib=round(before, 1), rss_after_mib=round(after, 1))
-            return size
+
+        def run() -> int:
+            return _growth_per_row(insert_all, size, measured, extras)
 
         def check(done: int) -> None:
             count = self._count(conn)
