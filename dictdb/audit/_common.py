@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from dictdb.storage.catalog import iso_utc
 from dictdb.storage.restore import to_epoch
 from dictdb.storage.target import Target
 
@@ -18,15 +19,13 @@ OPERATION: Final = "operation"
 DELTA: Final = "delta"
 SNAPSHOT: Final = "snapshot"
 
+#: *ts* (epoch seconds) as ISO 8601 in UTC, to the microsecond (as the catalog writes them).
+iso: Final = iso_utc
+
 #: ``progress(bytes_done, bytes_total)``: called as files and log segments are read.
 Progress = Callable[[int, int], None]
 
 _INTEGER: Final = re.compile(r"[+-]?\d+")
-
-
-def iso(ts: float) -> str:
-    """*ts* (epoch seconds) as ISO 8601 in UTC, to the microsecond."""
-    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="microseconds")
 
 
 def log_dir(target: Target) -> Path | None:

@@ -398,8 +398,9 @@ def overlaps(files: Iterable[BackupFile]) -> list[tuple[BackupFile, BackupFile]]
     return found
 
 
-def _iso(ts: float) -> str:
-    # Times in documents: ISO 8601 in UTC beside the epoch seconds (machines read either).
+def iso_utc(ts: float) -> str:
+    """*ts* (epoch seconds) as ISO 8601 in UTC, to the microsecond: how documents and the
+    audit tools write times (beside the epoch seconds: machines read either)."""
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="microseconds")
 
 
@@ -414,9 +415,9 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
             "first_lsn": f.first_lsn,
             "last_lsn": f.last_lsn,
             "last_op_ts": f.last_op_ts,
-            "last_op_time": _iso(f.last_op_ts),
+            "last_op_time": iso_utc(f.last_op_ts),
             "written_ts": f.written_ts,
-            "written_time": _iso(f.written_ts),
+            "written_time": iso_utc(f.written_ts),
             "size": f.size,
         }
 
@@ -452,7 +453,7 @@ def as_document(catalog: Catalog) -> dict[str, Any]:
                 "file": f.path.name,
                 "kind": f.kind,
                 "stamp": f.stamp,
-                "time": _iso(f.stamp),
+                "time": iso_utc(f.stamp),
                 "size": f.size,
             }
             for f in catalog.legacy
