@@ -509,7 +509,7 @@ class Engine:
         else:
             # A journal that keeps nothing only numbers: appending these operations one by
             # one would leave it exactly so (last LSN and time, nothing held).
-            journal.skip_to(last, ts)
+            journal.advance(last, ts)
 
     def apply_inserts(
         self,

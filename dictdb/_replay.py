@@ -73,7 +73,7 @@ def _insert(engine: Engine, table: TableState, batch: Batch) -> None:
             journal.append_held(op)
     else:
         # What appending each would leave: the last LSN and time, nothing held.
-        journal.skip_to(batch.last, batch.ts[-1])
+        journal.advance(batch.last, batch.ts[-1])
 
 
 def _inserts_fit(table: TableState, batch: Batch) -> bool:

@@ -359,6 +359,22 @@ class Journal:
                     f"operations ..{block_end} were compacted: a read must end at {block_end}"
                 )
 
+    def advance(self, lsn: int, ts: float) -> None:
+        """Number operations up to *lsn* in a journal that keeps none (`retain` False): what
+        appending each would leave, in one step (bulk statements, replay).
+
+        Raises:
+            JournalError: the journal keeps operations (they must be appended), or *lsn* is
+                before `last_lsn`.
+        """
+        with self._lock:
+            if self.retain:
+                raise JournalError("a journal that keeps operations takes them by append")
+            if lsn < self._last:
+                raise JournalError(f"cannot advance from {self._last} back to {lsn}")
+            self._released = self._last = lsn
+            self._last_ts = ts
+
     def skip_to(self, lsn: int, ts: float) -> None:
         """Declare operations up to *lsn* applied elsewhere: release all, continue after *lsn*.
 

@@ -215,3 +215,19 @@ def test_without_a_hint_an_unproductive_look_backs_off() -> None:
         journal.append(item(lsn, INSERT, lsn, {"id": lsn}, None))
     assert journal.compactions == 0  # looked (at 4k, 8k, ...), found nothing to halve
     assert journal.held == 100_000
+
+
+def test_a_journal_that_keeps_nothing_advances_in_one_step() -> None:
+    journal = Journal(retain=False)
+    journal.advance(5, 5.0)
+    assert (journal.last_lsn, journal.last_ts, journal.released_lsn, len(journal)) == (
+        5,
+        5.0,
+        5,
+        0,
+    )
+    journal.append(item(6, INSERT, 6, {"id": 6}, None))  # numbering goes on from there
+    with pytest.raises(JournalError, match="back to 3"):
+        journal.advance(3, 3.0)
+    with pytest.raises(JournalError, match="by append"):
+        compacting().advance(1, 1.0)
