@@ -8,7 +8,7 @@ log's writer), `journal` (the in-memory journal), `compaction` (folding operatio
 changes), `directory` (durable directory entries) and `errors`.
 """
 
-from wal.compaction import Compaction, compact, compact_flat
+from wal.compaction import Compaction, Trail, compact, compact_flat
 from wal.directory import fsync_directory, open_regular, read_regular
 from wal.durable import POLICIES, DurableLog, LogFailedError
 from wal.errors import (
@@ -72,6 +72,7 @@ __all__ = [
     "Piece",
     "RecoveryError",
     "SegmentReport",
+    "Trail",
     "UnsupportedValueError",
     "WALError",
     "brief",

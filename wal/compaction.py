@@ -47,6 +47,35 @@ class DDLEvent:
 
 
 @attrs.frozen
+class Trail:
+    """Who changed each key of one collection last, and when: per key, the position of its
+    last operation in three columns (no tuple per key: a million tracked tuples would set off
+    full garbage collections while a delta is written).
+
+    Attributes:
+        at: changed key → position in the columns.
+        lsns: the operations' LSNs.
+        stamps: their times.
+        metas: their audit meta (None when absent).
+    """
+
+    at: dict[Any, int]
+    lsns: list[int]
+    stamps: list[float]
+    metas: list[Any]
+
+    def columns(self, keys: list[Any]) -> tuple[list[int], list[float], list[Any]]:
+        """The LSNs, times and metas of *keys*' last operations, in that order."""
+        if not keys:
+            return [], [], []
+        if len(keys) == 1:
+            p = self.at[keys[0]]
+            return [self.lsns[p]], [self.stamps[p]], [self.metas[p]]
+        get = itemgetter(*itemgetter(*keys)(self.at))
+        return list(get(self.lsns)), list(get(self.stamps)), list(get(self.metas))
+
+
+@attrs.frozen
 class Compaction:
     """The net effect of operations ``from_lsn .. to_lsn``.
 
@@ -60,6 +89,8 @@ class Compaction:
             the order of their first operation in the run (``befores`` may list them in
             another order).
         last_ts: the timestamp of the last operation.
+        trails: per collection, who changed each of the same keys last, and when (the
+            audit trail a delta keeps per row); see `lasts`.
 
     Two parallel maps rather than one of ``(before, after)`` pairs: a pair holding an item
     is one more object for CPython's cyclic garbage collector to track, and ten thousand of
@@ -72,6 +103,17 @@ class Compaction:
     befores: dict[str, dict[Any, Any]]
     afters: dict[str, dict[Any, Any]]
     last_ts: float
+    trails: dict[str, Trail] = attrs.field(factory=dict)
+
+    @property
+    def lasts(self) -> dict[str, dict[Any, tuple[int, float, Any]]]:
+        """Per collection, changed key → ``(lsn, ts, meta)`` of its last operation (built on
+        each access)."""
+        out: dict[str, dict[Any, tuple[int, float, Any]]] = {}
+        for name, trail in self.trails.items():
+            keys = list(trail.at)
+            out[name] = dict(zip(keys, zip(*trail.columns(keys), strict=True), strict=True))
+        return out
 
     @property
     def operation_count(self) -> int:
@@ -100,7 +142,7 @@ def compact(ops: Iterable[OpTuple | Operation], from_lsn: int) -> Compaction:
     Raises:
         JournalError: a gap or an unknown operation kind.
     """
-    return _fold((op[:7] for op in ops), from_lsn)
+    return _fold((op[:8] for op in ops), from_lsn)
 
 
 def compact_flat(
@@ -122,7 +164,9 @@ def compact_flat(
             ``from_lsn .. to_lsn``.
         last_ts: with *to_lsn*, the timestamp of operation *to_lsn*.
     """
-    lsns, stamps, kinds, tables, keys, afters, befores = (flat[i::_WIDTH] for i in range(7))
+    lsns, stamps, kinds, tables, keys, afters, befores, metas = (
+        flat[i::_WIDTH] for i in range(_WIDTH)
+    )
     count = len(lsns)
     if to_lsn is not None:
         if count and not (from_lsn <= min(lsns) and max(lsns) <= to_lsn):
@@ -130,10 +174,10 @@ def compact_flat(
                 f"operations {min(lsns)}..{max(lsns)} found in a run of {from_lsn}..{to_lsn}"
             )
     elif count and lsns != list(range(from_lsn, from_lsn + count)):
-        columns = (lsns, stamps, kinds, tables, keys, afters, befores)
+        columns = (lsns, stamps, kinds, tables, keys, afters, befores, metas)
         return _fold(zip(*columns, strict=True), from_lsn)  # it names the gap
     if not count or len(set(tables)) != 1 or not ITEM_KINDS.issuperset(kinds):
-        columns = (lsns, stamps, kinds, tables, keys, afters, befores)
+        columns = (lsns, stamps, kinds, tables, keys, afters, befores, metas)
         folded = _fold(zip(*columns, strict=True), from_lsn, to_lsn is not None)
         if to_lsn is None:
             return folded
@@ -146,11 +190,13 @@ def compact_flat(
         afters = [None if kind == DELETE else a for kind, a in zip(kinds, afters, strict=True)]
     last = dict(zip(keys, afters, strict=True))
     first = dict(zip(reversed(keys), reversed(befores), strict=True))
+    trail = Trail(dict(zip(keys, range(count), strict=True)), lsns, stamps, metas)
     if None in last.values():
-        _drop_unchanged(first, last)
+        _drop_unchanged(first, last, trail.at)
     if to_lsn is None:
         to_lsn, last_ts = lsns[-1], stamps[-1]
-    return Compaction(from_lsn, to_lsn, (), {tables[0]: first}, {tables[0]: last}, last_ts)
+    name = tables[0]
+    return Compaction(from_lsn, to_lsn, (), {name: first}, {name: last}, last_ts, {name: trail})
 
 
 def net_operations(flat: list[Any], enough: int | None = None) -> list[Any] | None:
@@ -316,22 +362,24 @@ def _net_general(flat: list[Any], enough: int | None) -> list[Any] | None:
     return out
 
 
-def _drop_unchanged(befores: dict[Any, Any], afters: dict[Any, Any]) -> None:
+def _drop_unchanged(befores: dict[Any, Any], afters: dict[Any, Any], lasts: dict[Any, Any]) -> None:
     # Keys absent at the start and at the end changed nothing.
     for key in [k for k, a in afters.items() if a is None and befores[k] is None]:
         del afters[key]
         del befores[key]
+        del lasts[key]
 
 
 def _fold(ops: Iterable[tuple[Any, ...]], from_lsn: int, gaps: bool = False) -> Compaction:
-    # `compact` over (lsn, ts, kind, table, key, after, before) tuples (*gaps*: a folded run,
-    # whose LSNs the caller checked).
+    # `compact` over (lsn, ts, kind, table, key, after, before, meta) tuples (*gaps*: a
+    # folded run, whose LSNs the caller checked).
     ddl: list[DDLEvent] = []
     befores: dict[str, dict[Any, Any]] = {}
     afters: dict[str, dict[Any, Any]] = {}
+    trails: dict[str, Trail] = {}
     expected = from_lsn
     last_ts = 0.0
-    for lsn, ts, kind, table, key, after, before in ops:
+    for lsn, ts, kind, table, key, after, before, meta in ops:
         if lsn != expected and not gaps:
             raise JournalError(f"operation {lsn} found where {expected} was expected")
         expected += 1
@@ -341,20 +389,28 @@ def _fold(ops: Iterable[tuple[Any, ...]], from_lsn: int, gaps: bool = False) -> 
             if ends is None:
                 ends = afters[table] = {}
                 befores[table] = {}
+                trails[table] = Trail({}, [], [], [])
             if key not in ends:
                 befores[table][key] = None if kind == INSERT else before
             ends[key] = None if kind == DELETE else after
+            trail = trails[table]
+            trail.at[key] = len(trail.lsns)
+            trail.lsns.append(lsn)
+            trail.stamps.append(ts)
+            trail.metas.append(meta)
         elif kind == CREATE:
             ddl.append(DDLEvent(lsn, CREATE, table, after))
             befores[table] = {}
             afters[table] = {}
+            trails[table] = Trail({}, [], [], [])
         elif kind == DROP:
             ddl.append(DDLEvent(lsn, DROP, table))
             befores.pop(table, None)
             afters.pop(table, None)
+            trails.pop(table, None)
         else:
             raise JournalError(f"operation {lsn}: unknown kind {kind!r}")
     for table, ends in afters.items():
         if None in ends.values():
-            _drop_unchanged(befores[table], ends)
-    return Compaction(from_lsn, expected - 1, tuple(ddl), befores, afters, last_ts)
+            _drop_unchanged(befores[table], ends, trails[table].at)
+    return Compaction(from_lsn, expected - 1, tuple(ddl), befores, afters, last_ts, trails)

@@ -245,15 +245,31 @@ def _decoded_events(
     for name, change in doc["tables"].items():
         if table is not None and name != table:
             continue
-        for plain_row in change.get("upserts", []):
+        upserts, deletes = change.get("upserts", []), change.get("deletes", [])
+        # Who changed each row last, and when (deltas written since the journal kept it);
+        # older deltas say only the delta's last LSN and time.
+        trail = change.get("changed")
+        for i, plain_row in enumerate(upserts):
             row = _row(f, plain_row)
             k = row.get(change.get("primary_key", "id"))
             if _wanted(k, key, keys):
-                yield Event(f.last_lsn, ts, "upsert", name, k, None, row, None, DELTA, source)
-        for plain_key in change.get("deletes", []):
+                lsn, at, meta = _last_change(trail, i, f.last_lsn, ts)
+                yield Event(lsn, at, "upsert", name, k, None, row, meta, DELTA, source)
+        for j, plain_key in enumerate(deletes):
             k = from_plain(plain_key)
             if _wanted(k, key, keys):
-                yield Event(f.last_lsn, ts, DELETE, name, k, None, None, None, DELTA, source)
+                lsn, at, meta = _last_change(trail, len(upserts) + j, f.last_lsn, ts)
+                yield Event(lsn, at, DELETE, name, k, None, None, meta, DELTA, source)
+
+
+def _last_change(
+    trail: dict[str, list[Any]] | None, i: int, lsn: int, ts: float
+) -> tuple[int, float, Any]:
+    # Row *i*'s last operation from a delta's `changed` columns (checked when read).
+    if trail is None:
+        return lsn, ts, None
+    meta = trail["meta"][i]
+    return trail["lsn"][i], float(trail["ts"][i]), None if meta is None else from_plain(meta)
 
 
 def _log_operations(wal_dir: Path, after_lsn: int) -> Iterator[tuple[Any, int]]:

@@ -90,6 +90,7 @@ from wal import (
     ZSTD_MAGIC,
     CodecError,
     Compaction,
+    Trail,
     brief,
     compact_flat,
     from_plain,
@@ -442,6 +443,21 @@ def _removed(
     return _digest.hashes(_plain_images(befores, plain))
 
 
+def _last_changes(ends: Mapping[Any, Any], trail: Trail | None, deletes: bool) -> dict[str, Any]:
+    """A delta table's ``changed`` member: for each row it lists (its upserts, then its
+    deletes), the LSN, time and audit meta of the last operation that changed it, as columns
+    gathered in C (no step per row unless some meta is set)."""
+    order = list(ends)
+    if deletes:
+        order = [k for k in order if ends[k] is not None] + [k for k in order if ends[k] is None]
+    if trail is None:  # (a table created in the run with no row since)
+        return {"lsn": [], "ts": [], "meta": []}
+    lsns, stamps, metas = trail.columns(order)
+    if metas.count(None) != len(metas):
+        metas = [None if m is None else to_plain(m) for m in metas]
+    return {"lsn": lsns, "ts": stamps, "meta": metas}
+
+
 def _plain_images(images: Mapping[Any, Any], plain: bool) -> list[Any]:
     """The non-None images of a compacted table (`Compaction.befores` or `.afters` of one
     table), as plain trees; *plain* says they all are already."""
@@ -681,6 +697,8 @@ def _check_shape(path: Path, doc: dict[str, Any]) -> None:
             )
         if type(tdoc.get("primary_key", None if rows == "records" else "id")) is not str:
             raise CorruptFileError(path, f"table {brief(name)}: primary_key must be a str")
+        if rows == "upserts" and "changed" in tdoc:
+            _check_changed(path, name, tdoc["changed"], len(listed) + len(other), doc)
     ddl = doc.get("ddl", [])
     if type(ddl) is not list or not all(
         type(e) is dict
@@ -690,6 +708,34 @@ def _check_shape(path: Path, doc: dict[str, Any]) -> None:
         for e in ddl
     ):
         raise CorruptFileError(path, "ddl must list objects with a table, an op and an lsn")
+
+
+def _check_changed(path: Path, name: str, changed: Any, rows: int, doc: dict[str, Any]) -> None:
+    # A delta table's audit trail (`_last_changes`): lsn, ts and meta lists, one entry per
+    # upsert and delete; LSNs inside the delta's range, times numbers, metas plain trees.
+    def bad(why: str) -> CorruptFileError:
+        return CorruptFileError(path, f"table {brief(name)}: changed {why}")
+
+    if (
+        type(changed) is not dict
+        or changed.keys() != {"lsn", "ts", "meta"}
+        or not all(type(v) is list and len(v) == rows for v in changed.values())
+    ):
+        raise bad("must hold lsn, ts and meta lists of one entry per upsert and delete")
+    lsns, stamps = changed["lsn"], changed["ts"]
+    lo, hi = doc.get("from_lsn"), doc.get("to_lsn")
+    if not all(type(x) is int for x in lsns) or (
+        lsns and type(lo) is int and type(hi) is int and not lo <= min(lsns) <= max(lsns) <= hi
+    ):
+        raise bad("LSNs must be ints within the delta's from_lsn..to_lsn")
+    if not all(type(t) in (int, float) and t >= 0 for t in stamps):
+        raise bad("times must be numbers >= 0")
+    try:
+        for meta in changed["meta"]:
+            if meta is not None:
+                from_plain(meta)
+    except CodecError as exc:
+        raise bad(f"meta: {exc}") from None
 
 
 #: The members a header may hold, and what each must be.
@@ -1114,6 +1160,7 @@ def _encode_delta(
             "upserts": upserts,
             "deletes": deletes,
             "next_pk": to_plain(next_pk),
+            "changed": _last_changes(ends, comp.trails.get(name), bool(deletes)),
         }
     # Assembled by hand like the full snapshot's: the upserts are encoded a chunk at a time
     # and hashed from that encoding (`scattered`: by the time of a delta, the changed rows are
@@ -1130,7 +1177,7 @@ def _encode_delta(
         chunks = _digest.chunked(table["upserts"])
         added[name] = _digest.of_plain_chunks_encoding(chunks, parts, scattered=True)
         parts.extend([b',"deletes":', _dumps(table["deletes"]), b',"next_pk":'])
-        parts.extend([_dumps(table["next_pk"]), b"}"])
+        parts.extend([_dumps(table["next_pk"]), b',"changed":', _dumps(table["changed"]), b"}"])
     digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, pre, added)
     parts.extend([b'},"digest":', _dumps(_digest.to_document(digest))])
     if parts is not out:

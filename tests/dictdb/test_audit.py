@@ -76,9 +76,19 @@ def touched(built: Built, backup: Backup) -> list[tuple[str, Any]]:
     return keys
 
 
+def last_op(built: Built, backup: Backup, table: str, key: Any) -> Any:
+    """The last operation on (table, key) inside *backup*'s range: a delta says, per row, who
+    changed it last and when."""
+    return [
+        op
+        for op in built.ops
+        if backup.first_lsn <= op.lsn <= backup.last_lsn and (op.table, op.key) == (table, key)
+    ][-1]
+
+
 def delta_events(built: Built, backup: Backup) -> list[tuple[Any, ...]]:
-    """What a delta holds at delta granularity: DDL at its own LSN, net row changes at the
-    delta's last LSN."""
+    """What a delta holds at delta granularity: DDL at its own LSN, each row's net change at
+    the LSN of the last operation that changed it."""
     out: list[tuple[Any, ...]] = [
         (op.lsn, op.kind, op.table, None, None, DELTA)
         for op in built.ops
@@ -87,7 +97,7 @@ def delta_events(built: Built, backup: Backup) -> list[tuple[Any, ...]]:
     for table, key in touched(built, backup):
         row = row_at(built, backup.last_lsn, table, key)
         kind = "delete" if row is None else "upsert"
-        out.append((backup.last_lsn, kind, table, key, row, DELTA))
+        out.append((last_op(built, backup, table, key).lsn, kind, table, key, row, DELTA))
     return out
 
 
@@ -103,7 +113,8 @@ def expected_snapshot_history(built: Built, table: str, key: Any) -> list[tuple[
                 out.append((backup.last_lsn, "state", key, before, row, None, SNAPSHOT))
         elif (table, key) in touched(built, backup):
             kind = "delete" if row is None else "upsert"
-            out.append((backup.last_lsn, kind, key, before, row, None, DELTA))
+            op = last_op(built, backup, table, key)
+            out.append((op.lsn, kind, key, before, row, op.meta, DELTA))
     return out
 
 

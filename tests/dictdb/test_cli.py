@@ -138,11 +138,14 @@ def versions_without_log(built: Built, table: str, key: Any) -> list[tuple[Any, 
         if b.kind == "full":
             if row is not None:
                 out.append((b.last_lsn, "state", row, "snapshot"))
-        elif any(
-            b.first_lsn <= op.lsn <= b.last_lsn and (op.table, op.key) == (table, key)
-            for op in built.ops
-        ):
-            out.append((b.last_lsn, "delete" if row is None else "upsert", row, "delta"))
+        else:
+            inside = [
+                op.lsn
+                for op in built.ops
+                if b.first_lsn <= op.lsn <= b.last_lsn and (op.table, op.key) == (table, key)
+            ]
+            if inside:  # at the LSN of the last operation that changed it
+                out.append((inside[-1], "delete" if row is None else "upsert", row, "delta"))
     return out
 
 
@@ -155,8 +158,13 @@ def test_history_json_without_a_log_has_delta_and_snapshot_granularity(snap: Bui
     ]
     assert_ok(result)
     assert typed(expected) == typed(actual)
-    expected_value = [b.last_lsn for b in snap.backups]
-    assert expected_value == [t[0] for t in actual]
+    full_lsns = [b.last_lsn for b in snap.backups if b.kind == "full"]
+    assert full_lsns == [t[0] for t in actual if t[3] == "snapshot"]
+    # A delta's version carries the audit meta of the last operation that changed the row.
+    metas = {op.lsn: op.meta for op in snap.ops}
+    deltas = [d for d in json_lines(result.stdout) if d["granularity"] == "delta"]
+    assert [metas[d["lsn"]] for d in deltas] == [d["meta"] for d in deltas]
+    assert any(d["meta"] for d in deltas)
 
 
 def test_history_text_without_a_log_says_which_granularity(snap: Built) -> None:

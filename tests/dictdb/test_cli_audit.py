@@ -148,8 +148,10 @@ def test_history_without_a_log_says_delta_or_snapshot_and_shows_changes_against_
         row = snap.states[b.last_lsn]["users"]["records"][1]
         if b.kind == "full":
             versions.append((b.last_lsn, "snapshot", row))
-        elif any(b.first_lsn <= op.lsn <= b.last_lsn for op in user_ops(snap, 1)):
-            versions.append((b.last_lsn, "delta", row))
+        else:
+            inside = [op.lsn for op in user_ops(snap, 1) if b.first_lsn <= op.lsn <= b.last_lsn]
+            if inside:  # a delta names, per row, the last operation that changed it
+                versions.append((inside[-1], "delta", row))
     expected_value = [(str(lsn), f"[{g}]") for lsn, g, _ in versions]
     assert expected_value == [(line.split()[0], line.split()[3]) for line in lines]
     pairs = itertools.pairwise(versions)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dictdb import BackupManager, DictDB, Field, restore
+from dictdb import BackupManager, DictDB, Field, history, restore
 from dictdb.storage import persist
 
 
@@ -116,3 +117,31 @@ def test_a_table_whose_rows_all_came_and_went_still_carries_its_key_counter(
     restored.apply_delta(delta)
     assert restored.to_dict() == db.to_dict()
     assert restored.get_table("hot").insert({"v": 2}) == 6_001
+
+
+def test_deltas_keep_who_changed_each_row_last_even_from_a_folded_journal(
+    tmp_path: Path,
+) -> None:
+    # Issue 22, point 5: an in-memory database's deltas keep, per row, the LSN, time and audit
+    # meta of the last operation that changed it (the fold keeps the last one's).
+    db = fresh()
+    hot = db.get_table("hot")
+    hot.insert([{"id": key, "v": -1} for key in range(100)])
+    manager = BackupManager(db, tmp_path, incremental=True)
+    manager.backup_full()
+    last: dict[int, tuple[int, dict[str, Any]]] = {}
+    for i in range(20_000):
+        meta = {"actor": f"a{i % 7}", "reason": f"step {i}"}
+        with db.audit(**meta):
+            hot.upsert({"id": i % 100, "v": i})
+        last[i % 100] = (db.lsn, meta)
+    with db.audit(actor="eve", reason="cleanup"):
+        hot.delete(Field("id") == 42)
+    last[42] = (db.lsn, {"actor": "eve", "reason": "cleanup"})
+    assert db.journal.compactions > 0
+    assert manager.backup_delta() is not None
+    for key in (0, 42, 57, 99):
+        version = history(tmp_path, "hot", key)[-1]
+        assert (version.granularity, version.lsn) == ("delta", last[key][0])
+        assert version.meta == last[key][1]
+        assert version.kind == ("delete" if key == 42 else "upsert")

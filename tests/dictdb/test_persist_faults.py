@@ -359,6 +359,13 @@ def delta_document(tmp_path: Path) -> tuple[DictDB, dict[str, Any]]:
     return DictDB.load(base), persist.read_document(delta)
 
 
+def delete_absent(table: dict[str, Any], lsn: int) -> None:
+    """A delta table that deletes a key the base does not hold (its audit trail kept whole)."""
+    table["deletes"] = [424242]
+    for column, value in zip(table["changed"].values(), (lsn, 0.0, None), strict=True):
+        column.append(value)
+
+
 @pytest.mark.parametrize(
     ("change", "why"),
     [
@@ -370,8 +377,13 @@ def delta_document(tmp_path: Path) -> tuple[DictDB, dict[str, Any]]:
         (lambda d: d.update(from_lsn="7"), "from_lsn"),
         (lambda d: d.update(digest={"log": [1]}), "digest"),
         (lambda d: d.update(ddl={}), "ddl"),
-        (lambda d: d["tables"]["log"].update(deletes=[424242]), "not there"),
+        (lambda d: delete_absent(d["tables"]["log"], d["to_lsn"]), "not there"),
         (lambda d: d["tables"].update(ghost={"upserts": [], "deletes": []}), "ghost"),
+        (lambda d: d["tables"]["log"]["changed"].update(lsn=[]), "one entry per upsert"),
+        (lambda d: d["tables"]["log"].update(changed=[]), "must hold lsn, ts and meta"),
+        (lambda d: d["tables"]["log"]["changed"].update(lsn=[10**6]), "from_lsn..to_lsn"),
+        (lambda d: d["tables"]["log"]["changed"].update(ts=["noon"]), "times must be"),
+        (lambda d: d["tables"]["log"]["changed"].update(meta=[{"$bytes": "%"}]), "meta:"),
     ],
     ids=[
         "no-type",
@@ -384,6 +396,11 @@ def delta_document(tmp_path: Path) -> tuple[DictDB, dict[str, Any]]:
         "bad-ddl",
         "delete-absent",
         "no-table",
+        "changed-short",
+        "changed-not-columns",
+        "changed-lsn-outside",
+        "changed-ts-not-number",
+        "changed-bad-meta-tag",
     ],
 )
 def test_a_checksum_valid_delta_with_a_bad_header_or_body_is_refused_with_the_reason(

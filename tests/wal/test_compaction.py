@@ -242,6 +242,7 @@ def flat_of(ops: list[Any]) -> list[Any]:
 def same(a: Compaction, b: Compaction) -> None:
     assert (a.from_lsn, a.to_lsn, a.ddl, a.last_ts) == (b.from_lsn, b.to_lsn, b.ddl, b.last_ts)
     assert a.changes == b.changes
+    assert a.lasts == b.lasts
     # the same keys in the same order (first appearance) per table; befores has the same keys
     for name in a.afters:
         assert list(a.afters[name]) == list(b.afters[name])
@@ -311,3 +312,22 @@ def test_two_tables_or_ddl_take_the_general_fold() -> None:
     comp = compact_flat(flat_of(ops), 1)
     same(compact(ops, 1), comp)
     assert comp.changes == {"b": {1: (None, {"id": 1})}}
+
+
+def test_each_changed_key_keeps_who_changed_it_last_and_when() -> None:
+    def op(lsn: int, kind: str, key: int, meta: Any) -> Any:
+        row = None if kind == DELETE else {"id": key, "v": lsn}
+        return (lsn, 100.0 + lsn, kind, "t", key, row, {"id": key}, meta)
+
+    ops = [
+        op(1, UPDATE, 1, {"actor": "ann"}),
+        op(2, UPDATE, 2, None),
+        op(3, UPDATE, 1, {"actor": "bob"}),
+        op(4, DELETE, 2, {"actor": "cy"}),
+        op(5, INSERT, 3, None),
+        op(6, DELETE, 3, {"actor": "dee"}),  # inserted and deleted: nothing to say
+    ]
+    expected = {"t": {1: (3, 103.0, {"actor": "bob"}), 2: (4, 104.0, {"actor": "cy"})}}
+    flat = [v for o in ops for v in o]
+    assert compact(ops, 1).lasts == expected
+    assert compact_flat(flat, 1).lasts == expected

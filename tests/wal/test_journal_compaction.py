@@ -20,8 +20,8 @@ from wal.operation import DELETE, INSERT, UPDATE
 
 
 def net_effect(c: Compaction) -> tuple[Any, ...]:
-    """What applying a compaction does (key order aside)."""
-    return (c.from_lsn, c.to_lsn, c.ddl, c.last_ts, c.changes)
+    """What applying a compaction does (key order aside), and who changed each key last."""
+    return (c.from_lsn, c.to_lsn, c.ddl, c.last_ts, c.changes, c.lasts)
 
 
 def real_operations(data: st.DataObject, steps: int) -> list[Any]:

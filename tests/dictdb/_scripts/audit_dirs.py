@@ -177,7 +177,7 @@ def build_snapshot_dir(path: Path) -> Built:
     bm = BackupManager(db, path, incremental=True, max_deltas_before_full=MAX_DELTAS)
     for i in range(PHASES):
         meta = _meta(i)
-        rec.meta = None  # an in-memory database's files carry no audit metadata
+        rec.meta = meta  # each delta keeps, per row, the meta of its last operation
         if meta is None:
             _phase(db, rec, i)
         else:
