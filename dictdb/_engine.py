@@ -345,8 +345,7 @@ class Engine:
                 table.special.add(key)
             elif table.special:
                 table.special.discard(key)
-            if type(key) is int and key >= table.next_pk:
-                table.next_pk = key + 1
+            # (no next_pk step: an updated key exists, and next_pk exceeds every int key)
         elif kind == DELETE:
             table = self.tables[name]
             pre = table.pre
@@ -617,10 +616,18 @@ class Engine:
     def want_journal(self) -> bool:
         """Keep the operations appended from now on, for a consumer that will cut deltas
         from them (unless the database was made with ``retain_journal=False``). Returns
-        whether the journal retains."""
-        if self.journal_on_demand:
-            self.journal.retain_from_now()
-        return self.journal.retain
+        whether the journal retains.
+
+        A journal kept only for such a consumer (not asked for by ``retain_journal=True``)
+        needs only their net effect per key between backups: it folds them as it goes,
+        told by the tables' dirty maps how many keys changed since the cut (R7)."""
+        journal = self.journal
+        if self.journal_on_demand and not journal.compacting:
+            journal.retain_from_now()
+            tables = self.tables
+            journal.distinct_hint = lambda: sum(len(t.changed) for t in tables.values())
+            journal.compacting = True
+        return journal.retain
 
     def changed_keys(self, table: TableState) -> tuple[set[Any], set[Any]]:
         """Keys of *table* written, and keys deleted (and absent now), since the last backup

@@ -210,7 +210,7 @@ def _capture(
         # something may cut a delta from them).
         base = bool(as_base or (as_base is None and engine.cursor is None))
         if base:
-            _keep_operations(engine)
+            engine.want_journal()  # deltas will need the operations from this cut on (R7)
         tables = [
             _TableCut(name, t.definition(), t.next_pk, t.rows.copy(), frozenset(t.special))
             for name, t in engine.tables.items()
@@ -238,17 +238,6 @@ def _capture(
         known = pre if pre_from == cursor.lsn else None
         digest = _advance_digest(cursor.digest, comp, cursor.plain, plain_now, known)
     return lsn, last_ts, tables, digest, boundary if base else None
-
-
-def _keep_operations(engine: Engine) -> None:
-    # A base snapshot is about to be cut: deltas will need the operations from it on (R7).
-    # A journal kept only for that (not asked for by `retain_journal=True`) needs only
-    # their net effect per key between backups, so it compacts as it goes.
-    engine.want_journal()
-    if engine.journal_on_demand and not engine.journal.compacting:
-        tables = engine.tables
-        engine.journal.distinct_hint = lambda: sum(len(t.changed) for t in tables.values())
-        engine.journal.compacting = True
 
 
 def _plain_records(cut: _TableCut) -> tuple[list[Any], list[int]]:
