@@ -5,7 +5,8 @@ and never imports `dictdb`. This module only re-exports: the modules are `operat
 one record type), `tags` (the value domain and its JSON form), `zstd` (bounded compression),
 `framing` (the segment format), `recovery` (reading segments back), `durable` (the durable
 log's writer), `journal` (the in-memory journal), `compaction` (folding operations into net
-changes), `directory` (durable directory entries) and `errors`.
+changes), `keyindex` (which frames hold a key), `directory` (durable directory entries) and
+`errors`.
 """
 
 from wal.compaction import Compaction, Trail, compact, compact_flat
@@ -21,6 +22,7 @@ from wal.errors import (
 )
 from wal.framing import MAX_TS, parse_segment_name, segment_name
 from wal.journal import Journal
+from wal.keyindex import KeyIndexWarning, index_segments, key_operations
 from wal.operation import (
     CREATE,
     DELETE,
@@ -64,6 +66,7 @@ __all__ = [
     "DurableLog",
     "Journal",
     "JournalError",
+    "KeyIndexWarning",
     "LogFailedError",
     "LogTail",
     "NotRegularFileError",
@@ -81,9 +84,11 @@ __all__ = [
     "compress",
     "decompress",
     "fsync_directory",
+    "index_segments",
     "from_plain",
     "is_text",
     "iter_wal",
+    "key_operations",
     "last_operation",
     "list_segments",
     "open_regular",

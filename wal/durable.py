@@ -47,6 +47,7 @@ from typing import Any, Final, TypeAlias
 from wal.directory import fsync_directory
 from wal.errors import WALError
 from wal.framing import WIDTH, Batch, encode_flat, encode_header, frame_parts, segment_name
+from wal.keyindex import index_path
 from wal.operation import Operation, OpTuple
 from wal.recovery import SegmentInfo, TornTail, list_segments, read_wal, replay_wal
 
@@ -491,6 +492,8 @@ class DurableLog:
                 if next_first - 1 <= lsn:
                     path.unlink()
                     removed.append(path)
+                    with contextlib.suppress(FileNotFoundError):  # its key index, a cache
+                        index_path(path).unlink()
             if removed:
                 fsync_directory(self.directory)
         return removed

@@ -403,47 +403,85 @@ def _walk(
             yield index, path, first, previous_last, len(data), [], None
             continue
         seg_batches: list[Batch] = []
-        expected = first
-        valid = HEADER_SIZE
-        torn: TornTail | None = None
-        try:
-            for offset, nxt, payload in iter_frames(data, HEADER_SIZE):
-                try:
-                    batch = decode_columns(payload)
-                except WALError as exc:
-                    raise RecoveryError(
-                        path, offset, f"malformed payload: {exc}", _read(seg_batches)
-                    ) from None
-                if batch.first != expected:
-                    raise RecoveryError(
-                        path,
-                        offset,
-                        f"frame starts at LSN {batch.first}, expected {expected}",
-                        _read(seg_batches),
-                    )
-                expected = batch.last + 1
-                if sink is None:
-                    seg_batches.append(batch)
-                else:
-                    sink(batch)
-                valid = nxt
-        except FrameError as exc:
-            # Only the last record may be bad: a valid frame further on means the bad one
-            # is not the tail but damage before it (whatever its length field says).
-            if not is_last:
-                raise RecoveryError(path, exc.offset, exc.reason, _read(seg_batches)) from None
-            later = _next_valid_frame(data, exc.offset + 1)
-            if later is not None:
-                raise RecoveryError(
-                    path,
-                    exc.offset,
-                    f"{exc.reason}, and a valid record follows at offset {later}: damage "
-                    "before the tail",
-                    _read(seg_batches),
-                ) from None
-            torn = _cut(path, data, exc.offset, exc.reason, repair)
+        expected, valid, torn = segment_frames(
+            path,
+            data,
+            HEADER_SIZE,
+            first,
+            is_last=is_last,
+            repair=repair,
+            sink=sink,
+            batches=seg_batches,
+        )
         previous_last = expected - 1
         yield index, path, first, previous_last, valid, seg_batches, torn
+
+
+def segment_frames(
+    path: Path,
+    data: bytes,
+    start: int,
+    expected: int,
+    *,
+    is_last: bool,
+    repair: bool = False,
+    sink: Callable[[Batch], object] | None = None,
+    batches: list[Batch],
+    offsets: list[int] | None = None,
+) -> tuple[int, int, TornTail | None]:
+    """Read a segment's frames from offset *start* on (the first one starting at LSN *expected*),
+    by the module's rules: a bad frame is a torn tail only in the last segment and with no
+    valid frame after it. Each decoded batch goes to *sink* if given (and is not kept), else
+    into *batches*; each frame's offset into *offsets*.
+
+    Returns:
+        The LSN the next frame would start at, the offset past the last good frame, and the
+        torn tail (None if none).
+
+    Raises:
+        RecoveryError: damage (naming the segment and the offset).
+    """
+    valid = start
+    torn: TornTail | None = None
+    try:
+        for offset, nxt, payload in iter_frames(data, start):
+            try:
+                batch = decode_columns(payload)
+            except WALError as exc:
+                raise RecoveryError(
+                    path, offset, f"malformed payload: {exc}", _read(batches)
+                ) from None
+            if batch.first != expected:
+                raise RecoveryError(
+                    path,
+                    offset,
+                    f"frame starts at LSN {batch.first}, expected {expected}",
+                    _read(batches),
+                )
+            expected = batch.last + 1
+            if sink is None:
+                batches.append(batch)
+            else:
+                sink(batch)
+            if offsets is not None:
+                offsets.append(offset)
+            valid = nxt
+    except FrameError as exc:
+        # Only the last record may be bad: a valid frame further on means the bad one
+        # is not the tail but damage before it (whatever its length field says).
+        if not is_last:
+            raise RecoveryError(path, exc.offset, exc.reason, _read(batches)) from None
+        later = _next_valid_frame(data, exc.offset + 1)
+        if later is not None:
+            raise RecoveryError(
+                path,
+                exc.offset,
+                f"{exc.reason}, and a valid record follows at offset {later}: damage "
+                "before the tail",
+                _read(batches),
+            ) from None
+        torn = _cut(path, data, exc.offset, exc.reason, repair)
+    return expected, valid, torn
 
 
 def _read(batches: list[Batch]) -> tuple[Operation, ...]:

@@ -7,7 +7,15 @@ stays bounded by the largest single file (or, for `diff`, by two restored states
 """
 
 from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT, parse_point
-from dictdb.audit.changes import Event, History, events, history, replay, table_names
+from dictdb.audit.changes import (
+    Event,
+    History,
+    events,
+    history,
+    index_log,
+    replay,
+    table_names,
+)
 from dictdb.audit.comparison import Diff, RowChange, TableDiff, diff, missing_marker
 from dictdb.audit.verification import Finding, TimelineWindow, VerifyReport, verify
 
@@ -26,6 +34,7 @@ __all__ = [
     "diff",
     "events",
     "history",
+    "index_log",
     "missing_marker",
     "parse_point",
     "replay",

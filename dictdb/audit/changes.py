@@ -43,7 +43,9 @@ from wal import (
     CodecError,
     RecoveryError,
     from_plain,
+    index_segments,
     iter_wal,
+    key_operations,
     to_plain,
 )
 
@@ -286,6 +288,23 @@ def _log_operations(wal_dir: Path, after_lsn: int) -> Iterator[tuple[Any, int]]:
         ) from None
 
 
+def _key_operations(
+    wal_dir: Path, table: str | None, key: Any, after_lsn: int
+) -> Iterator[tuple[Any, int]]:
+    # `_log_operations` for one key's operations and its table's own, read through the
+    # segments' key indexes (`wal.key_operations`: each segment scanned is indexed).
+    assert table is not None
+    try:
+        for ops, size in key_operations(wal_dir, table, key, after_lsn=after_lsn):
+            for op in ops:
+                yield op, 0
+            yield None, size
+    except RecoveryError as exc:
+        raise RestoreError(
+            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+        ) from None
+
+
 def _wanted(k: Any, key: Any, keys: set[Any] | None) -> bool:
     if key is not _ANY and k != key:
         return False
@@ -470,7 +489,13 @@ def _events(
         covered = f.last_lsn
         read(f.size)
     if wal_dir is not None:
-        for op, segment_size in _log_operations(wal_dir, covered):
+        one_key = table is not None and key is not _ANY and wanted is None
+        reading = (
+            _key_operations(wal_dir, table, key, covered)
+            if one_key
+            else _log_operations(wal_dir, covered)
+        )
+        for op, segment_size in reading:
             if op is None:
                 read(segment_size)
                 continue
@@ -577,10 +602,15 @@ def history(
     state, then each change.
 
     Where the durable log covers a stretch of history, every operation is listed (with
-    before/after and audit metadata); elsewhere each delta gives the record's net change over
-    that delta (``granularity == "delta"``); the oldest full snapshot gives its first known
-    state (``granularity == "snapshot"``). A drop of the table is listed too. A file that
-    retention deletes while it is read makes the history be read again.
+    before/after and audit metadata), read through the log segments' key indexes: only the
+    frames that hold the record (or its table's drop) are decoded. A segment without an
+    index is scanned and indexed on the way (when the directory is writable; see
+    `index_log`); a damaged or stale index is reported (`wal.KeyIndexWarning`) and its
+    segment scanned, so the answer never depends on it. Elsewhere each delta gives the
+    record's net change over that delta (``granularity == "delta"``); the oldest full
+    snapshot gives its first known state (``granularity == "snapshot"``). A drop of the
+    table is listed too. A file that retention deletes while it is read makes the history
+    be read again.
 
     Args:
         backup_dir: the directory (or a URL, or a storage target).
@@ -629,6 +659,30 @@ def history(
         return History(table, key, tuple(out))
 
     return replanning(attempt, target)
+
+
+def index_log(
+    backup_dir: str | Path | Target, *, storage_options: dict[str, Any] | None = None
+) -> tuple[int, int]:
+    """Bring the key indexes of a durable directory's log up to date, so that `history`
+    reads only the frames that hold the record asked for (it builds them too, for each
+    segment it has to scan: this is for a cron job, so that no audit pays that first scan).
+
+    Returns:
+        (segments indexed or extended, segments already up to date); (0, 0) without a log.
+
+    Raises:
+        RestoreError: damage in the log, a gap or an overlap.
+    """
+    wal_dir = log_dir(as_target(backup_dir, storage_options))
+    if wal_dir is None:
+        return 0, 0
+    try:
+        return index_segments(wal_dir)
+    except RecoveryError as exc:
+        raise RestoreError(
+            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
+        ) from None
 
 
 def table_names(

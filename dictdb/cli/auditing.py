@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
@@ -91,15 +92,33 @@ def _missing(directory: str, table: str | None, key: Any) -> str | None:
 
 def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.audit import history
+    from wal import KeyIndexWarning
 
     key = parse_key(args.key, args.key_type)
-    versions = history(args.dir, args.table, key, progress=progress("history", sys.stderr))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", KeyIndexWarning)
+        versions = history(args.dir, args.table, key, progress=progress("history", sys.stderr))
+    for warning in caught:
+        print(f"dictdb: warning: {warning.message}", file=sys.stderr)
     if not versions:
         why = _missing(args.dir, args.table, key) or f"no record {args.table}/{key!r}"
         print(f"dictdb: {why}", file=sys.stderr)
         return EXIT_FINDINGS
     for v in versions:
         print(dump(v.as_document()) if args.json else _line(v, with_key=False), file=out)
+    return EXIT_OK
+
+
+def _cmd_index(args: argparse.Namespace, out: TextIO) -> int:
+    from dictdb.audit import index_log
+
+    done, fresh = index_log(args.dir)
+    if args.json:
+        print(dump({"indexed": done, "up_to_date": fresh}), file=out)
+    elif done + fresh == 0:
+        print(f"no log in {args.dir}: history reads its backup files", file=out)
+    else:
+        print(f"key indexes: {done} segments indexed, {fresh} already up to date", file=out)
     return EXIT_OK
 
 
@@ -256,6 +275,10 @@ def register(add: Add) -> None:
     p.add_argument("--key-type", choices=("auto", "int", "str", "uuid"), default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=_cmd_history)
+    p = add("index", "index the log's segments by key, so that history reads only its frames")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_cmd_index)
     p = add("diff", "rows added, removed and changed between two points")
     p.add_argument("dir")
     p.add_argument("--from", dest="from_", required=True, help=_POINT_HELP)
