@@ -9,8 +9,11 @@ bounded by the largest single file.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any, overload
 
@@ -215,7 +218,9 @@ def _decoded_events(
                 continue
             pk = tdoc["primary_key"]
             special = set(tdoc.get("special", []))
-            for i, plain_row in enumerate(tdoc["records"]):
+            records = tdoc["records"]
+            for i in _candidates(records, pk, key, keys, special):
+                plain_row = records[i]
                 row = _row(f, plain_row) if i in special else plain_row
                 k = row.get(pk)
                 if _wanted(k, key, keys):
@@ -252,7 +257,7 @@ def _decoded_events(
         # older deltas say only the delta's last LSN and time.
         trail = change.get("changed")
         for i, plain_row in enumerate(upserts):
-            row = _row(f, plain_row)
+            row = _row(f, plain_row)  # every row: a bad tag anywhere refuses the file
             k = row.get(change.get("primary_key", "id"))
             if _wanted(k, key, keys):
                 lsn, at, meta = _last_change(trail, i, f.last_lsn, ts)
@@ -262,6 +267,27 @@ def _decoded_events(
             if _wanted(k, key, keys):
                 lsn, at, meta = _last_change(trail, len(upserts) + j, f.last_lsn, ts)
                 yield Event(lsn, at, DELETE, name, k, None, None, meta, DELTA, source)
+
+
+_KEY_TYPES = frozenset({int, str, bytes, uuid.UUID, _dt.date, _dt.datetime})
+
+
+def _candidates(
+    rows: list[Any], pk: str, key: Any, keys: set[Any] | None, special: set[int]
+) -> Iterable[int]:
+    # The positions of a full snapshot's *rows* that may hold *key*: its row among the plain
+    # ones, found at C speed, and the *special* ones (tagged: they are decoded, and so
+    # checked, whatever the key). Every position when that cannot be told.
+    if key is _ANY or keys is not None or type(key) not in _KEY_TYPES:
+        return range(len(rows))  # (a float or a bool equal to an int key: compared below)
+    try:
+        pks = list(map(dict.get, rows, repeat(pk)))
+    except TypeError:  # not rows: the checks that follow name the damage
+        return range(len(rows))
+    found = set(special)
+    if type(key) in (int, str) and key in pks:
+        found.add(pks.index(key))
+    return sorted(found)
 
 
 def _last_change(
