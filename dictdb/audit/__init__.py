@@ -17,6 +17,7 @@ from dictdb.audit.changes import (
     table_names,
 )
 from dictdb.audit.comparison import Diff, RowChange, TableDiff, diff, missing_marker
+from dictdb.audit.export import ExportError, ExportReport, MissingExtraError, export_parquet
 from dictdb.audit.verification import Finding, TimelineWindow, VerifyReport, verify
 
 __all__ = [
@@ -25,14 +26,18 @@ __all__ = [
     "SNAPSHOT",
     "Diff",
     "Event",
+    "ExportError",
+    "ExportReport",
     "Finding",
     "History",
+    "MissingExtraError",
     "RowChange",
     "TableDiff",
     "TimelineWindow",
     "VerifyReport",
     "diff",
     "events",
+    "export_parquet",
     "history",
     "index_log",
     "missing_marker",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from dictdb._version import __version__
-from dictdb.cli import auditing, backups, demo, legacy
+from dictdb.cli import auditing, backups, demo, exporting, legacy
 from dictdb.cli._args import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from dictdb.errors import DictDBError, UsageError
 
@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, help_: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_, description=help_)
 
-    for module in (demo, backups, auditing, legacy):
+    for module in (demo, backups, auditing, legacy, exporting):
         module.register(add)
     return parser
 

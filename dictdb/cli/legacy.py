@@ -1,4 +1,5 @@
-"""The reference DictDB's files: migrate a directory, export a state back."""
+"""The reference DictDB's files: migrate a directory, export a state back; ``export --format
+parquet`` (the operation history as a dataset) is `dictdb.cli.exporting`'s."""
 
 from __future__ import annotations
 
@@ -52,8 +53,17 @@ def _cmd_export(args: argparse.Namespace, out: TextIO) -> int:
     from dictdb.database import restore
     from dictdb.storage.legacy import save_legacy
 
+    if args.format == "parquet":
+        from dictdb.cli.exporting import run_export
+
+        return run_export(args, out)
+    if args.with_base or args.timeline is not None:
+        raise UsageError("--with-base and --timeline go with --format parquet")
     if not args.legacy:
-        raise UsageError("export writes the reference DictDB's snapshot format: add --legacy")
+        raise UsageError(
+            "export writes the reference DictDB's snapshot format (add --legacy) or the "
+            "operation history as a Parquet dataset (--format parquet)"
+        )
     target = check_out_path(args.out, args.force)
     at = None if args.at is None else parse_time(args.at)
     if args.lsn is not None and args.lsn < 0:
@@ -78,14 +88,29 @@ def register(add: Add) -> None:
     p.add_argument("--force", action="store_true", help="write into a non-empty DEST")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_migrate)
-    p = add("export", "write a state as a reference DictDB 1.x snapshot (--legacy)")
+    p = add(
+        "export",
+        "write a state as a reference DictDB 1.x snapshot (--legacy), or the operation "
+        "history as a Parquet dataset (--format parquet)",
+    )
     p.add_argument("dir")
-    p.add_argument("--legacy", action="store_true", help="the reference's format (required)")
-    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--legacy", action="store_true", help="the reference's format")
+    p.add_argument("--out", required=True, help="the file (--legacy) or directory to write")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--at", help="a time: ISO 8601 or epoch seconds")
     target.add_argument("--lsn", type=int, help="the state right after this operation")
-    p.add_argument("--format", choices=("json", "pickle"), default="json")
-    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument(
+        "--format",
+        choices=("json", "pickle", "parquet"),
+        default="json",
+        help="json or pickle (--legacy); parquet: the history as a dataset, extended on re-runs",
+    )
+    p.add_argument(
+        "--with-base",
+        action="store_true",
+        help="parquet: also OUT.base, the state the history starts from",
+    )
+    p.add_argument("--timeline", type=int, help="parquet: the timeline (default: the newest)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (--legacy)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_export)
