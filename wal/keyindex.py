@@ -64,8 +64,9 @@ from wal.framing import iter_frames as _iter_frames
 from wal.operation import ITEM_KINDS, Operation
 from wal.recovery import (
     RecoveryError,
-    _header_never_written,
-    _read_segment,
+    check_follows,
+    check_header,
+    header_never_written,
     list_segments,
     segment_frames,
 )
@@ -458,13 +459,7 @@ def _walk_keys(
     previous_last: int | None = None
     for number, (first, path) in enumerate(listing):
         is_last = number == len(listing) - 1
-        if previous_last is not None and first != previous_last + 1:
-            problem = "a gap" if first > previous_last + 1 else "an overlap"
-            raise RecoveryError(
-                path,
-                0,
-                f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}",
-            )
+        check_follows(path, first, previous_last)
         if not is_last and listing[number + 1][0] - 1 <= after_lsn:
             previous_last = listing[number + 1][0] - 1
             continue
@@ -515,9 +510,9 @@ def _segment_operations(
         data = read_regular(path, follow_symlinks=False)
     except NotRegularFileError:
         raise RecoveryError(path, 0, "not a regular file") from None
-    if is_last and _header_never_written(data, first):
+    if is_last and header_never_written(data, first):
         return [], first - 1, 0, False
-    _read_segment(path, first, data)
+    check_header(path, first, data)
     start, expected = (HEADER_SIZE, first) if index is None else (index.covered, index.last_lsn + 1)
     offsets: list[int] = []
     firsts: list[int] = []

@@ -105,7 +105,7 @@ def _next_valid_frame(data: bytes, start: int) -> int | None:
     return None
 
 
-def _header_never_written(data: bytes, first: int) -> bool:
+def header_never_written(data: bytes, first: int) -> bool:
     """Whether a segment's creation was torn: its header short, or zero-filled past a prefix
     of the header that would have been written, with nothing but zeros after it."""
     if len(data) < HEADER_SIZE:
@@ -133,7 +133,7 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return found
 
 
-def _read_segment(path: Path, expected_first: int, data: bytes) -> int:
+def check_header(path: Path, expected_first: int, data: bytes) -> int:
     try:
         first = decode_header(data)
     except FrameError as exc:
@@ -182,7 +182,7 @@ def read_segment(path: str | Path) -> SegmentReport:
         data = read_regular(path, follow_symlinks=False)
     except NotRegularFileError:
         raise RecoveryError(path, 0, "not a regular file") from None
-    _read_segment(path, first, data)
+    check_header(path, first, data)
     ops: list[Operation] = []
     frames = 0
     valid = HEADER_SIZE
@@ -363,6 +363,20 @@ def read_until_damage(
     return ops, None
 
 
+def check_follows(path: Path, first: int, previous_last: int | None) -> None:
+    """Refuse a segment starting at LSN *first* that does not follow the previous segment's
+    last operation (*previous_last*; None: it is the first).
+
+    Raises:
+        RecoveryError: a gap or an overlap.
+    """
+    if previous_last is not None and first != previous_last + 1:
+        problem = "a gap" if first > previous_last + 1 else "an overlap"
+        raise RecoveryError(
+            path, 0, f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}"
+        )
+
+
 def _walk(
     directory: Path, repair: bool, after_lsn: int, sink: Callable[[Batch], None] | None = None
 ) -> Iterator[tuple[int, Path, int, int, int, list[Batch], TornTail | None]]:
@@ -372,20 +386,14 @@ def _walk(
     previous_last: int | None = None
     for index, (first, path) in enumerate(listing):
         is_last = index == len(listing) - 1
-        if previous_last is not None and first != previous_last + 1:
-            problem = "a gap" if first > previous_last + 1 else "an overlap"
-            raise RecoveryError(
-                path,
-                0,
-                f"{problem}: starts at LSN {first}, previous segment ends at {previous_last}",
-            )
+        check_follows(path, first, previous_last)
         if path.is_symlink():  # it could lead out of the log's directory
             raise RecoveryError(path, 0, "a symlink, not a regular file")
         try:
             data = read_regular(path, follow_symlinks=False)
         except NotRegularFileError:  # a FIFO would block, a device read forever
             raise RecoveryError(path, 0, "not a regular file") from None
-        if is_last and _header_never_written(data, first):
+        if is_last and header_never_written(data, first):
             # Created but never completed: the file appeared (its size even reached the disk)
             # but its header did not, and no record follows it.
             cut = _cut(path, data, 0, "segment header never reached the disk", repair)
@@ -395,7 +403,7 @@ def _walk(
                     fsync_directory(path.parent)
             yield index, path, first, first - 1, _REMOVED if repair else 0, [], cut
             continue
-        _read_segment(path, first, data)
+        check_header(path, first, data)
         next_segment_first = listing[index + 1][0] if not is_last else None
         if next_segment_first is not None and next_segment_first - 1 <= after_lsn:
             # Entirely before what the caller needs: its range is known from the names.
