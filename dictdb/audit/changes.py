@@ -178,7 +178,8 @@ class History(Sequence[Event]):
 # Reading the directory in LSN order
 
 
-def _log_start(target: Target) -> int | None:
+def log_start(target: Target) -> int | None:
+    """The first LSN of *target*'s durable log (None: no log, or an empty one)."""
     from wal import list_segments
 
     wal_dir = log_dir(target)
@@ -188,9 +189,15 @@ def _log_start(target: Target) -> int | None:
     return segments[0][0] if segments else None
 
 
-def _file_events(
+def file_events(
     f: BackupFile, table: str | None, key: Any, keys: set[Any] | None, *, absent: bool = False
 ) -> Iterator[Event]:
+    """A backup file's events: a full snapshot's states (with *absent*, also that the record
+    is absent), a delta's DDL and net changes; *key* `ANY_KEY` for every key.
+
+    Raises:
+        CorruptFileError: a damaged file or tagged value.
+    """
     # `read_document` checked the file and the shape of its body; its tagged values are only
     # decoded here.
     try:
@@ -237,7 +244,7 @@ def _decoded_events(
                         SNAPSHOT,
                         source,
                     )
-        if absent and not found and key is not _ANY and table is not None:
+        if absent and not found and key is not ANY_KEY and table is not None:
             # The snapshot records that the row does not exist (deleted, or not yet there).
             yield Event(
                 f.last_lsn, f.last_op_ts, "state", table, key, None, None, None, SNAPSHOT, source
@@ -278,7 +285,7 @@ def _candidates(
     # The positions of a full snapshot's *rows* that may hold *key*: its row among the plain
     # ones, found at C speed, and the *special* ones (tagged: they are decoded, and so
     # checked, whatever the key). Every position when that cannot be told.
-    if key is _ANY or keys is not None or type(key) not in _KEY_TYPES:
+    if key is ANY_KEY or keys is not None or type(key) not in _KEY_TYPES:
         return range(len(rows))  # (a float or a bool equal to an int key: compared below)
     try:
         pks = list(map(dict.get, rows, repeat(pk)))
@@ -332,7 +339,7 @@ def _key_operations(
 
 
 def _wanted(k: Any, key: Any, keys: set[Any] | None) -> bool:
-    if key is not _ANY and k != key:
+    if key is not ANY_KEY and k != key:
         return False
     return keys is None or k in keys
 
@@ -341,7 +348,8 @@ class _Any:
     __slots__ = ()
 
 
-_ANY: Any = _Any()
+#: The *key* of the readers here that means every key (None is no key: a table event's).
+ANY_KEY: Any = _Any()
 
 
 def events(
@@ -352,7 +360,7 @@ def events(
     from_at: Any = None,
     to_at: Any = None,
     table: str | None = None,
-    key: Any = _ANY,
+    key: Any = ANY_KEY,
     keys: Iterable[Any] | None = None,
     actor: str | None = None,
     include_state: bool = False,
@@ -456,8 +464,8 @@ def _events(
     timeline: int | None,
 ) -> Iterator[Event]:
     catalog = scan(target)
-    caps, log_cap = _timeline_caps(catalog, target, timeline)
-    log_from = _log_start(target) if log_cap > 0 else None
+    caps, log_cap = timeline_caps(catalog, target, timeline)
+    log_from = log_start(target) if log_cap > 0 else None
     lo = 1 if start is None else max(start, 1)
     hi = end
     files = sorted(
@@ -492,7 +500,7 @@ def _events(
         before = [f for f in fulls if f.last_lsn <= limit]
         first = before[-1] if before else (fulls[0] if fulls else None)
         if first is not None and (hi is None or first.last_lsn <= hi):
-            yield from filter(timely, _file_events(first, table, key, wanted, absent=True))
+            yield from filter(timely, file_events(first, table, key, wanted, absent=True))
             covered = max(covered, first.last_lsn)
             read(first.size)
     for f in files:
@@ -502,20 +510,20 @@ def _events(
             continue  # the log has these operations one by one
         if f.is_full:
             if include_state:
-                yield from filter(timely, _file_events(f, table, key, wanted, absent=True))
+                yield from filter(timely, file_events(f, table, key, wanted, absent=True))
             elif f.last_lsn > covered:
                 # Operations covered+1 .. this snapshot are in no delta: report their net
                 # effect, the difference between the state at `covered` and this snapshot.
-                bridged = _bridge(target, covered, f, table, key, wanted)
+                bridged = bridge_events(target, covered, f, table, key, wanted)
                 yield from filter(timely, bridged)
         else:
             if f.first_lsn > covered + 1:
                 continue  # not chained to what is known; a later full snapshot covers it
-            yield from filter(timely, _file_events(f, table, key, wanted))
+            yield from filter(timely, file_events(f, table, key, wanted))
         covered = f.last_lsn
         read(f.size)
     if wal_dir is not None:
-        one_key = table is not None and key is not _ANY and wanted is None
+        one_key = table is not None and key is not ANY_KEY and wanted is None
         reading = (
             _key_operations(wal_dir, table, key, covered)
             if one_key
@@ -532,7 +540,7 @@ def _events(
             if op.kind in (INSERT, UPDATE, DELETE):
                 if not _wanted(op.key, key, wanted):
                     continue
-            elif (key is not _ANY or wanted is not None) and op.kind != DROP:
+            elif (key is not ANY_KEY or wanted is not None) and op.kind != DROP:
                 continue
             event = Event(
                 op.lsn,
@@ -552,11 +560,16 @@ def _events(
         progress(total, total)
 
 
-def _timeline_caps(
+def timeline_caps(
     catalog: Catalog, target: Target, timeline: int | None
 ) -> tuple[dict[str | None, float] | None, float]:
-    # What the told timeline takes from each history's files (None: the target has no
-    # timelines, take every file), and how far the log serves it.
+    """What the timeline told (default: the newest) takes from each history's files, as
+    lineage -> last LSN (None: the target has no timelines, every file counts), and how far
+    the log serves it.
+
+    Raises:
+        RestoreError: no such timeline.
+    """
     history = catalog.history
     if timeline is not None and timeline not in history.timelines:
         known = ", ".join(str(n) for n in sorted(history.timelines)) or "none"
@@ -575,9 +588,11 @@ def _timeline_caps(
     return caps, caps.get(recorded[0], 0)
 
 
-def _bridge(
+def bridge_events(
     target: Target, covered: int, f: BackupFile, table: str | None, key: Any, keys: set[Any] | None
 ) -> list[Event]:
+    """The net change of a stretch only full snapshot *f* records: the rows that differ
+    between the state at *covered* (a restore) and *f* (granularity snapshot)."""
     try:
         before = restore_engine(target, lsn=covered).to_dict() if covered > 0 else {}
     except RestoreError:
@@ -728,7 +743,7 @@ def table_names(
 
     def attempt() -> frozenset[str]:
         catalog = scan(target)
-        caps, log_cap = _timeline_caps(catalog, target, timeline)
+        caps, log_cap = timeline_caps(catalog, target, timeline)
         names: set[str] = set()
         for f in catalog.files:
             if caps is not None and f.last_lsn > caps.get(f.lineage, -1):

@@ -41,12 +41,12 @@ import orjson
 
 from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT, Progress, log_dir, segment_bytes
 from dictdb.audit.changes import (
-    _ANY,
+    ANY_KEY,
     Event,
-    _bridge,
-    _file_events,
-    _log_start,
-    _timeline_caps,
+    bridge_events,
+    file_events,
+    log_start,
+    timeline_caps,
 )
 from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage.catalog import BackupFile, iso_utc, scan
@@ -190,8 +190,8 @@ class _Source:
 
 def _source(target: Target, timeline: int | None) -> _Source:
     catalog = scan(target)
-    caps, log_cap = _timeline_caps(catalog, target, timeline)
-    log_from = _log_start(target) if log_cap > 0 else None
+    caps, log_cap = timeline_caps(catalog, target, timeline)
+    log_from = log_start(target) if log_cap > 0 else None
     files = tuple(
         sorted(
             (f for f in catalog.files if caps is None or f.last_lsn <= caps.get(f.lineage, -1)),
@@ -697,12 +697,12 @@ def _chunks(
         if src.log_from is not None and f.first_lsn >= src.log_from:
             continue  # the log has these operations one by one
         if f.is_full:
-            found = _bridge(src.target, covered, f, None, _ANY, None)
+            found = bridge_events(src.target, covered, f, None, ANY_KEY, None)
             granularity = SNAPSHOT
         else:
             if f.first_lsn > covered + 1:
                 continue  # not chained to what is known; a later full snapshot covers it
-            found = list(_file_events(f, None, _ANY, None))
+            found = list(file_events(f, None, ANY_KEY, None))
             granularity = DELTA
         found = [e for e in found if e.lsn > start - 1]
         if found:
