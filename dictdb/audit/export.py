@@ -624,7 +624,7 @@ class _Writer:
         self.pending.setdefault(table, []).append(batch)
         self.pending_rows[table] = self.pending_rows.get(table, 0) + batch.num_rows
         self.total_pending += batch.num_rows
-        while self.pending_rows[table] >= ROW_GROUP_ROWS:
+        while self.pending_rows.get(table, 0) >= ROW_GROUP_ROWS:  # (0: flushed whole)
             self._flush(table, ROW_GROUP_ROWS)
         while self.total_pending > PENDING_ROWS:
             largest = max(self.pending_rows, key=lambda t: self.pending_rows[t])

@@ -369,3 +369,41 @@ def test_readers_decode_an_encoded_table_name(tmp_path: Path) -> None:
         "hive_partitioning=true, hive_types={'table': VARCHAR}) ORDER BY 1"
     ).fetchall()
     assert found == [("123",), ("a/b=c d",)]
+
+
+@pytest.mark.parametrize(("group", "chunk"), [(4, 5), (3, 3), (1, 7)])
+def test_row_groups_files_and_spills_at_small_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, group: int, chunk: int
+) -> None:
+    # The sizes that matter at scale (row groups, files, rows pending across tables, chunks),
+    # made small: every boundary is crossed, exactly on it too.
+    import pyarrow.parquet as pq
+
+    from dictdb.audit import export as module
+
+    monkeypatch.setattr(module, "ROW_GROUP_ROWS", group)
+    monkeypatch.setattr(module, "FILE_ROWS", 2 * group)
+    monkeypatch.setattr(module, "PENDING_ROWS", 2 * group)
+    monkeypatch.setattr(module, "CHUNK_ROWS", chunk)
+    path, out = tmp_path / "db", tmp_path / "out"
+    with DictDB.open(path, fsync="off") as db:
+        for name in ("a", "b", "c"):
+            db.create_table(name)
+        for i in range(40):
+            db.get_table("abc"[i % 3]).insert([{"v": i}] * (1 + i % 4))
+    export_parquet(path, out)
+    with DictDB.open(path, fsync="off") as db:
+        db.get_table("b").update({"v": -1})
+        last = db.lsn
+    export_parquet(path, out)
+    found = rows(out)
+    assert [r["lsn"] for r in found] == list(range(1, last + 1))
+    expected = collections.Counter(e.table for e in events(path))
+    assert expected == collections.Counter(r["table"] for r in found)
+    for entry in read_manifest(out)["files"]:
+        meta = pq.ParquetFile(out / entry["path"]).metadata
+        assert meta.num_rows == entry["rows"] < 3 * group  # closed once past FILE_ROWS
+        assert all(meta.row_group(i).num_rows <= group for i in range(meta.num_row_groups))
+        lsns = pq.read_table(out / entry["path"], columns=["lsn"])["lsn"].to_pylist()
+        assert lsns == sorted(lsns)
+        assert (lsns[0], lsns[-1]) == (entry["first_lsn"], entry["last_lsn"])
