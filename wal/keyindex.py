@@ -5,8 +5,9 @@ log: beside a segment ``<first LSN>.wal`` may lie ``<first LSN>.wal.keys``, whic
 32-bit *token* of each (collection, key) to the frames that hold it. It is a cache, never a
 source of truth:
 
-- it is written by readers (`key_operations` indexes what it had to scan; `index_segments`
-  does a whole log ahead of time), atomically (temporary name, then rename);
+- it is written on request, by `index_segments` (a whole log: a cron job, in its own
+  process) or `key_operations(build=True)`, atomically (temporary name, then rename); a
+  plain read never writes;
 - it covers a *prefix* of its segment, whose last frame it names by offset, length and CRC:
   frames appended later are scanned, and a segment whose prefix changed (a torn tail cut and
   rewritten after a power loss) no longer matches;
@@ -414,21 +415,23 @@ def key_operations(
     key: Any,
     *,
     after_lsn: int = 0,
-    build: bool = True,
+    build: bool = False,
 ) -> Iterator[tuple[list[Operation], int]]:
     """The operations after *after_lsn* on item *key* of *collection*, and the collection's
     own (create, drop), segment by segment: ``(operations, segment size)``.
 
     Segments with a key index are read only where it points, then scanned past what it
-    covers; segments without one are scanned whole and, with *build*, indexed for the next
-    reader (when the directory is writable). Gaps and overlaps between segments, and damage
+    covers; segments without one are scanned whole. Nothing is written unless *build*: then
+    what was scanned is indexed for the next reader (when the directory is writable), as
+    `index_segments` does. Gaps and overlaps between segments, and damage
     in what is read, raise as in `wal.iter_wal`; damage in frames an index lets this skip is
     `verify`'s to find.
 
     Raises:
         RecoveryError: damage in what is read, a gap or an overlap.
     """
-    for ops, size, _ in _walk_keys(Path(directory), collection, key, after_lsn, build):
+    walk = _walk_keys(Path(directory), collection, key, after_lsn, build, _EXTEND_AT)
+    for ops, size, _ in walk:
         yield ops, size
 
 
@@ -443,7 +446,7 @@ def index_segments(directory: str | Path) -> tuple[int, int]:
         RecoveryError: damage in what is read, a gap or an overlap.
     """
     done = fresh = 0
-    for _, _, scanned in _walk_keys(Path(directory), "", None, 0, True):
+    for _, _, scanned in _walk_keys(Path(directory), "", None, 0, True, 0):
         if scanned:
             done += 1
         else:
@@ -452,7 +455,7 @@ def index_segments(directory: str | Path) -> tuple[int, int]:
 
 
 def _walk_keys(
-    directory: Path, collection: str, key: Any, after_lsn: int, build: bool
+    directory: Path, collection: str, key: Any, after_lsn: int, build: bool, extend_at: int
 ) -> Iterator[tuple[list[Operation], int, bool]]:
     # Each segment that matters: its matching operations, its size, whether it was scanned.
     listing = list_segments(directory)
@@ -464,12 +467,13 @@ def _walk_keys(
             previous_last = listing[number + 1][0] - 1
             continue
         ops, previous_last, size, scanned = _segment_operations(
-            path, first, is_last, collection, key, after_lsn, build
+            path, first, is_last, collection, key, after_lsn, build, extend_at
         )
         yield ops, size, scanned
 
 
-#: Past an index, scanned bytes that make it worth rewriting (a log's active segment grows).
+#: Past an index, scanned bytes that make `key_operations(build=True)` rewrite it (a log's
+#: active segment grows); `index_segments` extends it with whatever was appended.
 _EXTEND_AT: Final = 1 << 20
 
 
@@ -481,6 +485,7 @@ def _segment_operations(
     key: Any,
     after_lsn: int,
     build: bool,
+    extend_at: int,
 ) -> tuple[list[Operation], int, int, bool]:
     # One segment's matching operations, its last LSN, its size, whether frames were scanned.
     if path.is_symlink():
@@ -530,7 +535,7 @@ def _segment_operations(
     expected, valid, _ = segment_frames(
         path, data, start, expected, is_last=is_last, sink=take, batches=[], offsets=offsets
     )
-    if build and offsets and (index is None or valid - index.covered >= _EXTEND_AT):
+    if build and offsets and (index is None or valid - index.covered >= extend_at):
         crc = _FRAME_HEAD.unpack_from(data, offsets[-1])[2]
         frames = list(zip(offsets, firsts, strict=True))
         if index is not None:  # extended: the old frames keep their numbers
