@@ -16,6 +16,9 @@ errors as before; so does every batch once the engine logs (`Engine.sink`): it l
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
@@ -144,3 +147,23 @@ def _carries(table: TableState, key: Any, after: Any) -> bool:
 
 def _operation(op: OpTuple) -> Operation:
     return _new_tuple(Operation, op)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (process-wide) while inside, if it runs.
+
+    Replaying a log allocates a few containers per operation (the decoded rows, which the
+    tables keep) and no cycles; the collector, triggered by those allocations, walked all the
+    rows replayed so far at each full collection: measured ~0.8 µs per operation of a 1M
+    insert log (2.9-3.2 µs with it, 2.1-2.35 without). Cycles other threads make meanwhile
+    are collected once it resumes.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -44,6 +44,7 @@ from wal.recovery import (
     read_until_damage,
     read_until_gap,
     read_wal,
+    stream_until_damage,
 )
 from wal.tags import MAX_NESTING, from_plain, is_text, own_value, plain_items, to_plain
 from wal.tail import LogTail, Piece
@@ -101,5 +102,6 @@ __all__ = [
     "read_until_gap",
     "read_wal",
     "segment_name",
+    "stream_until_damage",
     "to_plain",
 ]

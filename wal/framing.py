@@ -346,6 +346,15 @@ class Batch:
         columns = [column[cut:] for column in self.columns()]
         return Batch(columns, self.plain)
 
+    def until(self, lsn: int) -> Batch | None:
+        """The operations up to *lsn* (this batch when all are; None when none is)."""
+        if lsn >= self.last:
+            return self
+        if lsn < self.first:
+            return None
+        keep = lsn + 1 - self.first
+        return Batch([column[:keep] for column in self.columns()], self.plain)
+
     def columns(self) -> list[list[Any]]:
         """The eight columns, in `Operation` field order."""
         return [

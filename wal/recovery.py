@@ -377,6 +377,31 @@ def check_follows(path: Path, first: int, previous_last: int | None) -> None:
         )
 
 
+def stream_until_damage(
+    directory: str | Path, sink: Callable[[Batch], object], *, after_lsn: int = 0
+) -> RecoveryError | None:
+    """`read_until_damage`, handing the operations after *after_lsn* to *sink* one decoded
+    payload at a time (a `Batch`), as they are read: memory stays bounded by one segment,
+    whatever the log's length. What *sink* raises stops the reading and propagates.
+
+    Returns:
+        The gap or damage that ended the log (None if it reads to its end; a torn tail is no
+        damage). Everything readable before it was handed over.
+    """
+
+    def hand_over(whole: Batch) -> None:
+        batch = whole.after(after_lsn)
+        if batch is not None:
+            sink(batch)
+
+    try:
+        for _ in _walk(Path(directory), False, after_lsn, hand_over):
+            pass
+    except RecoveryError as exc:
+        return exc
+    return None
+
+
 def _walk(
     directory: Path, repair: bool, after_lsn: int, sink: Callable[[Batch], None] | None = None
 ) -> Iterator[tuple[int, Path, int, int, int, list[Batch], TornTail | None]]:

@@ -23,11 +23,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, BinaryIO, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, TypeVar, cast
 
 import attrs
 
 from dictdb._engine import Engine, Lock
+from dictdb._replay import collector_paused, replay_batch
 from dictdb.errors import CorruptFileError, DictDBError, RestoreError
 from dictdb.storage import persist
 from dictdb.storage.catalog import BackupFile, Catalog, LegacyFile, scan
@@ -38,9 +39,12 @@ from wal import (
     WALError,
     list_segments,
     parse_segment_name,
-    read_until_damage,
     segment_name,
+    stream_until_damage,
 )
+
+if TYPE_CHECKING:
+    from wal.framing import Batch
 
 log = logging.getLogger("dictdb")
 
@@ -374,13 +378,14 @@ def _plan_all(
     timeline: int | None = None,
     exact: bool = False,
     use_log: bool = True,
-) -> tuple[RestorePlan, list[Any]]:
-    # The plan, and the logged operations it replays (read once, used by `restore`).
+    build: Callable[[RestorePlan], Engine] | None = None,
+) -> tuple[RestorePlan, Engine | None]:
+    # The plan; with *build*, the engine carried through the log (see `_plan_ours`).
     target = as_target(backup_dir)
     ts = _target_time(at, lsn)
     catalog = scan(target)
     if not catalog.legacy:
-        return _judged(target, catalog, lsn, ts, timeline, exact, use_log)
+        return _judged(target, catalog, lsn, ts, timeline, exact, use_log, build)
     # Files of the reference DictDB too: its chain serves a time (or the newest state) when it
     # reaches later than ours, or ours none; an LSN or a timeline only ours can serve.
     legacy = _legacy_files(catalog.legacy, ts)
@@ -392,17 +397,17 @@ def _plan_all(
                 "no timeline; restore them by time (at=) or to the newest state, or convert "
                 "the directory with `python -m dictdb migrate` first"
             )
-        return _judged(target, catalog, lsn, ts, timeline, exact, use_log)
+        return _judged(target, catalog, lsn, ts, timeline, exact, use_log, build)
     try:
-        ours = _judged(target, catalog, lsn, ts, timeline, exact, use_log)
+        ours = _judged(target, catalog, lsn, ts, timeline, exact, use_log, build)
     except RestoreError as exc:
         if not legacy:
             if catalog.files:
                 raise
             raise RestoreError(_no_legacy_chain(catalog.legacy, ts), target.describe()) from exc
-        return _legacy_plan(target, catalog, legacy, ts, exact), []
+        return _legacy_plan(target, catalog, legacy, ts, exact), None
     if legacy and legacy[-1].stamp > ours[0].ts:
-        return _legacy_plan(target, catalog, legacy, ts, exact), []
+        return _legacy_plan(target, catalog, legacy, ts, exact), None
     return ours
 
 
@@ -454,11 +459,12 @@ def _judged(
     timeline: int | None,
     exact: bool,
     use_log: bool,
-) -> tuple[RestorePlan, list[Any]]:
+    build: Callable[[RestorePlan], Engine] | None = None,
+) -> tuple[RestorePlan, Engine | None]:
     """`_plan_ours`, then the verdict on the target: reached exactly; past the newest point
     (an error for an LSN); or approximately (a warning naming the point reached, an error
     with *exact*)."""
-    plan, ops, log_state = _plan_ours(target, catalog, lsn, ts, timeline, use_log)
+    plan, ops, log_state = _plan_ours(target, catalog, lsn, ts, timeline, use_log, build)
     if lsn is None and ts is None:
         return plan, ops
     if lsn is not None and plan.lsn == lsn:
@@ -538,7 +544,10 @@ def _plan_ours(
     ts: float | None,
     timeline: int | None,
     use_log: bool = True,
-) -> tuple[RestorePlan, list[Any], _LogState]:
+    build: Callable[[RestorePlan], Engine] | None = None,
+) -> tuple[RestorePlan, Engine | None, _LogState]:
+    # The plan; with *build*, the engine it made from the plan's files and carried through
+    # the log (None when no logged operation was kept: carry the plan out).
     directory = target.describe()
     # The durable log: a local directory's ``wal/``, or the log shipped to the target's
     # (`dictdb.storage.archive`); it serves the history it belongs to (and, up to the fork,
@@ -572,46 +581,96 @@ def _plan_ours(
         caps.get(f.lineage, -1) == math.inf and f.last_lsn > plan.lsn for f in catalog.files
     ) or (plan.timeline is not None and newest is not None and newest.number != plan.timeline)
     if not segments or log_cap <= plan.lsn:
-        return attrs.evolve(plan, forks=forks), [], (False, False, None)
-    ops, hole = source.read(plan.lsn)
-    if ops and ops[0].lsn != plan.lsn + 1:
+        return attrs.evolve(plan, forks=forks), None, (False, False, None)
+    reader = _LogReader(plan, lsn, ts, log_cap, build)
+    try:
+        with collector_paused():
+            hole = source.stream(plan.lsn, reader.take)
+    except _Enough:
+        hole = None  # what lies past the target does not matter: it is not restored
+    if reader.first is not None and reader.first != plan.lsn + 1:
         raise RestoreError(
-            f"the log resumes at LSN {ops[0].lsn} but the snapshots reach only {plan.lsn}",
+            f"the log resumes at LSN {reader.first} but the snapshots reach only {plan.lsn}",
             Path(segments[0][1]),
         )
-    used = []
-    for op in ops:
-        if (
-            (lsn is not None and op.lsn > lsn)
-            or (ts is not None and op.ts > ts)
-            or op.lsn > log_cap
-        ):
-            break
-        used.append(op)
-    reached = used[-1].lsn if used else plan.lsn
-    if hole is not None and len(used) == len(ops) and (lsn is None or lsn > reached):
+    used = reader.used
+    reached = used[1][0] if used is not None else plan.lsn
+    if hole is not None and not reader.later and (lsn is None or lsn > reached):
         # The target lies past a hole in the log (operations it never got, after a crash of
         # a database whose snapshots went further) or past damage: what is beyond is unknown.
-        at_ts = used[-1].ts if used else plan.ts
+        at_ts = used[1][1] if used is not None else plan.ts
         raise RestoreError(
             f"the log is unreadable past LSN {reached} (offset {hole.offset}: {hole.reason}); "
             f"the newest point reachable before it is LSN {reached} ({iso(at_ts)})",
             source.name(hole.segment),
         )
-    forks = forks or len(used) < len(ops) or hole is not None
-    later = len(used) < len(ops)
-    end = None if hole is None else ((ops[-1].lsn, ops[-1].ts) if ops else (plan.lsn, plan.ts))
-    if not used:
-        return attrs.evolve(plan, forks=forks), [], (True, later, end)
+    forks = forks or reader.later or hole is not None
+    end = None if hole is None else (reader.seen or (plan.lsn, plan.ts))
+    if used is None:
+        return attrs.evolve(plan, forks=forks), None, (True, reader.later, end)
     final = attrs.evolve(
-        plan,
-        lsn=used[-1].lsn,
-        ts=used[-1].ts,
-        log_from=used[0].lsn,
-        log_to=used[-1].lsn,
-        forks=forks,
+        plan, lsn=used[1][0], ts=used[1][1], log_from=used[0], log_to=used[1][0], forks=forks
     )
-    return final, used, (True, later, end)
+    return final, reader.engine, (True, reader.later, end)
+
+
+class _Enough(Exception):
+    """Raised by `_LogReader.take` at the first operation past the target: stop reading."""
+
+
+class _LogReader:
+    """Takes a log's decoded frames in LSN order: keeps those up to the target (an LSN, a
+    time, the cap of the history the log serves) and, with *build*, applies them to the
+    engine *build* makes from the plan's files (made at the first one kept)."""
+
+    def __init__(
+        self,
+        plan: RestorePlan,
+        lsn: int | None,
+        ts: float | None,
+        cap: float,
+        build: Callable[[RestorePlan], Engine] | None,
+    ) -> None:
+        self.plan, self.ts, self.build = plan, ts, build
+        self.limit = min(math.inf if lsn is None else lsn, cap)
+        self.first: int | None = None  # the first LSN read
+        self.seen: tuple[int, float] | None = None  # the last operation read
+        self.used: tuple[int, tuple[int, float]] | None = None  # first LSN, last (LSN, time)
+        self.later = False  # an operation past the target was read
+        self.engine: Engine | None = None
+
+    def take(self, batch: Batch) -> None:
+        if self.first is None:
+            self.first = batch.first
+            if batch.first != self.plan.lsn + 1:
+                raise _Enough  # reported by the caller, which knows the segment
+        self.seen = (batch.last, batch.ts[-1])
+        keep = len(batch)
+        if batch.last > self.limit:
+            keep = max(0, int(self.limit) - batch.first + 1)
+        if self.ts is not None and max(batch.ts[:keep], default=0.0) > self.ts:
+            keep = next(i for i, t in enumerate(batch.ts) if t > self.ts)
+        kept = batch.until(batch.first + keep - 1)
+        if kept is not None:
+            first = batch.first if self.used is None else self.used[0]
+            self.used = (first, (kept.last, kept.ts[-1]))
+            if self.build is not None:
+                self._apply(kept)
+        if keep < len(batch):
+            self.later = True
+            raise _Enough
+
+    def _apply(self, batch: Batch) -> None:
+        if self.engine is None:
+            assert self.build is not None
+            self.engine = self.build(self.plan)
+        try:
+            replay_batch(self.engine, batch)
+        except (DictDBError, WALError) as exc:
+            raise RestoreError(
+                f"log operations {batch.first}..{batch.last} do not apply: {exc}",
+                self.plan.directory / "wal",
+            ) from None
 
 
 #: Deltas a restore fetches ahead from a remote target (each fetch is a round trip).
@@ -703,13 +762,11 @@ class _LogSource:
             return self._remote.describe(path.name)
         return path
 
-    def read(self, after_lsn: int) -> tuple[list[Any], Any]:
-        # Every operation readable after *after_lsn*, and the gap or damage that ends them.
+    def stream(self, after_lsn: int, sink: Callable[[Batch], object]) -> Any:
+        # Hand the operations readable after *after_lsn* to *sink*, a decoded frame at a
+        # time; return the gap or damage that ends them (None: none).
         if self._dir is not None:
-            return read_until_damage(self._dir, after_lsn=after_lsn)
-        return self._read_shipped(after_lsn)
-
-    def _read_shipped(self, after_lsn: int) -> tuple[list[Any], Any]:
+            return stream_until_damage(self._dir, sink, after_lsn=after_lsn)
         # Only the pieces from the one holding after_lsn + 1 on are fetched.
         assert self._remote is not None
         firsts = [first for first, _ in self.segments]
@@ -717,7 +774,7 @@ class _LogSource:
         with tempfile.TemporaryDirectory(prefix="dictdb-log-") as tmp:
             for first, path in self.segments[start:]:
                 (Path(tmp) / segment_name(first)).write_bytes(self._remote.read(path.name))
-            return read_until_damage(Path(tmp), after_lsn=after_lsn)
+            return stream_until_damage(Path(tmp), sink, after_lsn=after_lsn)
 
 
 def restore_snapshots(
@@ -879,17 +936,14 @@ def _restore_once(
     use_log: bool = True,
     progress: Progress | None = None,
 ) -> Engine:
-    plan, ops = _plan_all(backup_dir, at, lsn, timeline, exact, use_log)
+    def build(plan: RestorePlan) -> Engine:
+        # The state of the plan's files, which the log's operations then carry on.
+        return _carry_out(plan, progress=progress) if plan.files else Engine(lineage=plan.lineage)
+
+    plan, carried = _plan_all(backup_dir, at, lsn, timeline, exact, use_log, build)
     if plan.legacy:
         return _carry_out_legacy(plan.legacy)
-    engine = _carry_out(plan, progress=progress) if plan.files else Engine(lineage=plan.lineage)
-    for op in ops:
-        try:
-            engine.apply_operation(op)
-        except (DictDBError, WALError) as exc:
-            raise RestoreError(
-                f"log operation {op.lsn} does not apply: {exc}", plan.directory / "wal"
-            ) from None
+    engine = build(plan) if carried is None else carried
     if plan.forks:
         engine.parent = (engine.lineage, engine.lsn)
         engine.lineage = uuid.uuid4().hex

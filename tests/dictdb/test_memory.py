@@ -1,4 +1,5 @@
-"""Memory stays flat when nothing consumes the journal (R7).
+"""Memory stays flat when nothing consumes the journal (R7), and a restore streams a long log
+into the state instead of holding it (R22).
 
 A plain `DictDB()` with no backup manager, no durable log and no explicit
 ``retain_journal=True`` keeps no operations: any number of writes over a fixed set of rows
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dictdb import BackupManager, DictDB
+from dictdb import BackupManager, DictDB, restore
 from dictdb.storage import persist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,3 +71,35 @@ def test_a_snapshot_saved_as_a_base_keeps_what_its_next_delta_needs(tmp_path: Pa
     restored = DictDB.load(full)
     restored.apply_delta(delta)
     assert db.to_dict() == restored.to_dict()
+
+
+def restore_growth_kib(directory: Path, mode: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.dictdb._scripts.restore_memory", str(directory), mode],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    )
+    return int(result.stdout)
+
+
+def test_a_restore_streams_the_log_in_memory_bounded_by_a_segment(tmp_path: Path) -> None:
+    # 100k logged upserts over 100 rows after the full snapshot: the state stays small, the
+    # log does not. Segments of 1 MiB: a restore holds at most one (decoded) at a time.
+    db = DictDB.open(tmp_path, fsync="off", segment_size=1 << 20)
+    t = db.create_table("t")
+    t.insert([{"id": i, "v": 0} for i in range(100)])
+    BackupManager(db, tmp_path).backup_full()
+    for i in range(UPSERTS // 2):
+        t.upsert({"id": i % 100, "v": i})
+    lsn = db.lsn
+    db.close()
+    held, streamed = (
+        restore_growth_kib(tmp_path, "read_all"),
+        restore_growth_kib(tmp_path, "restore"),
+    )
+    assert held > 40 * 1024, held  # the control: 100k operations held at once are visible
+    assert streamed < 20 * 1024, (streamed, held)
+    assert lsn == restore(tmp_path).lsn
