@@ -37,6 +37,7 @@ from wal.operation import (
 from wal.recovery import (
     RecoveryError,
     SegmentReport,
+    iter_batches,
     iter_wal,
     last_operation,
     list_segments,
@@ -88,6 +89,7 @@ __all__ = [
     "index_segments",
     "from_plain",
     "is_text",
+    "iter_batches",
     "iter_wal",
     "key_operations",
     "last_operation",

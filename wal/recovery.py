@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import attrs
 
@@ -407,6 +408,32 @@ def _walk(
 ) -> Iterator[tuple[int, Path, int, int, int, list[Batch], TornTail | None]]:
     # Each segment: its index, path, first and last LSN, valid size, batches and torn tail.
     # With a *sink*, each batch goes to it as soon as it is read, not into the list.
+    kept: list[Batch] = []
+    for item in _walk_items(directory, repair, after_lsn, None if sink else kept):
+        if isinstance(item, _SegmentRead):
+            yield (*item[:5], kept[:], item.torn)
+            kept.clear()  # (the list `_walk_items` keeps the next segment's batches in)
+        elif sink is not None:
+            sink(item[1])
+
+
+class _SegmentRead(NamedTuple):
+    """A segment `_walk_items` has read."""
+
+    number: int
+    path: Path
+    first: int
+    last: int
+    size: int
+    torn: TornTail | None
+
+
+def _walk_items(
+    directory: Path, repair: bool, after_lsn: int, kept: list[Batch] | None
+) -> Iterator[tuple[Path, Batch] | _SegmentRead]:
+    # Each decoded frame as it is read, then its segment once read whole. *kept*: where the
+    # batches of the segment being read are kept (for `RecoveryError.before`), if anywhere;
+    # the caller empties it between segments.
     listing = list_segments(directory)
     previous_last: int | None = None
     for index, (first, path) in enumerate(listing):
@@ -426,28 +453,44 @@ def _walk(
                 path.unlink()
                 with contextlib.suppress(OSError):
                     fsync_directory(path.parent)
-            yield index, path, first, first - 1, _REMOVED if repair else 0, [], cut
+            yield _SegmentRead(index, path, first, first - 1, _REMOVED if repair else 0, cut)
             continue
         check_header(path, first, data)
         next_segment_first = listing[index + 1][0] if not is_last else None
         if next_segment_first is not None and next_segment_first - 1 <= after_lsn:
             # Entirely before what the caller needs: its range is known from the names.
             previous_last = next_segment_first - 1
-            yield index, path, first, previous_last, len(data), [], None
+            yield _SegmentRead(index, path, first, previous_last, len(data), None)
             continue
-        seg_batches: list[Batch] = []
-        expected, valid, torn = segment_frames(
-            path,
-            data,
-            HEADER_SIZE,
-            first,
-            is_last=is_last,
-            repair=repair,
-            sink=sink,
-            batches=seg_batches,
-        )
+        reading = _segment_batches(path, data, HEADER_SIZE, first, is_last, repair, kept, None)
+        while True:
+            try:
+                yield path, next(reading)
+            except StopIteration as done:
+                expected, valid, torn = done.value
+                break
         previous_last = expected - 1
-        yield index, path, first, previous_last, valid, seg_batches, torn
+        yield _SegmentRead(index, path, first, previous_last, valid, torn)
+
+
+def iter_batches(
+    directory: str | Path, *, after_lsn: int = 0
+) -> Iterator[tuple[Path, Batch | None, int]]:
+    """Read a WAL directory a decoded frame at a time, read-only: memory stays bounded by
+    one segment's bytes and one frame's operations, whatever the log's length.
+
+    Yields:
+        ``(segment, batch, 0)`` for each frame's operations after *after_lsn* (a `Batch`),
+        then ``(segment, None, its valid size)`` once a segment is read.
+
+    Raises:
+        RecoveryError: damage before the tail, a gap or an overlap.
+    """
+    for item in _walk_items(Path(directory), False, after_lsn, None):
+        if isinstance(item, _SegmentRead):
+            yield item.path, None, item.size
+        elif (batch := item[1].after(after_lsn)) is not None:
+            yield item[0], batch, 0
 
 
 def segment_frames(
@@ -474,36 +517,61 @@ def segment_frames(
     Raises:
         RecoveryError: damage (naming the segment and the offset).
     """
+    reading = _segment_batches(
+        path, data, start, expected, is_last, repair, None if sink else batches, offsets
+    )
+    while True:
+        try:
+            batch = next(reading)
+        except StopIteration as done:
+            result: tuple[int, int, TornTail | None] = done.value
+            return result
+        if sink is not None:
+            sink(batch)
+
+
+def _segment_batches(
+    path: Path,
+    data: bytes,
+    start: int,
+    expected: int,
+    is_last: bool,
+    repair: bool,
+    kept: list[Batch] | None,
+    offsets: list[int] | None,
+) -> Generator[Batch, None, tuple[int, int, TornTail | None]]:
+    # `segment_frames`' reading, yielding each batch as it is decoded (and keeping it in
+    # *kept*, if given).
     valid = start
     torn: TornTail | None = None
+    before = [] if kept is None else kept
     try:
         for offset, nxt, payload in iter_frames(data, start):
             try:
                 batch = decode_columns(payload)
             except WALError as exc:
                 raise RecoveryError(
-                    path, offset, f"malformed payload: {exc}", _read(batches)
+                    path, offset, f"malformed payload: {exc}", _read(before)
                 ) from None
             if batch.first != expected:
                 raise RecoveryError(
                     path,
                     offset,
                     f"frame starts at LSN {batch.first}, expected {expected}",
-                    _read(batches),
+                    _read(before),
                 )
             expected = batch.last + 1
-            if sink is None:
-                batches.append(batch)
-            else:
-                sink(batch)
+            if kept is not None:
+                kept.append(batch)
             if offsets is not None:
                 offsets.append(offset)
             valid = nxt
+            yield batch
     except FrameError as exc:
         # Only the last record may be bad: a valid frame further on means the bad one
         # is not the tail but damage before it (whatever its length field says).
         if not is_last:
-            raise RecoveryError(path, exc.offset, exc.reason, _read(batches)) from None
+            raise RecoveryError(path, exc.offset, exc.reason, _read(before)) from None
         later = _next_valid_frame(data, exc.offset + 1)
         if later is not None:
             raise RecoveryError(
@@ -511,7 +579,7 @@ def segment_frames(
                 exc.offset,
                 f"{exc.reason}, and a valid record follows at offset {later}: damage "
                 "before the tail",
-                _read(batches),
+                _read(before),
             ) from None
         torn = _cut(path, data, exc.offset, exc.reason, repair)
     return expected, valid, torn

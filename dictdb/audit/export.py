@@ -27,7 +27,6 @@ import contextlib
 import datetime as _dt
 import decimal
 import itertools
-import operator
 import os
 import re
 import tempfile
@@ -53,7 +52,7 @@ from dictdb.storage.catalog import BackupFile, iso_utc, scan
 from dictdb.storage.persist import read_document
 from dictdb.storage.target import Target, as_target
 from dictdb.storage.timeline import read_log_lineage
-from wal import RecoveryError, from_plain, iter_wal, plain_items, to_plain
+from wal import RecoveryError, from_plain, iter_batches, plain_items, to_plain
 
 __all__ = [
     "MANIFEST",
@@ -66,6 +65,8 @@ __all__ = [
 
 #: The manifest's name inside OUT.
 MANIFEST: Final = "_dictdb_export.json"
+#: The lock an export holds in OUT (named so that an OUT holding only it reads as empty).
+_LOCK: Final = f".{MANIFEST}.lock"
 #: The manifest's ``format`` and ``version``.
 FORMAT: Final = "dictdb-parquet-export"
 VERSION: Final = 1
@@ -83,7 +84,6 @@ _SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 _INT64: Final = (-(2**63), 2**63 - 1)
 _DICTS: Final = frozenset({dict})
 #: An operation's fields, in `wal.Operation` order.
-_FIELDS: Final = tuple(operator.itemgetter(i) for i in range(8))
 #: Value types `_dump_flat` dumps at C speed (UUID is not one: orjson writes it untagged).
 _FLAT: Final = frozenset(
     {str, int, float, bool, type(None), _dt.datetime, _dt.date, decimal.Decimal, bytes}
@@ -712,23 +712,36 @@ def _chunks(
     if src.wal_dir is None or covered >= src.log_cap:
         return
     limit = int(min(1 << 63, src.log_cap))
+    pending: list[list[Any]] = [[] for _ in range(8)]  # a segment's slice, in Batch columns
+    name = ""
+
+    def chunk() -> _Chunk:
+        lsn, ts, kind, table, key, after, before, meta = pending
+        reached[0] = lsn[-1]
+        return _Chunk(lsn, ts, kind, table, key, before, after, meta, OPERATION, "log", name)
+
     try:
-        for segment, segment_ops, _torn in iter_wal(src.wal_dir, after_lsn=covered):
-            name = f"wal/{segment.path.name}"
-            ops = segment_ops
-            at_limit = bool(ops) and ops[-1].lsn >= limit
-            if ops and ops[-1].lsn > limit:
-                ops = ops[: max(0, limit - ops[0].lsn + 1)]
-            for at in range(0, len(ops), CHUNK_ROWS):
-                part = ops[at : at + CHUNK_ROWS]
-                lsn, ts, kind, table, key, after, before, meta = (
-                    list(map(field, part)) for field in _FIELDS
-                )
-                yield _Chunk(lsn, ts, kind, table, key, before, after, meta, OPERATION, "log", name)
-                reached[0] = lsn[-1]
-            read(segment.valid_size)
-            if at_limit:
+        # A decoded frame at a time (`wal.iter_batches`): memory stays bounded by a segment's
+        # bytes and CHUNK_ROWS operations, whatever the log's length.
+        for segment, batch, size in iter_batches(src.wal_dir, after_lsn=covered):
+            if pending[0] and (batch is None or f"wal/{segment.name}" != name):
+                yield chunk()
+                pending = [[] for _ in range(8)]
+            if batch is None:
+                read(size)
+                continue
+            name = f"wal/{segment.name}"
+            kept = batch.until(limit)
+            if kept is not None:
+                for column, values in zip(pending, kept.columns(), strict=True):
+                    column.extend(values)
+                if len(pending[0]) >= CHUNK_ROWS:
+                    yield chunk()
+                    pending = [[] for _ in range(8)]
+            if batch.last >= limit:
                 break
+        if pending[0]:
+            yield chunk()
     except RecoveryError as exc:
         raise RestoreError(
             f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
@@ -851,7 +864,40 @@ def export_parquet(
     pq = require("pyarrow.parquet", "parquet")
     out = Path(out)
     target = as_target(source, storage_options)
-    previous = _read_manifest(out)
+    _read_manifest(out)  # an OUT that is no export is refused before anything is made
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        return _export(pa, pc, pq, out, source, target, with_base, timeline, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    # One export into OUT at a time: two would each append from the same last LSN.
+    import fcntl
+
+    fd = os.open(out / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ExportError(out, "another export into it is running") from None
+        yield
+    finally:
+        os.close(fd)  # (releases the lock)
+
+
+def _export(
+    pa: Any,
+    pc: Any,
+    pq: Any,
+    out: Path,
+    source: Any,
+    target: Target,
+    with_base: bool,
+    timeline: int | None,
+    progress: Progress | None,
+) -> ExportReport:
+    previous = _read_manifest(out)  # again, under the lock: another run may have finished
     src = _source(target, timeline)
     origin = _source_name(source, target)
     history_start, why, base_file = _history_start(src)

@@ -363,7 +363,8 @@ def test_readers_decode_an_encoded_table_name(tmp_path: Path) -> None:
         db.create_table("a/b=c d").insert({"v": 1})
         db.create_table("123").insert({"v": 2})
     export_parquet(path, out)
-    assert sorted(p.name for p in out.iterdir()) == [MANIFEST, "table=123", "table=a%2Fb%3Dc%20d"]
+    shown = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # (the lock)
+    assert shown == [MANIFEST, "table=123", "table=a%2Fb%3Dc%20d"]
     found = duckdb.sql(
         f"SELECT DISTINCT \"table\" FROM read_parquet('{out}/**/*.parquet', "
         "hive_partitioning=true, hive_types={'table': VARCHAR}) ORDER BY 1"
@@ -407,3 +408,24 @@ def test_row_groups_files_and_spills_at_small_sizes(
         lsns = pq.read_table(out / entry["path"], columns=["lsn"])["lsn"].to_pylist()
         assert lsns == sorted(lsns)
         assert (lsns[0], lsns[-1]) == (entry["first_lsn"], entry["last_lsn"])
+
+
+def test_two_exports_into_one_out_never_run_at_once(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    from dictdb.audit import export as module
+
+    path, out = tmp_path / "db", tmp_path / "out"
+    with DictDB.open(path, fsync="off") as db:
+        db.create_table("t").insert({"v": 1})
+    export_parquet(path, out)
+    fd = os.open(out / module._LOCK, os.O_RDWR)  # another export, holding OUT
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ExportError, match="another export"):
+            export_parquet(path, out)
+    finally:
+        os.close(fd)
+    assert export_parquet(path, out).rows_added == 0  # released: it runs
+    assert [r["lsn"] for r in rows(out)] == [1, 2]
