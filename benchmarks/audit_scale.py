@@ -47,6 +47,41 @@ MAX_ROWS = 1_000_000
 _CHILD = "--child"
 
 
+def build_backups(path: Path, size: int) -> dict[str, Any]:
+    """A backup directory of an in-memory database (no log): size/10 rows inserted, then
+    updates of random rows, a `BackupManager` backing up 100 times along the way (a full
+    snapshot every 10: 10 fulls and 90 deltas), 20 of those updates of one key."""
+    from dictdb import BackupManager, DictDB
+
+    started = time.perf_counter()
+    db = DictDB()
+    t = db.create_table(TABLE, primary_key="id")
+    rows = min(size // 10, MAX_ROWS)
+    for i in range(0, rows, CHUNK):
+        t.insert(
+            [{"id": k, "name": f"user{k}", "age": k % 90} for k in range(i, min(i + CHUNK, rows))]
+        )
+    manager = BackupManager(db, path, incremental=True)
+    manager.backup_full()
+    key = rows // 2
+    rng = random.Random(22)
+    per = max((size - rows) // 100, 1)
+    for n in range(100):
+        with db.audit(actor=f"user{n % ACTORS}", reason="bulk"):
+            for _ in range(per):
+                t.upsert({"id": rng.randrange(rows), "age": rng.randrange(90)})
+            if n % 5 == 0:
+                t.upsert({"id": key, "age": n})
+        manager.backup_now()
+    return {
+        "ops": db.lsn,
+        "rows": rows,
+        "key": key,
+        "build_s": time.perf_counter() - started,
+        "log_bytes": sum(p.stat().st_size for p in path.glob("dictdb_*")),
+    }
+
+
 def build(path: Path, size: int) -> dict[str, Any]:
     """A durable directory of *size* logged operations (see the module docstring)."""
     from dictdb import BackupManager, DictDB
@@ -93,7 +128,7 @@ def child(what: str, path: str, key: int, out: str) -> dict[str, Any]:
     import duckdb
 
     from dictdb import restore
-    from dictdb.audit import export_parquet, history, index_log
+    from dictdb.audit import export_parquet, history, index_log, index_snapshots
 
     result: dict[str, Any] = {}
     started = time.perf_counter()  # imports done: what is timed is the work
@@ -103,6 +138,7 @@ def child(what: str, path: str, key: int, out: str) -> dict[str, Any]:
         result["versions"] = len(history(path, TABLE, key))
     elif what == "index":
         result["segments"] = index_log(path)[0]
+        result["files"] = index_snapshots(path)[0]
     elif what == "export":
         report = export_parquet(path, out)
         result.update(rows=report.rows_added, bytes=report.bytes)
@@ -140,7 +176,7 @@ def measure(what: str, path: Path, key: int, out: Path, repeat: int) -> dict[str
     runs = []
     for _ in range(repeat):
         if what in ("history_scan", "index"):
-            for index in (path / "wal").glob("*.keys"):
+            for index in [*(path / "wal").glob("*.keys"), *path.glob("*.keys")]:
                 index.unlink()
         if what == "export" and out.exists():
             shutil.rmtree(out)
@@ -161,26 +197,25 @@ def measure(what: str, path: Path, key: int, out: Path, repeat: int) -> dict[str
     return best
 
 
-def run_size(size: int, root: Path, repeat: int) -> dict[str, Any]:
-    path = root / f"db-{size}"
+def run_size(size: int, root: Path, repeat: int, kind: str = "durable") -> dict[str, Any]:
+    path = root / f"{kind}-{size}"
     out = root / f"export-{size}"
-    print(f"== {size:,} operations: building", flush=True)
-    row: dict[str, Any] = {"size": size, **build(path, size)}
-    print(f"   built in {row['build_s']:.1f} s, log {row['log_bytes'] / 2**20:.0f} MiB", flush=True)
+    print(f"== {size:,} operations, {kind}: building", flush=True)
+    made = build(path, size) if kind == "durable" else build_backups(path, size)
+    row: dict[str, Any] = {"size": size, "kind": kind, **made}
+    print(f"   built in {row['build_s']:.1f} s, {row['log_bytes'] / 2**20:.0f} MiB", flush=True)
     reps = 1 if size >= 5_000_000 else repeat
-    for what in (
-        "restore",
-        "history_scan",
-        "index",
-        "history",
-        "export",
-        "duckdb_by_actor",
-        "duckdb_one_key",
-    ):
+    steps = ["restore", "history_scan", "index", "history"]
+    if kind == "durable":
+        steps += ["export", "duckdb_by_actor", "duckdb_one_key"]
+    for what in steps:
         row[what] = measure(what, path, row["key"], out, reps if what != "export" else 1)
         print(f"   {what}: {row[what]['seconds']:.3f} s  {row[what]}", flush=True)
-    row["index_bytes"] = sum(p.stat().st_size for p in (path / "wal").glob("*.keys"))
-    row["export_ops_per_s"] = row["export"]["rows"] / row["export"]["seconds"]
+    row["index_bytes"] = sum(
+        p.stat().st_size for p in [*(path / "wal").glob("*.keys"), *path.glob("*.keys")]
+    )
+    if kind == "durable":
+        row["export_ops_per_s"] = row["export"]["rows"] / row["export"]["seconds"]
     row["history_vs_restore"] = row["history"]["seconds"] / row["restore"]["seconds"]
     row["history_scan_vs_restore"] = row["history_scan"]["seconds"] / row["restore"]["seconds"]
     shutil.rmtree(path)
@@ -189,18 +224,22 @@ def run_size(size: int, root: Path, repeat: int) -> dict[str, Any]:
 
 
 def report(rows: list[dict[str, Any]]) -> str:
+    durable = [r for r in rows if r["kind"] == "durable"]
+    backups = [r for r in rows if r["kind"] == "backups"]
     lines = [
         "# Audits at scale (`python -m benchmarks.audit_scale`)",
         "",
         "Seconds (median); each measurement in a fresh process. Goals of issue 22: one key's "
         "history <= 10% of a full restore at 300k and 1M operations, <= 1 s at 10M.",
         "",
+        "Durable directories (the log holds every operation):",
+        "",
         "| operations | log MiB | restore | history, no index | `index` | history "
         "(indexed) | ÷ restore | export s | export ops/s | export MiB | DuckDB by actor | "
         "DuckDB one key |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
+    for r in durable:
         lines.append(
             f"| {r['ops']:,} | {r['log_bytes'] / 2**20:.0f} | {r['restore']['seconds']:.3f} "
             f"| {r['history_scan']['seconds']:.3f} | {r['index']['seconds']:.2f} "
@@ -209,20 +248,39 @@ def report(rows: list[dict[str, Any]]) -> str:
             f"| {r['export_ops_per_s']:,.0f} | {r['export']['bytes'] / 2**20:.1f} "
             f"| {r['duckdb_by_actor']['seconds']:.3f} | {r['duckdb_one_key']['seconds']:.3f} |"
         )
+    if backups:
+        lines += [
+            "",
+            "Backup directories of an in-memory database (no log: 10 full snapshots and 90 "
+            "deltas; history reads every full snapshot, each the only record of the stretch "
+            "before it):",
+            "",
+            "| operations | rows | files MiB | restore | history, no index | `index` | history "
+            "(indexed) | ÷ restore |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in backups:
+            lines.append(
+                f"| {r['ops']:,} | {r['rows']:,} | {r['log_bytes'] / 2**20:.0f} "
+                f"| {r['restore']['seconds']:.3f} | {r['history_scan']['seconds']:.3f} "
+                f"| {r['index']['seconds']:.2f} | {r['history']['seconds']:.3f} "
+                f"| {r['history_vs_restore']:.1%} |"
+            )
     lines += [
         "",
         "Key index size: "
         + ", ".join(
-            f"{r['ops']:,} ops: {r['index_bytes'] / 2**20:.1f} MiB "
-            f"({r['index_bytes'] / r['log_bytes']:.1%} of the log)"
+            f"{r['ops']:,} ops ({r['kind']}): {r['index_bytes'] / 2**20:.1f} MiB "
+            f"({r['index_bytes'] / r['log_bytes']:.1%} of the "
+            f"{'log' if r['kind'] == 'durable' else 'files'})"
             for r in rows
         ),
         "",
-        "Peak RSS (MiB) of history / restore / export: "
+        "Peak RSS (MiB) of history / restore / export, durable: "
         + ", ".join(
             f"{r['ops']:,} ops: {r['history']['peak_rss_mib']:.0f} / "
             f"{r['restore']['peak_rss_mib']:.0f} / {r['export']['peak_rss_mib']:.0f}"
-            for r in rows
+            for r in durable
         ),
     ]
     return "\n".join(lines) + "\n"
@@ -236,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.audit_scale")
     parser.add_argument("--sizes", default="100000,300000,1000000,10000000")
+    parser.add_argument(
+        "--backup-sizes", default="300000,1000000", help="the same for backup directories"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--work", type=Path, help="where to build (default: a temporary dir)")
@@ -246,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for size in sizes:
             rows.append(run_size(size, work, args.repeat))
+        for size in [int(s) for s in args.backup_sizes.split(",") if s]:
+            rows.append(run_size(size, work, args.repeat, "backups"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from wal.errors import (
 from wal.framing import MAX_TS, parse_segment_name, segment_name
 from wal.journal import Journal
 from wal.keyindex import KeyIndexWarning, index_segments, key_operations
+from wal.keyindex import token as key_token
 from wal.operation import (
     CREATE,
     DELETE,
@@ -92,6 +93,7 @@ __all__ = [
     "iter_batches",
     "iter_wal",
     "key_operations",
+    "key_token",
     "last_operation",
     "list_segments",
     "open_regular",

@@ -18,6 +18,7 @@ from dictdb.audit.changes import (
 )
 from dictdb.audit.comparison import Diff, RowChange, TableDiff, diff, missing_marker
 from dictdb.audit.export import ExportError, ExportReport, MissingExtraError, export_parquet
+from dictdb.audit.snapshot_keys import index_snapshots
 from dictdb.audit.verification import Finding, TimelineWindow, VerifyReport, verify
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "export_parquet",
     "history",
     "index_log",
+    "index_snapshots",
     "missing_marker",
     "parse_point",
     "replay",

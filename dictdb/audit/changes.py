@@ -19,6 +19,7 @@ from typing import Any, overload
 
 import attrs
 
+from dictdb.audit import snapshot_keys
 from dictdb.audit._common import (
     DELTA,
     OPERATION,
@@ -216,8 +217,25 @@ def _row(f: BackupFile, plain_row: Any) -> dict[str, Any]:
 def _decoded_events(
     f: BackupFile, table: str | None, key: Any, keys: set[Any] | None, *, absent: bool
 ) -> Iterator[Event]:
-    doc = read_document(f.where)
     source = f.path.name
+    if f.is_full and table is not None and key is not ANY_KEY and keys is None:
+        indexed = snapshot_keys.rows(f, table, key)  # None: no usable key index
+        if indexed is not None:
+            # The record's row, or (*absent*) that the snapshot records none.
+            for k, row in indexed if indexed or not absent else [(key, None)]:
+                yield Event(
+                    f.last_lsn, f.last_op_ts, "state", table, k, None, row, None, SNAPSHOT, source
+                )
+            return
+    if (
+        not f.is_full
+        and table is not None
+        and key is not ANY_KEY
+        and keys is None
+        and not snapshot_keys.delta_may_hold(f, table, key)
+    ):
+        return  # its key index says it neither changes the record nor names the table
+    doc = read_document(f.where)
     if f.is_full:
         found = False
         for name, tdoc in doc["tables"].items():

@@ -110,15 +110,27 @@ def _cmd_history(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _cmd_index(args: argparse.Namespace, out: TextIO) -> int:
-    from dictdb.audit import index_log
+    from dictdb.audit import index_log, index_snapshots
 
     done, fresh = index_log(args.dir)
+    files, files_fresh = index_snapshots(args.dir)
     if args.json:
-        print(dump({"indexed": done, "up_to_date": fresh}), file=out)
-    elif done + fresh == 0:
-        print(f"no log in {args.dir}: history reads its backup files", file=out)
+        document = {
+            "indexed": done,
+            "up_to_date": fresh,
+            "files_indexed": files,
+            "files_up_to_date": files_fresh,
+        }
+        print(dump(document), file=out)
+        return EXIT_OK
+    if done + fresh:
+        print(f"log key indexes: {done} segments indexed, {fresh} already up to date", file=out)
     else:
-        print(f"key indexes: {done} segments indexed, {fresh} already up to date", file=out)
+        print(f"no log in {args.dir}", file=out)
+    print(
+        f"backup file key indexes: {files} files indexed, {files_fresh} already up to date",
+        file=out,
+    )
     return EXIT_OK
 
 
@@ -275,7 +287,7 @@ def register(add: Add) -> None:
     p.add_argument("--key-type", choices=("auto", "int", "str", "uuid"), default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(run=_cmd_history)
-    p = add("index", "index the log's segments by key, so that history reads only its frames")
+    p = add("index", "index the log and the backup files by key, for history (from cron)")
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_cmd_index)

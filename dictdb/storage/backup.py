@@ -25,6 +25,7 @@ from dictdb.errors import StateError
 from dictdb.storage import persist
 from dictdb.storage.archive import LogArchiver, trim_shipped
 from dictdb.storage.catalog import Chain, next_free_name, scan
+from dictdb.storage.names import KEY_INDEX_SUFFIX
 from dictdb.storage.target import Located, Place, as_target
 from dictdb.storage.timeline import register
 from wal import fsync_directory
@@ -513,6 +514,8 @@ class BackupManager:
             for f in reversed(chain.files):
                 if f.path not in kept:
                     self.target.delete(f.path.name)
+                    if self._local is not None:  # its key index, if `dictdb index` wrote one
+                        self.target.delete(f.path.name + KEY_INDEX_SUFFIX)
                     removed += 1
         if removed and self._local is not None:
             fsync_directory(self._local)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
+#: What a backup file's key index (`dictdb.audit.snapshot_keys`, a cache) adds to its name.
+KEY_INDEX_SUFFIX: Final = ".keys"
+
 NAME_PATTERN: Final = re.compile(
     r"^dictdb_(?P<kind>backup|delta)_(?P<sec>\d+)_(?P<usec>\d{6})"
     r"\.(?P<fmt>json|pickle)(?P<zst>\.zst)?$"

@@ -1,0 +1,364 @@
+"""Key indexes of full snapshots: where one record's row lies in a snapshot file.
+
+Without a durable log, a record's history reads every full snapshot of the directory: each one
+is the only record of the stretch before it, and a snapshot is one JSON document, parsed
+whole. Beside a local JSON snapshot ``dictdb_backup_<...>.json`` may lie
+``dictdb_backup_<...>.json.keys``, which maps the 32-bit token of each (table, key)
+(`wal.key_token`) to the byte range of its row in the file, with the row's CRC-32C. It is a
+cache like the log's key indexes (`wal.keyindex`):
+
+- written on request (`index_snapshots`, ``python -m dictdb index``), atomically, never by a
+  read; retention deletes it with its snapshot;
+- bound to its snapshot (the file's size and the SHA-256 its trailer records), and
+  checksummed (CRC-32C of everything before its last 4 bytes);
+- a row read through it must have the recorded CRC-32C and the key asked for; anything wrong
+  is a `wal.KeyIndexWarning` and the snapshot is read whole as before, so the answer never
+  depends on the index. Damage elsewhere in the snapshot is `verify`'s to find.
+
+Compressed and pickle snapshots have no index (their rows have no byte range of their own).
+
+Layout (integers little-endian), so that a lookup reads a few KiB, not the whole index:
+
+    magic ``b"DICTDBSX"`` (8), version (4), header length H (4), the header (H bytes of
+    JSON: the file's ``size`` and ``checksum``, its ``tables`` (name -> primary key) and, for
+    a delta, the tables its DDL names), N entries (8), K blocks (4), the first token of each
+    block (4 each) and each block's CRC-32C (4 each), then the CRC-32C of all of the above;
+    then the K blocks of at most `BLOCK` entries in token order, each: tokens (4 each), the
+    rows' offsets (8 each), lengths (4 each) and CRC-32Cs (4 each). A delta's entries have no
+    byte range (0): a delta is small, and read whole when it holds the key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import os
+import re
+import struct
+import sys
+import warnings
+from array import array
+from pathlib import Path
+from typing import Any, Final
+
+import crc32c as _crc32c
+import orjson
+
+from dictdb.storage.catalog import BackupFile, scan
+from dictdb.storage.names import KEY_INDEX_SUFFIX
+from dictdb.storage.persist import read_document
+from dictdb.storage.target import Target, as_target
+from wal import KeyIndexWarning, from_plain, key_token
+
+MAGIC: Final = b"DICTDBSX"
+VERSION: Final = 1
+SUFFIX: Final = KEY_INDEX_SUFFIX
+_HEAD = struct.Struct("<8sII")
+_SIZES = struct.Struct("<QI")
+_crc = _crc32c.crc32c
+_TRAILER: Final = re.compile(rb',"checksum":"(sha256:[0-9a-f]{64})"\}\n?$')
+_RECORDS: Final = b'"records":['
+
+
+class _Unusable(Exception):
+    """The index cannot serve this read (absent: silently; otherwise with a warning)."""
+
+
+def _local_path(f: BackupFile) -> Path | None:
+    # The file's path when it is a local, uncompressed JSON file (the only kind indexed).
+    if not f.path.name.endswith(".json"):
+        return None
+    local = f.where.target.local_directory()
+    return None if local is None else local / f.where.name
+
+
+def _checksum(path: Path, size: int) -> str:
+    # The SHA-256 the snapshot's trailer records (read from its last bytes only).
+    with open(path, "rb") as handle:
+        handle.seek(max(0, size - 96))
+        match = _TRAILER.search(handle.read())
+    if match is None:
+        raise _Unusable("the snapshot has no checksum trailer where the index expects it")
+    return match.group(1).decode()
+
+
+def _le(values: array[int]) -> bytes:
+    if sys.byteorder == "big":  # pragma: no cover - little-endian machines here
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_le(typecode: str, data: bytes) -> array[int]:
+    values = array(typecode)
+    values.frombytes(data)
+    if sys.byteorder == "big":  # pragma: no cover
+        values.byteswap()
+    return values
+
+
+def build(f: BackupFile) -> bytes | None:
+    """The key index of snapshot *f* (None: not a local JSON snapshot, or its rows are not
+    laid out as this reader expects, so it gets no index).
+
+    Raises:
+        CorruptFileError: the snapshot is damaged.
+    """
+    path = _local_path(f)
+    if path is None:
+        return None
+    raw = path.read_bytes()
+    doc = read_document(f.where)  # checks the checksum, the header and the body's shape
+    if not f.is_full:
+        return _delta_index(path, raw, doc)
+    view = memoryview(raw)
+    entries: list[tuple[int, int, int, int]] = []
+    tables: dict[str, str] = {}
+    at = 0
+    for name, tdoc in doc["tables"].items():
+        pk = tdoc["primary_key"]
+        tables[name] = pk
+        start = raw.find(_RECORDS, at)
+        if start < 0:
+            return None
+        at = start + len(_RECORDS)
+        records = tdoc["records"]
+        special = set(tdoc.get("special", []))
+        for i, plain in enumerate(records):
+            text = orjson.dumps(plain)
+            end = at + len(text)
+            after = b"]" if i == len(records) - 1 else b","
+            if view[at:end] != text or raw[end : end + 1] != after:
+                return None  # not laid out as this reader expects: no index
+            row = from_plain(plain) if i in special else plain
+            entries.append((key_token(name, row.get(pk)), at, len(text), _crc(text)))
+            at = end + 1
+        if not records:
+            if raw[at : at + 1] != b"]":
+                return None
+            at += 1
+    return _encode(raw, path, {"tables": tables}, entries)
+
+
+def _delta_index(path: Path, raw: bytes, doc: dict[str, Any]) -> bytes:
+    # A delta's index holds the tokens of the keys it changes and the tables its DDL names.
+    tokens: set[int] = set()
+    tables: dict[str, str] = {}
+    for name, change in doc["tables"].items():
+        pk = change.get("primary_key", "id")
+        tables[name] = pk
+        for plain in change.get("upserts", []):
+            row = from_plain(plain)
+            tokens.add(key_token(name, row.get(pk) if type(row) is dict else None))
+        tokens.update(key_token(name, from_plain(k)) for k in change.get("deletes", []))
+    ddl = sorted({event["table"] for event in doc.get("ddl", [])})
+    return _encode(raw, path, {"tables": tables, "ddl": ddl}, [(t, 0, 0, 0) for t in tokens])
+
+
+#: Entries per block: a lookup reads and checks one block (20 KiB) per file, or two.
+BLOCK: Final = 1024
+_BLOCK_BYTES: Final = 20
+
+
+def _encode(
+    raw: bytes, path: Path, header: dict[str, Any], entries: list[tuple[int, int, int, int]]
+) -> bytes:
+    entries.sort()
+    head = orjson.dumps({"size": len(raw), "checksum": _checksum(path, len(raw)), **header})
+    blocks = []
+    for at in range(0, len(entries), BLOCK):
+        part = entries[at : at + BLOCK]
+        blocks.append(
+            b"".join(
+                _le(array(code, [e[i] for e in part]))
+                for i, code in enumerate(("I", "Q", "I", "I"))
+            )
+        )
+    fences = array("I", [entries[at][0] for at in range(0, len(entries), BLOCK)])
+    directory = b"".join(
+        [
+            _HEAD.pack(MAGIC, VERSION, len(head)),
+            head,
+            _SIZES.pack(len(entries), len(blocks)),
+            _le(fences),
+            _le(array("I", [_crc(block) for block in blocks])),
+        ]
+    )
+    return b"".join([directory, struct.pack("<I", _crc(directory)), *blocks])
+
+
+class _Index:
+    """A key index's directory, read and checked; its blocks are read on demand."""
+
+    def __init__(self, path: Path, index_file: Path) -> None:
+        # _Unusable: absent, damaged, or not built for the file at *path*.
+        try:
+            handle = open(index_file, "rb")  # noqa: SIM115 - kept open for the lookups
+        except FileNotFoundError:
+            raise _Unusable("") from None
+        except OSError as exc:
+            raise _Unusable(f"unreadable: {exc}") from None
+        self.handle = handle
+        try:
+            self._read_directory(path)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _read_directory(self, path: Path) -> None:
+        head = self.handle.read(_HEAD.size)
+        if len(head) < _HEAD.size or head[:8] != MAGIC:
+            raise _Unusable("not a key index")
+        _, version, head_len = _HEAD.unpack(head)
+        if version != VERSION:
+            raise _Unusable(f"format version {version} (this reader knows {VERSION})")
+        rest = self.handle.read(head_len + _SIZES.size)
+        if len(rest) != head_len + _SIZES.size:
+            raise _Unusable("truncated")
+        self.count, nblocks = _SIZES.unpack_from(rest, head_len)
+        if nblocks != -(-self.count // BLOCK):
+            raise _Unusable("its block count does not match its entry count")
+        tail = self.handle.read(8 * nblocks + 4)
+        if len(tail) != 8 * nblocks + 4:
+            raise _Unusable("truncated")
+        directory = head + rest + tail[:-4]
+        if struct.unpack("<I", tail[-4:])[0] != _crc(directory):
+            raise _Unusable("checksum mismatch")
+        self.header: dict[str, Any] = orjson.loads(rest[:head_len])
+        self.fences = _from_le("I", tail[: 4 * nblocks])
+        self.crcs = _from_le("I", tail[4 * nblocks : 8 * nblocks])
+        self.start = len(directory) + 4
+        size = path.stat().st_size
+        if self.header["size"] != size or self.header["checksum"] != _checksum(path, size):
+            raise _Unusable("the file is not the one it was built for")
+
+    def close(self) -> None:
+        self.handle.close()
+
+    def find(self, token: int) -> list[tuple[int, int, int]]:
+        """(offset, length, CRC-32C) of each entry with *token*, its blocks checked."""
+        found: list[tuple[int, int, int]] = []
+        first = max(0, bisect.bisect_left(self.fences, token) - 1)
+        for number in range(first, len(self.fences)):
+            if self.fences[number] > token:
+                break
+            tokens, offsets, lengths, crcs = self._block(number)
+            lo = bisect.bisect_left(tokens, token)
+            hi = bisect.bisect_right(tokens, token, lo)
+            found += zip(offsets[lo:hi], lengths[lo:hi], crcs[lo:hi], strict=True)
+        return found
+
+    def _block(self, number: int) -> list[array[int]]:
+        entries = min(BLOCK, self.count - number * BLOCK)
+        self.handle.seek(self.start + number * BLOCK * _BLOCK_BYTES)
+        data = self.handle.read(entries * _BLOCK_BYTES)
+        if len(data) != entries * _BLOCK_BYTES or _crc(data) != self.crcs[number]:
+            raise _Unusable(f"block {number} is damaged")
+        columns, at = [], 0
+        for code, width in (("I", 4), ("Q", 8), ("I", 4), ("I", 4)):
+            columns.append(_from_le(code, data[at : at + width * entries]))
+            at += width * entries
+        return columns
+
+
+def rows(f: BackupFile, table: str, key: Any) -> list[tuple[Any, dict[str, Any]]] | None:
+    """``(its key, row)`` for each row of *table* whose key equals *key* in snapshot *f*,
+    read through its key index: None when there is no usable index (a damaged or stale one is
+    warned about); the caller then reads the snapshot whole."""
+    path = _local_path(f)
+    if path is None or not f.is_full:
+        return None
+    index_file = path.with_name(path.name + SUFFIX)
+    try:
+        index = _Index(path, index_file)
+        try:
+            pk = index.header["tables"].get(table)
+            if pk is None:
+                return []
+            found = []
+            with open(path, "rb") as handle:
+                for offset, length, crc in index.find(key_token(table, key)):
+                    handle.seek(offset)
+                    text = handle.read(length)
+                    if _crc(text) != crc:
+                        raise _Unusable(f"the row at offset {offset} changed since it was indexed")
+                    row = from_plain(orjson.loads(text))
+                    if type(row) is dict and row.get(pk) == key:
+                        found.append((row[pk], row))
+            return found
+        finally:
+            index.close()
+    except (_Unusable, ValueError, KeyError, TypeError, OSError) as exc:
+        _warn(index_file, exc, "snapshot")
+        return None
+
+
+def delta_may_hold(f: BackupFile, table: str, key: Any) -> bool:
+    """Whether delta *f* may change record *key* of *table* or name *table* in its DDL: False
+    only when its key index says it does not (no usable index: True, a damaged or stale one
+    warned about)."""
+    path = _local_path(f)
+    if path is None:
+        return True
+    index_file = path.with_name(path.name + SUFFIX)
+    try:
+        index = _Index(path, index_file)
+        try:
+            return table in index.header["ddl"] or bool(index.find(key_token(table, key)))
+        finally:
+            index.close()
+    except (_Unusable, ValueError, KeyError, TypeError, OSError) as exc:
+        _warn(index_file, exc, "delta")
+        return True
+
+
+def _warn(index_file: Path, exc: BaseException, what: str) -> None:
+    if str(exc):  # (an absent index is no news)
+        warnings.warn(
+            f"{index_file}: key index not used ({exc}); the {what} is read whole",
+            KeyIndexWarning,
+            stacklevel=4,
+        )
+
+
+def index_snapshots(
+    backup_dir: str | Path | Target, *, storage_options: dict[str, Any] | None = None
+) -> tuple[int, int]:
+    """Write the key index of every local JSON full snapshot that has no up-to-date one (for
+    a cron job, beside `dictdb.audit.index_log`).
+
+    Returns:
+        (snapshots indexed, snapshots already up to date).
+
+    Raises:
+        CorruptFileError: a damaged snapshot.
+    """
+    target = as_target(backup_dir, storage_options)
+    done = fresh = 0
+    for f in scan(target).files:
+        path = _local_path(f)
+        if path is None:
+            continue
+        index_file = path.with_name(path.name + SUFFIX)
+        try:
+            _Index(path, index_file).close()
+            fresh += 1
+            continue
+        except (_Unusable, ValueError, KeyError, TypeError, OSError):
+            pass  # absent, damaged or stale: written again
+        try:
+            data = build(f)
+        except FileNotFoundError:
+            continue  # deleted meanwhile (retention)
+        if data is None:
+            continue
+        temporary = index_file.with_name(f".{index_file.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, index_file)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            continue
+        done += 1
+    return done, fresh
