@@ -75,12 +75,11 @@ class StateError(DictDBError, RuntimeError):
     """The object cannot do that in its current state (e.g. closed)."""
 
 
-class CorruptFileError(DictDBError, ValueError):
-    """A snapshot or delta file that cannot be trusted: truncated, damaged, wrong type,
-    unknown version, or inconsistent with what it is applied to.
+class PathError(DictDBError):
+    """An error about one file or directory, said as ``"<path>: <reason>"``.
 
     Attributes:
-        path: the file.
+        path: the file or directory.
         reason: what is wrong, in one line.
     """
 
@@ -93,8 +92,18 @@ class CorruptFileError(DictDBError, ValueError):
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
-    def __reduce__(self) -> tuple[type[CorruptFileError], tuple[str, str]]:
+    def __reduce__(self) -> tuple[type[PathError], tuple[str, str]]:
         return type(self), (self.path, self.reason)
+
+
+class CorruptFileError(PathError, ValueError):
+    """A snapshot or delta file that cannot be trusted: truncated, damaged, wrong type,
+    unknown version, or inconsistent with what it is applied to.
+
+    Attributes:
+        path: the file.
+        reason: what is wrong, in one line.
+    """
 
 
 # The reference's callers catch whatever its parser raised for a damaged file; these are

@@ -22,8 +22,15 @@ from wal.errors import (
 )
 from wal.framing import MAX_TS, parse_segment_name, segment_name
 from wal.journal import Journal
-from wal.keyindex import KeyIndexWarning, index_segments, key_operations
+from wal.keyindex import (
+    KeyIndexWarning,
+    from_little_endian,
+    index_segments,
+    key_operations,
+    to_little_endian,
+)
 from wal.keyindex import token as key_token
+from wal.keyindex import tokens as key_tokens
 from wal.operation import (
     CREATE,
     DELETE,
@@ -88,12 +95,14 @@ __all__ = [
     "decompress",
     "fsync_directory",
     "index_segments",
+    "from_little_endian",
     "from_plain",
     "is_text",
     "iter_batches",
     "iter_wal",
     "key_operations",
     "key_token",
+    "key_tokens",
     "last_operation",
     "list_segments",
     "open_regular",
@@ -107,5 +116,6 @@ __all__ = [
     "read_wal",
     "segment_name",
     "stream_until_damage",
+    "to_little_endian",
     "to_plain",
 ]

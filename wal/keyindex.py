@@ -141,23 +141,30 @@ def collection_token(collection: str) -> int:
     return _crc(_COLLECTION, _crc(collection.encode("utf-8", "surrogatepass") + b"\0"))
 
 
+def tokens(collection: str, keys: list[Any]) -> list[int]:
+    """`token` of each of *keys* (items of *collection*), at C speed when they are all str or
+    all int."""
+    seed = _crc(collection.encode("utf-8", "surrogatepass") + b"\0")
+    types = set(map(type, keys))
+    if types == _STR_ONLY:
+        return list(map(_crc, map(b"s".__add__, map(_utf8, keys)), repeat(seed)))
+    if types == _INT_ONLY:
+        return list(map(_crc, map(b"i%d".__mod__, keys), repeat(seed)))
+    return [_crc(_canonical(key), seed) for key in keys]
+
+
 def batch_tokens(batch: Batch) -> set[int]:
     """The tokens of every operation of *batch*."""
     if len(batch.table_set) == 1 and ITEM_KINDS.issuperset(batch.kind_set):
         (table,) = batch.table_set
-        seed = _crc(table.encode("utf-8", "surrogatepass") + b"\0")
-        keys = set(batch.keys)  # a key written twice in a frame counts once
-        if batch.key_types == _STR_ONLY:  # the common cases, at C speed
-            return set(map(_crc, map(b"s".__add__, map(_utf8, keys)), repeat(seed)))
-        if batch.key_types == _INT_ONLY:
-            return set(map(_crc, map(b"i%d".__mod__, keys), repeat(seed)))
-    tokens = set()
+        return set(tokens(table, list(set(batch.keys))))  # a key written twice counts once
+    found = set()
     for kind, table, key in zip(batch.kinds, batch.tables, batch.keys, strict=True):
         if kind in ITEM_KINDS:
-            tokens.add(token(table, key))
+            found.add(token(table, key))
         else:
-            tokens.add(collection_token(table))
-    return tokens
+            found.add(collection_token(table))
+    return found
 
 
 _HIGH: Final = 32
@@ -231,15 +238,16 @@ class KeyIndex:
         return [t << 32 | f for t, f in zip(self.tokens, self.frames_of, strict=True)]
 
 
-def _le(values: array[int]) -> bytes:
-    # Little-endian bytes of an array, whatever this machine's order.
+def to_little_endian(values: array[int]) -> bytes:
+    """The bytes of an array of integers, little-endian whatever this machine's order."""
     if sys.byteorder == "big":  # pragma: no cover - little-endian machines here
         values = array(values.typecode, values)
         values.byteswap()
     return values.tobytes()
 
 
-def _from_le(typecode: str, data: bytes) -> array[int]:
+def from_little_endian(typecode: str, data: bytes) -> array[int]:
+    """An array of integers (*typecode*) from its little-endian bytes."""
     values = array(typecode)
     values.frombytes(data)
     if sys.byteorder == "big":  # pragma: no cover
@@ -252,7 +260,11 @@ def encode_key_index(index: KeyIndex) -> bytes:
     frames = array("Q", [0]) * (2 * len(index.offsets))
     frames[0::2] = array("Q", index.offsets)
     frames[1::2] = array("Q", index.firsts)
-    body = _le(frames) + _le(index.tokens) + _le(index.frames_of)
+    body = (
+        to_little_endian(frames)
+        + to_little_endian(index.tokens)
+        + to_little_endian(index.frames_of)
+    )
     head = _HEAD.pack(
         MAGIC,
         VERSION,
@@ -291,9 +303,9 @@ def decode_key_index(data: bytes, first_lsn: int) -> KeyIndex:
     body = data[_HEAD.size : end]
     if struct.unpack_from("<I", data, end)[0] != _crc(body):
         raise WALError("key index body checksum mismatch")
-    pairs = _from_le("Q", body[: 16 * nframes])
-    tokens = _from_le("I", body[16 * nframes : 16 * nframes + 4 * nentries])
-    frames_of = _from_le("I", body[16 * nframes + 4 * nentries :])
+    pairs = from_little_endian("Q", body[: 16 * nframes])
+    tokens = from_little_endian("I", body[16 * nframes : 16 * nframes + 4 * nentries])
+    frames_of = from_little_endian("I", body[16 * nframes + 4 * nentries :])
     offsets, firsts = list(pairs[0::2]), list(pairs[1::2])
     if (
         not offsets

@@ -47,7 +47,7 @@ from dictdb.audit.changes import (
     log_start,
     timeline_caps,
 )
-from dictdb.errors import CorruptFileError, DictDBError, RestoreError
+from dictdb.errors import CorruptFileError, DictDBError, PathError, RestoreError
 from dictdb.storage.catalog import BackupFile, iso_utc, scan
 from dictdb.storage.persist import read_document
 from dictdb.storage.target import Target, as_target
@@ -95,21 +95,13 @@ _chain = itertools.chain.from_iterable
 _DICTIONARY: Final = ("kind", "actor", "reason", "granularity", "source", "file")
 
 
-class ExportError(DictDBError, ValueError):
+class ExportError(PathError, ValueError):
     """An export refused: OUT is not an export of this history, or is not an export at all.
 
     Attributes:
         path: OUT (or the file at fault).
         reason: why, in one line.
     """
-
-    def __init__(self, path: object, reason: str) -> None:
-        Exception.__init__(self, f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 class MissingExtraError(DictDBError, ImportError):

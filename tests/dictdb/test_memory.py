@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 UPSERTS = 200_000
 
 
-def growth_kib(retain: str) -> int:
+def child_kib(script: str, *args: object) -> int:
+    """What ``python -m tests.dictdb._scripts.SCRIPT ARGS`` prints: a growth in KiB."""
     result = subprocess.run(
-        [sys.executable, "-m", "tests.dictdb._scripts.upsert_memory", str(UPSERTS), retain],
+        [sys.executable, "-m", f"tests.dictdb._scripts.{script}", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -30,6 +31,10 @@ def growth_kib(retain: str) -> int:
         check=True,
     )
     return int(result.stdout)
+
+
+def growth_kib(retain: str) -> int:
+    return child_kib("upsert_memory", UPSERTS, retain)
 
 
 def test_a_database_with_no_consumer_runs_any_number_of_writes_in_flat_memory() -> None:
@@ -74,15 +79,7 @@ def test_a_snapshot_saved_as_a_base_keeps_what_its_next_delta_needs(tmp_path: Pa
 
 
 def restore_growth_kib(directory: Path, mode: str) -> int:
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.dictdb._scripts.restore_memory", str(directory), mode],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=True,
-    )
-    return int(result.stdout)
+    return child_kib("restore_memory", directory, mode)
 
 
 def test_a_restore_streams_the_log_in_memory_bounded_by_a_segment(tmp_path: Path) -> None:
