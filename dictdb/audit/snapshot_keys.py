@@ -55,6 +55,7 @@ from wal import (
     from_plain,
     key_token,
     key_tokens,
+    list_segments,
     to_little_endian,
 )
 
@@ -320,21 +321,25 @@ def _through_index(f: BackupFile, read: Callable[[_Index, Path], _T], default: _
 def index_snapshots(
     backup_dir: str | Path | Target, *, storage_options: dict[str, Any] | None = None
 ) -> tuple[int, int]:
-    """Write the key index of every local JSON full snapshot that has no up-to-date one (for
-    a cron job, beside `dictdb.audit.index_log`).
+    """Write the key index of every local JSON backup file (full snapshot or delta) that has
+    no up-to-date one and that history may read: not those whose operations a durable log in
+    the directory holds one by one (for a cron job, beside `dictdb.audit.index_log`).
 
     Returns:
-        (snapshots indexed, snapshots already up to date).
+        (files indexed, files already up to date).
 
     Raises:
-        CorruptFileError: a damaged snapshot.
+        CorruptFileError: a damaged file.
     """
     target = as_target(backup_dir, storage_options)
+    local = target.local_directory()
+    segments = [] if local is None else list_segments(local / "wal")
+    log_from = segments[0][0] if segments else None
     done = fresh = 0
     for f in scan(target).files:
         path = _local_path(f)
-        if path is None:
-            continue
+        if path is None or (log_from is not None and f.first_lsn >= log_from):
+            continue  # not indexed, or the log has these operations one by one
         index_file = path.with_name(path.name + SUFFIX)
         try:
             _Index(path, index_file).close()

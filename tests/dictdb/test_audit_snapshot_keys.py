@@ -186,3 +186,21 @@ def test_the_index_command_writes_file_indexes(
     assert f"{files} files indexed, 0 already up to date" in capsys.readouterr().out
     assert 0 == main(["index", str(indexed), "--json"])
     assert f'"files_up_to_date":{files}' in capsys.readouterr().out.replace(" ", "")
+
+
+def test_files_whose_operations_the_log_holds_are_not_indexed(tmp_path: Path) -> None:
+    db = DictDB.open(tmp_path, fsync="off")
+    t = db.create_table("t")
+    manager = BackupManager(db, tmp_path, incremental=True)
+    t.insert([{"id": n} for n in range(10)])
+    manager.backup_full()
+    t.upsert({"id": 1, "v": 2})
+    manager.backup_now()
+    db.close()
+    assert index_snapshots(tmp_path) == (0, 0)  # history reads the log, never these
+    expected = versions(tmp_path, 1)
+    shutil.rmtree(tmp_path / "wal")  # without the log, the files are the history
+    assert index_snapshots(tmp_path) == (2, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [v[4] for v in expected] == [v[4] for v in versions(tmp_path, 1)]  # the rows
