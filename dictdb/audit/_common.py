@@ -10,9 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from dictdb.errors import RestoreError
 from dictdb.storage.catalog import iso_utc
 from dictdb.storage.restore import to_epoch
 from dictdb.storage.target import Target
+from wal import RecoveryError
 
 #: How fine a result is: one operation, the net change of one delta, or a snapshot's state.
 OPERATION: Final = "operation"
@@ -33,6 +35,11 @@ def log_dir(target: Target) -> Path | None:
     local = target.local_directory()
     wal_dir = None if local is None else local / "wal"
     return wal_dir if wal_dir is not None and wal_dir.is_dir() else None
+
+
+def log_damage(exc: RecoveryError) -> RestoreError:
+    """The audit tools' error for damage in a durable log (raise it ``from None``)."""
+    return RestoreError(f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment))
 
 
 def segment_bytes(wal_dir: Path | None) -> int:

@@ -27,6 +27,7 @@ from dictdb.audit._common import (
     Progress,
     field_changes,
     iso,
+    log_damage,
     log_dir,
     resolve_point,
     same,
@@ -48,7 +49,7 @@ from wal import (
     RecoveryError,
     from_plain,
     index_segments,
-    iter_wal,
+    iter_batches,
     key_operations,
     to_plain,
 )
@@ -326,17 +327,16 @@ def _last_change(
 
 
 def _log_operations(wal_dir: Path, after_lsn: int) -> Iterator[tuple[Any, int]]:
-    # The log's operations, streamed a segment at a time: (operation, 0) for each, then
+    # The log's operations, streamed a decoded frame at a time: (operation, 0) for each, then
     # (None, the segment's size) once the segment is told.
     try:
-        for segment, ops, _torn in iter_wal(wal_dir, after_lsn=after_lsn):
-            for op in ops:
-                yield op, 0
-            yield None, segment.valid_size
+        for _, batch, size in iter_batches(wal_dir, after_lsn=after_lsn):
+            if batch is None:
+                yield None, size
+            else:
+                yield from zip(batch.operations(), repeat(0))
     except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
+        raise log_damage(exc) from None
 
 
 def _key_operations(
@@ -351,9 +351,7 @@ def _key_operations(
                 yield op, 0
             yield None, size
     except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
+        raise log_damage(exc) from None
 
 
 def _wanted(k: Any, key: Any, keys: set[Any] | None) -> bool:
@@ -740,9 +738,7 @@ def index_log(
     try:
         return index_segments(wal_dir)
     except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
+        raise log_damage(exc) from None
 
 
 def table_names(

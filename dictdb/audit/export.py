@@ -38,7 +38,15 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from dictdb.audit._common import DELTA, OPERATION, SNAPSHOT, Progress, log_dir, segment_bytes
+from dictdb.audit._common import (
+    DELTA,
+    OPERATION,
+    SNAPSHOT,
+    Progress,
+    log_damage,
+    log_dir,
+    segment_bytes,
+)
 from dictdb.audit.changes import (
     ANY_KEY,
     Event,
@@ -47,7 +55,7 @@ from dictdb.audit.changes import (
     log_start,
     timeline_caps,
 )
-from dictdb.errors import CorruptFileError, DictDBError, PathError, RestoreError
+from dictdb.errors import CorruptFileError, DictDBError, PathError
 from dictdb.storage.catalog import BackupFile, iso_utc, scan
 from dictdb.storage.persist import read_document
 from dictdb.storage.target import Target, as_target
@@ -735,9 +743,7 @@ def _chunks(
         if pending[0]:
             yield chunk()
     except RecoveryError as exc:
-        raise RestoreError(
-            f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment)
-        ) from None
+        raise log_damage(exc) from None
 
 
 # ---------------------------------------------------------------------------------------------
