@@ -33,7 +33,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
-import re
 import struct
 import warnings
 from array import array
@@ -45,6 +44,7 @@ from typing import Any, Final, TypeVar
 import crc32c as _crc32c
 import orjson
 
+from dictdb.storage._files import recorded_checksum  # the trailer's layout lives there
 from dictdb.storage.catalog import BackupFile, scan
 from dictdb.storage.names import KEY_INDEX_SUFFIX
 from dictdb.storage.persist import read_document
@@ -65,7 +65,6 @@ SUFFIX: Final = KEY_INDEX_SUFFIX
 _HEAD = struct.Struct("<8sII")
 _SIZES = struct.Struct("<QI")
 _crc = _crc32c.crc32c
-_TRAILER: Final = re.compile(rb',"checksum":"(sha256:[0-9a-f]{64})"\}\n?$')
 _RECORDS: Final = b'"records":['
 _T = TypeVar("_T")
 
@@ -82,14 +81,12 @@ def _local_path(f: BackupFile) -> Path | None:
     return None if local is None else local / f.where.name
 
 
-def _checksum(path: Path, size: int) -> str:
-    # The SHA-256 the snapshot's trailer records (read from its last bytes only).
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - 96))
-        match = _TRAILER.search(handle.read())
-    if match is None:
-        raise _Unusable("the snapshot has no checksum trailer where the index expects it")
-    return match.group(1).decode()
+def _checksum(path: Path) -> str:
+    # The SHA-256 the file's trailer records (its last bytes only: not checked here).
+    checksum = recorded_checksum(path, "json")
+    if checksum is None:
+        raise _Unusable("the file has no checksum trailer where the index expects it")
+    return checksum
 
 
 def build(f: BackupFile) -> bytes | None:
@@ -163,7 +160,7 @@ def _encode(
     raw: bytes, path: Path, header: dict[str, Any], entries: list[tuple[int, int, int, int]]
 ) -> bytes:
     entries.sort()
-    head = orjson.dumps({"size": len(raw), "checksum": _checksum(path, len(raw)), **header})
+    head = orjson.dumps({"size": len(raw), "checksum": _checksum(path), **header})
     blocks = []
     for at in range(0, len(entries), BLOCK):
         part = entries[at : at + BLOCK]
@@ -228,7 +225,7 @@ class _Index:
         self.crcs = from_little_endian("I", tail[4 * nblocks : 8 * nblocks])
         self.start = len(directory) + 4
         size = path.stat().st_size
-        if self.header["size"] != size or self.header["checksum"] != _checksum(path, size):
+        if self.header["size"] != size or self.header["checksum"] != _checksum(path):
             raise _Unusable("the file is not the one it was built for")
 
     def close(self) -> None:

@@ -249,6 +249,20 @@ def has_trailer(content: Buffer, file_format: str) -> bool:
     )
 
 
+def recorded_checksum(path: Path, file_format: str) -> str | None:
+    """The hex SHA-256 an uncompressed file's trailer records, read from its last bytes only
+    (None: no trailer there). It is not checked against the content."""
+    head, tail = (_JSON_HEAD, _JSON_TAIL) if file_format == "json" else (_PICKLE_HEAD, _PICKLE_TAIL)
+    size = len(head) + _HEX + len(tail)
+    with open(path, "rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - size))
+        last = handle.read()
+    if not has_trailer(last, file_format):
+        return None
+    return last[len(head) : len(head) + _HEX].decode("ascii", "replace")
+
+
 def unseal(path: Path, data: bytes, file_format: str, compressed: bool) -> Buffer:
     """Check a file's trailer and return the bytes to decode.
 
