@@ -207,22 +207,41 @@ class KeyIndex:
         covered: int,
         last_lsn: int,
         last_crc: int,
-        frames: list[tuple[int, int]],
-        entries: list[int],
+        offsets: list[int],
+        firsts: list[int],
+        tokens: array[int],
+        frames_of: array[int],
     ) -> None:
         self.first_lsn = first_lsn
         self.covered = covered
         self.last_lsn = last_lsn
         self.last_crc = last_crc
-        self.offsets = [offset for offset, _ in frames]
-        self.firsts = [first for _, first in frames]
+        self.offsets = offsets
+        self.firsts = firsts
+        self.tokens = tokens  # ascending
+        self.frames_of = frames_of  # the frame number of each token
+
+    @classmethod
+    def of_entries(
+        cls,
+        first_lsn: int,
+        covered: int,
+        last_lsn: int,
+        last_crc: int,
+        frames: list[tuple[int, int]],
+        entries: list[int],
+    ) -> KeyIndex:
+        """An index of *frames* ((offset, first LSN) each) and *entries* (``token << 32 |
+        frame number`` each, in any order)."""
         # Each entry one 64-bit int, token high, frame number low: sorted at C speed.
-        packed = array("Q", sorted(entries))
         pairs = array("I")
-        pairs.frombytes(packed.tobytes())
+        pairs.frombytes(array("Q", sorted(entries)).tobytes())
         low, high = (0, 1) if sys.byteorder == "little" else (1, 0)
-        self.tokens = pairs[high::2]
-        self.frames_of = pairs[low::2]
+        offsets = [offset for offset, _ in frames]
+        firsts = [first for _, first in frames]
+        return cls(
+            first_lsn, covered, last_lsn, last_crc, offsets, firsts, pairs[high::2], pairs[low::2]
+        )
 
     def frames(self, tokens: set[int]) -> list[int]:
         """The numbers of the frames that may hold an operation with one of *tokens*."""
@@ -320,14 +339,7 @@ def decode_key_index(data: bytes, first_lsn: int) -> KeyIndex:
         # Token order is the writer's (sorted) and the body's CRC keeps it: checking it
         # would cost ~40 ms per million operations, the whole budget of a lookup.
         raise WALError("key index content is inconsistent")
-    index = KeyIndex(first, covered, last, last_crc, [], [])
-    index.offsets, index.firsts, index.tokens, index.frames_of = (
-        offsets,
-        firsts,
-        tokens,
-        frames_of,
-    )
-    return index
+    return KeyIndex(first, covered, last, last_crc, offsets, firsts, tokens, frames_of)
 
 
 def read_key_index(segment: Path, first_lsn: int) -> KeyIndex | None:
@@ -362,13 +374,14 @@ def write_key_index(segment: Path, index: KeyIndex) -> bool:
     return True
 
 
-def _frame_header(handle: Any, offset: int) -> tuple[int, int, int] | None:
+def _frame_header(handle: Any, offset: int) -> tuple[bytes, int, int]:
+    # The frame header at *offset*: its bytes, payload length and CRC field (WALError: none).
     handle.seek(offset)
     head = handle.read(FRAME_HEADER_SIZE)
     if len(head) != FRAME_HEADER_SIZE:
-        return None
-    length, flags, crc = _FRAME_HEAD.unpack(head)
-    return length, flags, crc
+        raise WALError(f"no frame at offset {offset}")
+    length, _, crc = _FRAME_HEAD.unpack(head)
+    return head, length, crc
 
 
 def _indexed_batches(segment: Path, index: KeyIndex, numbers: list[int]) -> list[Batch]:
@@ -377,20 +390,13 @@ def _indexed_batches(segment: Path, index: KeyIndex, numbers: list[int]) -> list
     # valid and start at the LSN the index says. WALError otherwise.
     batches = []
     with open_regular(segment, follow_symlinks=False) as handle:
-        last = _frame_header(handle, index.offsets[-1])
-        if (
-            last is None
-            or last[2] != index.last_crc
-            or index.offsets[-1] + FRAME_HEADER_SIZE + last[0] != index.covered
-        ):
+        _, length, crc = _frame_header(handle, index.offsets[-1])
+        if crc != index.last_crc or index.offsets[-1] + FRAME_HEADER_SIZE + length != index.covered:
             raise WALError("the segment's covered frames changed since it was indexed")
         for number in numbers:
             offset = index.offsets[number]
-            head = _frame_header(handle, offset)
-            if head is None:
-                raise WALError(f"no frame at offset {offset}")
-            handle.seek(offset)
-            data = handle.read(FRAME_HEADER_SIZE + head[0])
+            head, length, _ = _frame_header(handle, offset)
+            data = head + handle.read(length)
             try:
                 _, _, payload = next(_iter_frames(data, 0))
                 batch = decode_columns(payload)
@@ -427,23 +433,20 @@ def key_operations(
     key: Any,
     *,
     after_lsn: int = 0,
-    build: bool = False,
 ) -> Iterator[tuple[list[Operation], int]]:
     """The operations after *after_lsn* on item *key* of *collection*, and the collection's
     own (create, drop), segment by segment: ``(operations, segment size)``.
 
     Segments with a key index are read only where it points, then scanned past what it
-    covers; segments without one are scanned whole. Nothing is written unless *build*: then
-    what was scanned is indexed for the next reader (when the directory is writable), as
-    `index_segments` does. Gaps and overlaps between segments, and damage
-    in what is read, raise as in `wal.iter_wal`; damage in frames an index lets this skip is
-    `verify`'s to find.
+    covers; segments without one are scanned whole. Nothing is written (`index_segments`
+    writes the indexes). Gaps and overlaps between segments, and damage in what is read,
+    raise as in `wal.iter_wal`; damage in frames an index lets this skip is `verify`'s to
+    find.
 
     Raises:
         RecoveryError: damage in what is read, a gap or an overlap.
     """
-    walk = _walk_keys(Path(directory), collection, key, after_lsn, build, _EXTEND_AT)
-    for ops, size, _ in walk:
+    for ops, size, _ in _walk_keys(Path(directory), collection, key, after_lsn, build=False):
         yield ops, size
 
 
@@ -458,7 +461,7 @@ def index_segments(directory: str | Path) -> tuple[int, int]:
         RecoveryError: damage in what is read, a gap or an overlap.
     """
     done = fresh = 0
-    for _, _, scanned in _walk_keys(Path(directory), "", None, 0, True, 0):
+    for _, _, scanned in _walk_keys(Path(directory), "", None, 0, build=True):
         if scanned:
             done += 1
         else:
@@ -467,7 +470,7 @@ def index_segments(directory: str | Path) -> tuple[int, int]:
 
 
 def _walk_keys(
-    directory: Path, collection: str, key: Any, after_lsn: int, build: bool, extend_at: int
+    directory: Path, collection: str, key: Any, after_lsn: int, *, build: bool
 ) -> Iterator[tuple[list[Operation], int, bool]]:
     # Each segment that matters: its matching operations, its size, whether it was scanned.
     listing = list_segments(directory)
@@ -479,14 +482,9 @@ def _walk_keys(
             previous_last = listing[number + 1][0] - 1
             continue
         ops, previous_last, size, scanned = _segment_operations(
-            path, first, is_last, collection, key, after_lsn, build, extend_at
+            path, first, is_last, collection, key, after_lsn, build
         )
         yield ops, size, scanned
-
-
-#: Past an index, scanned bytes that make `key_operations(build=True)` rewrite it (a log's
-#: active segment grows); `index_segments` extends it with whatever was appended.
-_EXTEND_AT: Final = 1 << 20
 
 
 def _segment_operations(
@@ -497,7 +495,6 @@ def _segment_operations(
     key: Any,
     after_lsn: int,
     build: bool,
-    extend_at: int,
 ) -> tuple[list[Operation], int, int, bool]:
     # One segment's matching operations, its last LSN, its size, whether frames were scanned.
     if path.is_symlink():
@@ -547,11 +544,11 @@ def _segment_operations(
     expected, valid, _ = segment_frames(
         path, data, start, expected, is_last=is_last, sink=take, batches=[], offsets=offsets
     )
-    if build and offsets and (index is None or valid - index.covered >= extend_at):
+    if build and offsets:  # (an index is extended by what was appended past it)
         crc = _FRAME_HEAD.unpack_from(data, offsets[-1])[2]
         frames = list(zip(offsets, firsts, strict=True))
         if index is not None:  # extended: the old frames keep their numbers
             frames = [*zip(index.offsets, index.firsts, strict=True), *frames]
             entries += index.entries()
-        write_key_index(path, KeyIndex(first, valid, expected - 1, crc, frames, entries))
+        write_key_index(path, KeyIndex.of_entries(first, valid, expected - 1, crc, frames, entries))
     return found, expected - 1, len(data), bool(offsets)
