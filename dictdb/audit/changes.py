@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import attrs
 
@@ -464,6 +464,42 @@ def events(
     )
 
 
+class Sources(NamedTuple):
+    """What one timeline's history is read from.
+
+    Attributes:
+        catalog: the target's files, as `scan` found them.
+        files: the files that belong to the timeline, in LSN order (a full snapshot before
+            the delta that ends at its LSN).
+        log_from: the first LSN of the durable log that serves the timeline (None: none).
+        log_cap: how far that log serves it (`math.inf`: all of it).
+        wal_dir: the log's directory (None: no log serves it).
+    """
+
+    catalog: Catalog
+    files: tuple[BackupFile, ...]
+    log_from: int | None
+    log_cap: float
+    wal_dir: Path | None
+
+
+def history_sources(target: Target, timeline: int | None) -> Sources:
+    """The files and the log one timeline's history is read from (default: the newest).
+
+    Raises:
+        RestoreError: no such timeline.
+    """
+    catalog = scan(target)
+    caps, log_cap = timeline_caps(catalog, target, timeline)
+    log_from = log_start(target) if log_cap > 0 else None
+    files = sorted(
+        (f for f in catalog.files if caps is None or f.last_lsn <= caps.get(f.lineage, -1)),
+        key=lambda f: (f.last_lsn, 0 if f.is_full else 1),
+    )
+    wal_dir = log_dir(target) if log_from is not None else None
+    return Sources(catalog, tuple(files), log_from, log_cap, wal_dir)
+
+
 def _events(
     target: Target,
     *,
@@ -479,16 +515,9 @@ def _events(
     progress: Progress | None,
     timeline: int | None,
 ) -> Iterator[Event]:
-    catalog = scan(target)
-    caps, log_cap = timeline_caps(catalog, target, timeline)
-    log_from = log_start(target) if log_cap > 0 else None
+    _, files, log_from, log_cap, wal_dir = history_sources(target, timeline)
     lo = 1 if start is None else max(start, 1)
     hi = end
-    files = sorted(
-        (f for f in catalog.files if caps is None or f.last_lsn <= caps.get(f.lineage, -1)),
-        key=lambda f: (f.last_lsn, 0 if f.is_full else 1),
-    )
-    wal_dir = log_dir(target) if log_from is not None else None
     total = sum(f.size for f in files) + segment_bytes(wal_dir)
     done = 0
     if progress is not None:
@@ -757,19 +786,15 @@ def table_names(
     target = as_target(backup_dir, storage_options)
 
     def attempt() -> frozenset[str]:
-        catalog = scan(target)
-        caps, log_cap = timeline_caps(catalog, target, timeline)
+        src = history_sources(target, timeline)
         names: set[str] = set()
-        for f in catalog.files:
-            if caps is not None and f.last_lsn > caps.get(f.lineage, -1):
-                continue
+        for f in src.files:
             doc = read_document(f.where)
             names.update(doc["tables"])
             names.update(event["table"] for event in doc.get("ddl", []))
-        wal_dir = log_dir(target)
-        if wal_dir is not None and log_cap > 0:
-            for op, _ in _log_operations(wal_dir, 0):
-                if op is not None and op.lsn <= log_cap:
+        if src.wal_dir is not None:
+            for op, _ in _log_operations(src.wal_dir, 0):
+                if op is not None and op.lsn <= src.log_cap:
                     names.add(op.table)
         return frozenset(names)
 

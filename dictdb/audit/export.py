@@ -44,7 +44,6 @@ from dictdb.audit._common import (
     SNAPSHOT,
     Progress,
     log_damage,
-    log_dir,
     segment_bytes,
 )
 from dictdb.audit.changes import (
@@ -52,11 +51,10 @@ from dictdb.audit.changes import (
     Event,
     bridge_events,
     file_events,
-    log_start,
-    timeline_caps,
+    history_sources,
 )
 from dictdb.errors import CorruptFileError, DictDBError, PathError
-from dictdb.storage.catalog import BackupFile, iso_utc, scan
+from dictdb.storage.catalog import BackupFile, iso_utc
 from dictdb.storage.persist import read_document
 from dictdb.storage.target import Target, as_target
 from dictdb.storage.timeline import read_log_lineage
@@ -189,16 +187,7 @@ class _Source:
 
 
 def _source(target: Target, timeline: int | None) -> _Source:
-    catalog = scan(target)
-    caps, log_cap = timeline_caps(catalog, target, timeline)
-    log_from = log_start(target) if log_cap > 0 else None
-    files = tuple(
-        sorted(
-            (f for f in catalog.files if caps is None or f.last_lsn <= caps.get(f.lineage, -1)),
-            key=lambda f: (f.last_lsn, 0 if f.is_full else 1),
-        )
-    )
-    wal_dir = log_dir(target) if log_from is not None else None
+    catalog, files, log_from, log_cap, wal_dir = history_sources(target, timeline)
     files_end = max((f.last_lsn for f in files), default=0)
     history = catalog.history
     chosen = history.timelines.get(timeline) if timeline is not None else history.newest()
