@@ -37,6 +37,17 @@ def log_dir(target: Target) -> Path | None:
     return wal_dir if wal_dir is not None and wal_dir.is_dir() else None
 
 
+def log_start(target: Target) -> int | None:
+    """The first LSN of *target*'s durable log (None: no log, or an empty one)."""
+    from wal import list_segments
+
+    wal_dir = log_dir(target)
+    if wal_dir is None:
+        return None
+    segments = list_segments(wal_dir)
+    return segments[0][0] if segments else None
+
+
 def log_damage(exc: RecoveryError) -> RestoreError:
     """The audit tools' error for damage in a durable log (raise it ``from None``)."""
     return RestoreError(f"log damaged at offset {exc.offset}: {exc.reason}", Path(exc.segment))

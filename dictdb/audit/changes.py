@@ -29,6 +29,7 @@ from dictdb.audit._common import (
     iso,
     log_damage,
     log_dir,
+    log_start,
     resolve_point,
     same,
     segment_bytes,
@@ -178,17 +179,6 @@ class History(Sequence[Event]):
 
 # ---------------------------------------------------------------------------------------------
 # Reading the directory in LSN order
-
-
-def log_start(target: Target) -> int | None:
-    """The first LSN of *target*'s durable log (None: no log, or an empty one)."""
-    from wal import list_segments
-
-    wal_dir = log_dir(target)
-    if wal_dir is None:
-        return None
-    segments = list_segments(wal_dir)
-    return segments[0][0] if segments else None
 
 
 def file_events(

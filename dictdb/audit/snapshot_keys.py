@@ -44,6 +44,7 @@ from typing import Any, Final, TypeVar
 import crc32c as _crc32c
 import orjson
 
+from dictdb.audit._common import log_start
 from dictdb.storage._files import recorded_checksum  # the trailer's layout lives there
 from dictdb.storage.catalog import BackupFile, scan
 from dictdb.storage.names import KEY_INDEX_SUFFIX
@@ -55,7 +56,6 @@ from wal import (
     from_plain,
     key_token,
     key_tokens,
-    list_segments,
     to_little_endian,
 )
 
@@ -329,9 +329,7 @@ def index_snapshots(
         CorruptFileError: a damaged file.
     """
     target = as_target(backup_dir, storage_options)
-    local = target.local_directory()
-    segments = [] if local is None else list_segments(local / "wal")
-    log_from = segments[0][0] if segments else None
+    log_from = log_start(target)
     done = fresh = 0
     for f in scan(target).files:
         path = _local_path(f)
